@@ -1,0 +1,143 @@
+"""The model zoo: model family name -> Keras builder.
+
+Every model takes raw RGB pixels (uint8 or 0-255 floats, any height and width),
+resizes and scales them inside the graph, and outputs p(malignant). Serving
+therefore never repeats preprocessing by hand. Adding a family is one function
+decorated with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import keras
+import numpy as np
+from keras import layers
+
+# Family builders take the resized 0-255 float tensor and return the backbone's feature tensor.
+Builder = Callable[[keras.KerasTensor, "ModelSpec"], keras.KerasTensor]
+MODEL_FAMILIES: dict[str, Builder] = {}
+
+# ImageNet channel means in BGR order, as keras.applications.resnet50.preprocess_input ("caffe") uses.
+_CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+
+
+@dataclass
+class ModelSpec:
+    """What a builder may use: image size, pretrained weights, dropout, augmentation."""
+
+    family: str
+    image_size: int = 128
+    weights: str | None = None  # "imagenet" only where the weights are baked into the image
+    dropout: float = 0.3
+    augment: bool = True
+    width: int = 32
+    extra: dict = field(default_factory=dict)
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    def wrap(fn: Builder) -> Builder:
+        MODEL_FAMILIES[name] = fn
+        return fn
+
+    return wrap
+
+
+def family_names() -> list[str]:
+    return sorted(MODEL_FAMILIES)
+
+
+def augmentation(seed: int) -> keras.Sequential:
+    """Train-time only augmentation (flips, rotations, zoom, colour); identity at inference."""
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal_and_vertical", seed=seed),
+            layers.RandomRotation(0.25, fill_mode="reflect", seed=seed),
+            layers.RandomZoom((-0.15, 0.15), fill_mode="reflect", seed=seed),
+            layers.RandomContrast(0.2, value_range=(0, 255), seed=seed),
+            layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed),
+        ],
+        name="augmentation",
+    )
+
+
+def build_model(spec: ModelSpec, seed: int = 0) -> keras.Model:
+    """Build a compiled-ready (not compiled) Keras model for ``spec.family``."""
+    if spec.family not in MODEL_FAMILIES:
+        raise ValueError(f"unknown model family {spec.family!r}; choose from {family_names()}")
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(None, None, 3), dtype="uint8", name="image")
+    x = layers.Rescaling(1.0, name="to_float")(inputs)  # uint8 -> float, values stay 0-255
+    x = layers.Resizing(spec.image_size, spec.image_size, antialias=True, name="resize")(x)
+    if spec.augment:
+        x = augmentation(seed)(x)
+    features = MODEL_FAMILIES[spec.family](x, spec)
+    x = layers.Dropout(spec.dropout, seed=seed)(features)
+    # float32 output keeps probabilities exact under mixed precision on GPU.
+    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="p_malignant")(x)
+    return keras.Model(inputs, outputs, name=spec.family)
+
+
+def _conv_block(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
+    # Each block owns its layers: two separate convolutions, not one layer called twice.
+    for i in (1, 2):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        # momentum 0.9: moving statistics settle within the few hundred steps a small data set gives.
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+    return layers.MaxPooling2D(name=f"{name}_pool")(x)
+
+
+@register("basic")
+def basic_cnn(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    """A small CNN: conv blocks of doubling width, then global average pooling."""
+    x = layers.Rescaling(1.0 / 255, name="scale")(x)
+    blocks = int(spec.extra.get("blocks", 4))
+    for b in range(blocks):
+        x = _conv_block(x, spec.width * 2**b, name=f"block{b + 1}")
+    return layers.GlobalAveragePooling2D()(x)
+
+
+# "crossval" trains the basic CNN under k-fold cross-validation (see training.py);
+# its architecture is the basic one.
+register("crossval")(basic_cnn)
+
+
+@register("resnet50")
+def resnet50(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    """ResNet50 from keras.applications; ``weights`` None (from scratch) or "imagenet"."""
+    # caffe preprocessing as a fixed 1x1 convolution (RGB->BGR, minus the ImageNet mean):
+    # exact, and a standard layer, so the saved model loads without custom code.
+    to_bgr = layers.Conv2D(3, 1, trainable=False, name="caffe_preprocess")
+    x = to_bgr(x)
+    perm = np.zeros((1, 1, 3, 3), dtype=np.float32)
+    perm[0, 0, [2, 1, 0], [0, 1, 2]] = 1.0
+    to_bgr.set_weights([perm, -_CAFFE_BGR_MEAN])
+    backbone = keras.applications.ResNet50(
+        include_top=False, weights=spec.weights, input_shape=(spec.image_size, spec.image_size, 3), pooling="avg"
+    )
+    return backbone(x)
+
+
+@register("efficientnet")
+def efficientnet_b0(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    """EfficientNetB0 (expects 0-255 input; its own rescaling/normalisation is built in)."""
+    backbone = keras.applications.EfficientNetB0(
+        include_top=False, weights=spec.weights, input_shape=(spec.image_size, spec.image_size, 3), pooling="avg"
+    )
+    return backbone(x)
+
+
+@register("mobilenetv3")
+def mobilenet_v3_small(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    """MobileNetV3Small (expects 0-255 input; preprocessing built in): fast on CPU."""
+    backbone = keras.applications.MobileNetV3Small(
+        include_top=False,
+        weights=spec.weights,
+        input_shape=(spec.image_size, spec.image_size, 3),
+        pooling="avg",
+        include_preprocessing=True,
+        dropout_rate=0.0,
+    )
+    return backbone(x)

@@ -1,0 +1,89 @@
+"""A loaded classifier: one model load, then predictions on raw image bytes.
+
+Used by ``skin-cancer predict`` and the inference server. The model comes from the
+MLflow registry (``models:/name@alias``, ``models:/name/3``, ``runs:/...``) or from a
+directory holding ``model.keras`` and ``model.json`` (the pipeline's Model artifact).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from components.core.dataset import CLASSES
+from components.core.images import decode_image
+
+
+@dataclass
+class Predictor:
+    model: object
+    threshold: float
+    image_size: int
+    model_name: str
+    model_version: str
+
+    @classmethod
+    def load(cls, model_uri: str) -> "Predictor":
+        if Path(model_uri).is_dir():
+            return cls._load_dir(Path(model_uri))
+        import mlflow
+
+        info = mlflow.models.get_model_info(model_uri)
+        meta = info.metadata or {}
+        name, version = _resolve_registered(model_uri)
+        return cls(
+            model=mlflow.tensorflow.load_model(model_uri),
+            threshold=float(meta.get("threshold", 0.5)),
+            image_size=int(meta.get("image_size", 128)),
+            model_name=name,
+            model_version=version,
+        )
+
+    @classmethod
+    def _load_dir(cls, path: Path) -> "Predictor":
+        import keras
+
+        meta = json.loads((path / "model.json").read_text())
+        return cls(
+            model=keras.saving.load_model(path / "model.keras"),
+            threshold=float(meta["threshold"]),
+            image_size=int(meta["image_size"]),
+            model_name=meta.get("name", meta.get("family", "model")),
+            model_version=str(meta.get("version", meta.get("mlflow_run_id", ""))),
+        )
+
+    def predict_arrays(self, images: np.ndarray) -> np.ndarray:
+        """p(malignant) for a uint8 batch ``(n, h, w, 3)``."""
+        return np.asarray(self.model(images, training=False)).reshape(-1).astype(float)
+
+    def label_for(self, p: float) -> str:
+        return CLASSES[int(p >= self.threshold)]
+
+    def predict_bytes(self, data: bytes) -> dict:
+        """Decode with the same decoder as training, then classify at the stored threshold."""
+        pixels = decode_image(data, self.image_size)
+        p = float(self.predict_arrays(pixels[None])[0])
+        return {
+            "label": self.label_for(p),
+            "p_malignant": p,
+            "threshold": self.threshold,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+        }
+
+
+def _resolve_registered(model_uri: str) -> tuple[str, str]:
+    """(registered name, version) for ``models:/name@alias`` or ``models:/name/version``."""
+    m = re.match(r"^models:/([^/@]+)(?:@([^/]+)|/(\d+))$", model_uri)
+    if not m:
+        return model_uri, ""
+    name, alias, version = m.groups()
+    if alias:
+        from mlflow import MlflowClient
+
+        version = MlflowClient().get_model_version_by_alias(name, alias).version
+    return name, str(version)

@@ -1,0 +1,196 @@
+"""The plain-Python bodies of the pipeline stages.
+
+Each ``@dsl.component`` in ``components/`` imports one function from here inside its
+body (KFP runs only the function's own source in the container), so the stages are
+callable and testable without KFP. This module must not import ``kfp.dsl`` decorators:
+inside a running component, ``kfp.dsl`` is the slim runtime package.
+"""
+
+def run_preprocess(
+    data_uri: str,
+    image_size: int,
+    val_fraction: float,
+    seed: int,
+    max_bad_fraction: float,
+    mlflow_tracking_uri: str,
+    experiment_name: str,
+    artifacts: dict,
+):
+    """The component's body, as plain Python: preprocess, annotate artifacts, log to MLflow."""
+    import json
+    import logging
+    from collections import namedtuple
+
+    import mlflow
+
+    from components.core import dataset, tracking
+
+    logging.basicConfig(level=logging.INFO)
+    experiment_id = tracking.setup(mlflow_tracking_uri, experiment_name)  # fail before any work
+    report = dataset.preprocess(
+        data_uri,
+        {name: art.path for name, art in artifacts.items()},
+        image_size=image_size,
+        val_fraction=val_fraction,
+        seed=seed,
+        max_bad_fraction=max_bad_fraction,
+    )
+    for name, art in artifacts.items():
+        art.metadata.update(
+            {
+                "split": name,
+                "count": report.splits[name]["count"],
+                "class_counts": report.splits[name]["class_counts"],
+                "image_size": image_size,
+                "fingerprint": report.fingerprint,
+                "source": data_uri,
+                "skipped": len(report.skipped),
+            }
+        )
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"preprocess-{report.fingerprint}"):
+        mlflow.set_tags({"stage": "preprocess", "data_fingerprint": report.fingerprint})
+        mlflow.log_params({"data_uri": data_uri, "image_size": image_size, "val_fraction": val_fraction, "seed": seed})
+        mlflow.log_metrics(
+            {f"{s}_{c}": n for s, v in report.splits.items() for c, n in v["class_counts"].items()}
+            | {"skipped": len(report.skipped), "images_per_second": report.images_per_second}
+        )
+        tracking.log_json(report.to_dict(), "preprocess_report.json")
+    out = namedtuple("PreprocessOutputs", ["fingerprint", "report"])
+    return out(report.fingerprint, json.dumps(report.to_dict()))
+
+
+def run_train(
+    model_config: dict,
+    train_path: str,
+    val_path: str,
+    test_path: str,
+    defaults: dict,
+    mlflow_tracking_uri: str,
+    experiment_name: str,
+    data_fingerprint: str,
+    pipeline_run: str,
+    model_artifact=None,
+    metrics_artifact=None,
+    roc_artifact=None,
+) -> str:
+    """Plain-Python body of the train component; returns the result as JSON for selection."""
+    import json
+    import logging
+    import os
+
+    import mlflow
+    import numpy as np
+
+    from components.core import tracking
+    from components.core.dataset import CLASSES, SplitArrays
+    from components.core.metrics import roc_points
+    from components.core.training import TrainConfig, configure_devices, train_model
+
+    logging.basicConfig(level=logging.INFO)
+    values = {**defaults, **model_config}
+    name = values.pop("name", values.get("family", "basic"))
+    cfg = TrainConfig.from_dict(values)
+    experiment_id = tracking.setup(mlflow_tracking_uri, experiment_name)  # fail before training
+    splits = [SplitArrays(p) for p in (train_path, val_path, test_path)]
+    if splits[0].image_size != cfg.image_size:
+        raise ValueError(
+            f"{train_path}: preprocessed at {splits[0].image_size}px but image_size is {cfg.image_size}; "
+            "preprocess and train must use the same image_size"
+        )
+    _, device = configure_devices()
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+        mlflow.set_tags({"stage": "train", "model_name": name, "family": cfg.family, "device": device,
+                         "pipeline_run": pipeline_run, "data_fingerprint": data_fingerprint})
+        mlflow.log_params({k: v for k, v in cfg.to_dict().items() if k != "extra"} | cfg.extra)
+
+        def on_epoch(epoch, logs):
+            mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
+
+        result = train_model(cfg, *splits, on_epoch=on_epoch)
+        mlflow.log_metrics(tracking.flat_metrics("val", result.val) | tracking.flat_metrics("test", result.test)
+                           | {"train_seconds": result.seconds, "params": result.params})
+        for fold in result.fold_scores:
+            mlflow.log_metrics({"fold_accuracy": fold["accuracy"], "fold_auc": fold["auc"]}, step=fold["fold"])
+        if result.fold_scores:
+            accs = [f["accuracy"] for f in result.fold_scores]
+            mlflow.log_metrics({"cv_accuracy_mean": float(np.mean(accs)),
+                                "cv_accuracy_sd": float(np.std(accs))})
+        tracking.log_json({"val": result.val, "test": result.test, "folds": result.fold_scores,
+                           "threshold": result.threshold, "history": result.history}, "evaluation.json")
+        info = tracking.log_model(result.model, result.threshold, cfg.image_size, cfg.family)
+    summary = {
+        "name": name, "family": cfg.family, "run_id": run.info.run_id, "model_uri": info.model_uri,
+        "threshold": result.threshold, "val": result.val, "test": result.test, "folds": result.fold_scores,
+        "params": result.params, "seconds": result.seconds, "config": cfg.to_dict(), "device": device,
+    }
+    if model_artifact is not None:
+        os.makedirs(model_artifact.path, exist_ok=True)
+        result.model.save(os.path.join(model_artifact.path, "model.keras"))
+        with open(os.path.join(model_artifact.path, "model.json"), "w") as fh:
+            json.dump({"threshold": result.threshold, "image_size": cfg.image_size, "classes": list(CLASSES),
+                       "family": cfg.family, "mlflow_run_id": run.info.run_id}, fh)
+        model_artifact.metadata.update({"framework": "keras", "family": cfg.family, "mlflow_run_id": run.info.run_id,
+                                        "mlflow_model_uri": info.model_uri, "threshold": result.threshold})
+    if metrics_artifact is not None:
+        for k, v in (tracking.flat_metrics("val", result.val) | tracking.flat_metrics("test", result.test)).items():
+            metrics_artifact.log_metric(k, v)
+    if roc_artifact is not None:
+        roc_artifact.log_confusion_matrix(list(CLASSES), result.test["confusion_matrix"])
+        fpr, tpr, thr = roc_points(splits[2].labels, result.test_scores)
+        roc_artifact.log_roc_curve(fpr, tpr, thr)
+    print(json.dumps({k: summary[k] for k in ("name", "val", "test", "threshold", "seconds")}, default=float))
+    return json.dumps(summary, default=float)
+
+
+def run_select_and_register(
+    results: list,
+    val_path: str,
+    test_path: str,
+    mlflow_tracking_uri: str,
+    experiment_name: str,
+    registered_model_name: str,
+    data_fingerprint: str,
+    pipeline_run: str,
+    summary_path: str | None = None,
+):
+    import json
+    import logging
+    from collections import namedtuple
+
+    from components.core import registry, tracking
+    from components.core.dataset import SplitArrays
+
+    logging.basicConfig(level=logging.INFO)
+    tracking.setup(mlflow_tracking_uri, experiment_name)
+    parsed = [json.loads(r) if isinstance(r, str) else r for r in results]
+    winner = registry.select_winner(parsed)
+    tags = {
+        "pipeline_run": pipeline_run,
+        "data_fingerprint": data_fingerprint,
+        "family": winner["family"],
+        "model_name": winner["name"],
+        "val_accuracy": f"{winner['val']['accuracy']:.4f}",
+        "val_auc": f"{winner['val']['auc']:.4f}",
+        "test_accuracy": f"{winner['test']['accuracy']:.4f}",
+        "threshold": f"{winner['threshold']:.4f}",
+    }
+    reg = registry.register_winner(
+        winner, registered_model_name, SplitArrays(val_path), SplitArrays(test_path), tags
+    )
+    markdown = registry.summary_markdown(parsed, winner, reg)
+    if summary_path:
+        with open(summary_path, "w") as fh:
+            fh.write(markdown)
+    print(markdown)
+    summary = {
+        "models": [{k: r[k] for k in ("name", "family", "val", "test", "threshold", "params", "seconds", "run_id")}
+                   for r in parsed],
+        "winner": winner["name"],
+        "registered_model": {"name": reg.name, "version": reg.version, "alias": reg.alias,
+                             "model_uri": reg.model_uri, "champion_version": reg.champion_version,
+                             "champion_changed": reg.champion_changed},
+        "previous_champion": reg.previous_champion,
+        "data_fingerprint": data_fingerprint,
+    }
+    out = namedtuple("Registration", ["model_name", "model_version", "model_uri", "champion_changed", "summary_json"])
+    return out(reg.name, reg.version, reg.model_uri, reg.champion_changed, json.dumps(summary, default=float))

@@ -1,0 +1,222 @@
+"""One storage layer for ``s3://bucket/prefix`` URIs and local paths.
+
+S3 settings come from the standard AWS environment (``AWS_ENDPOINT_URL``,
+``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``...), so MinIO and other
+S3-compatible stores work without code changes. Transient S3 errors are retried
+by botocore with backoff; permanent ones (no bucket, access denied) surface at
+once as :class:`StorageError` naming the URI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Iterator
+
+DEFAULT_WORKERS = 32
+
+
+class StorageError(RuntimeError):
+    """A read, list or write failed for a reason a person must fix."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: its full URI, its key relative to the listed prefix, size and ETag."""
+
+    uri: str
+    relpath: str
+    size: int
+    etag: str
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise StorageError(f"{uri!r} is not a valid S3 URI: expected s3://BUCKET/PREFIX")
+    return bucket, key
+
+
+def join(base: str, *parts: str) -> str:
+    if is_s3(base):
+        return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
+    return str(Path(base, *parts))
+
+
+@lru_cache(maxsize=4)
+def _s3_client(max_pool: int = DEFAULT_WORKERS):
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        # Transient errors (5xx, throttling, resets) retry with exponential backoff;
+        # AWS_MAX_ATTEMPTS overrides the count.
+        retries={"total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8")), "mode": "standard"},
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=max_pool,
+    )
+    # boto3 reads AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 itself; region defaults so MinIO works.
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+    return boto3.session.Session().client("s3", region_name=region, config=config)
+
+
+def _explain(uri: str, err: Exception) -> StorageError:
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(err, ClientError):
+        code = err.response.get("Error", {}).get("Code", "")
+        hints = {
+            "NoSuchBucket": "the bucket does not exist; check the URI",
+            "NoSuchKey": "the object does not exist; check the URI",
+            "404": "the object does not exist; check the URI",
+            "AccessDenied": "access denied; check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and the bucket policy",
+            "403": "access denied; check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and the bucket policy",
+            "InvalidAccessKeyId": "unknown access key; check AWS_ACCESS_KEY_ID",
+            "SignatureDoesNotMatch": "wrong secret key; check AWS_SECRET_ACCESS_KEY",
+        }
+        return StorageError(f"{uri}: {hints.get(code, code or 'S3 error')} ({code})")
+    if isinstance(err, EndpointConnectionError):
+        return StorageError(f"{uri}: cannot reach the S3 endpoint; check AWS_ENDPOINT_URL and the network")
+    if isinstance(err, NoCredentialsError):
+        return StorageError(f"{uri}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if isinstance(err, FileNotFoundError):
+        return StorageError(f"{uri}: no such file or directory")
+    return StorageError(f"{uri}: {type(err).__name__}: {err}")
+
+
+def list_objects(prefix: str) -> list[ObjectInfo]:
+    """List every object under ``prefix`` (recursively), sorted by relative path."""
+    try:
+        if is_s3(prefix):
+            return _list_s3(prefix)
+        return _list_local(prefix)
+    except StorageError:
+        raise
+    except Exception as err:  # botocore and OS errors become one clear message
+        raise _explain(prefix, err) from err
+
+
+def _list_s3(prefix: str) -> list[ObjectInfo]:
+    bucket, key = split_s3(prefix.rstrip("/") + "/")
+    client = _s3_client()
+    # Each top-level "directory" is listed in its own thread: a data set's splits and
+    # classes are listed concurrently instead of one paginated scan.
+    top = client.list_objects_v2(Bucket=bucket, Prefix=key, Delimiter="/")
+    sub_prefixes = [p["Prefix"] for p in top.get("CommonPrefixes", [])]
+    objects = list(top.get("Contents", []))
+
+    def scan(sub: str) -> list[dict]:
+        out: list[dict] = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=sub):
+            out.extend(page.get("Contents", []))
+        return out
+
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(sub_prefixes)))) as pool:
+        for chunk in pool.map(scan, sub_prefixes):
+            objects.extend(chunk)
+    infos = [
+        ObjectInfo(
+            uri=f"s3://{bucket}/{o['Key']}",
+            relpath=o["Key"][len(key) :],
+            size=int(o["Size"]),
+            etag=str(o.get("ETag", "")).strip('"'),
+        )
+        for o in objects
+        if not o["Key"].endswith("/")
+    ]
+    return sorted(infos, key=lambda i: i.relpath)
+
+
+def _list_local(prefix: str) -> list[ObjectInfo]:
+    root = Path(prefix)
+    if not root.is_dir():
+        raise StorageError(f"{prefix}: no such directory")
+    infos = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            # Local "ETag": size and mtime stand in for a content hash so listing stays cheap.
+            infos.append(
+                ObjectInfo(
+                    uri=str(path),
+                    relpath=path.relative_to(root).as_posix(),
+                    size=st.st_size,
+                    etag=f"{st.st_size:x}-{st.st_mtime_ns:x}",
+                )
+            )
+    return infos
+
+
+def read_bytes(uri: str) -> bytes:
+    try:
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            return _s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return Path(uri).read_bytes()
+    except Exception as err:
+        raise _explain(uri, err) from err
+
+
+def read_many(uris: Iterable[str], workers: int = DEFAULT_WORKERS) -> Iterator[tuple[str, bytes | Exception]]:
+    """Read many objects concurrently; yields ``(uri, bytes or the error)`` in input order.
+
+    Errors are yielded rather than raised so one unreadable file does not stop a data set.
+    """
+
+    def fetch(uri: str) -> tuple[str, bytes | Exception]:
+        try:
+            return uri, read_bytes(uri)
+        except StorageError as err:
+            return uri, err
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(fetch, uris)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write one object. Local writes go through a temporary file and a rename so
+    readers never see a half-written file; S3 PUTs are atomic by nature."""
+    try:
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            _s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+            return
+        path = Path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except StorageError:
+        raise
+    except Exception as err:
+        raise _explain(uri, err) from err
+
+
+def upload_dir(local_dir: str, uri: str) -> list[str]:
+    """Copy a local directory tree to ``uri`` (S3 prefix or local path); returns written URIs."""
+    written = []
+    for path in sorted(Path(local_dir).rglob("*")):
+        if path.is_file():
+            dest = join(uri, path.relative_to(local_dir).as_posix())
+            write_bytes(dest, path.read_bytes())
+            written.append(dest)
+    return written
+
+
+def fingerprint(objects: Iterable[ObjectInfo]) -> str:
+    """A stable hash over relative keys, sizes and ETags: changes when any image changes."""
+    h = hashlib.sha256()
+    for info in sorted(objects, key=lambda i: i.relpath):
+        h.update(f"{info.relpath}\t{info.size}\t{info.etag}\n".encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,255 @@
+"""Training one model from preprocessed uint8 splits: tf.data input, hyperparameters, cross-validation."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from components.core.dataset import SplitArrays
+from components.core.metrics import choose_threshold, classification_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Every hyperparameter here reaches the model or the optimizer; nothing is only logged."""
+
+    family: str = "basic"
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    image_size: int = 128
+    augment: bool = True
+    early_stopping_patience: int = 4
+    class_weights: bool = True
+    seed: int = 42
+    folds: int = 3  # only for the "crossval" family
+    weights: str | None = None
+    dropout: float = 0.3
+    width: int = 32
+    weight_decay: float = 1e-4
+    min_sensitivity: float = 0.9
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a pipeline's model config dict; unknown keys are an error, not silently dropped."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {unknown}; known: {sorted(names)}")
+        # KFP passes dict parameters as protobuf Structs, where every number is a float.
+        defaults = cls()
+        coerced = {}
+        for key, value in values.items():
+            kind = type(getattr(defaults, key))
+            if kind is int and isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError(f"hyperparameter {key} must be an integer, got {value}")
+                value = int(value)
+            elif kind is float and isinstance(value, int):
+                value = float(value)
+            coerced[key] = value
+        cfg = cls(**coerced)
+        if cfg.weights in ("", "none", "None"):
+            cfg.weights = None
+        return cfg
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def configure_devices() -> tuple[object, str]:
+    """Use every visible GPU (MirroredStrategy for several, mixed precision on GPU only); else the CPU."""
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        keras.mixed_precision.set_global_policy("float32")
+        return tf.distribute.get_strategy(), "cpu"
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy(), f"{len(gpus)} gpus (mirrored)"
+    return tf.distribute.get_strategy(), "1 gpu"
+
+
+def make_dataset(
+    split: SplitArrays,
+    batch_size: int,
+    indices: np.ndarray | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    with_labels: bool = True,
+):
+    """A tf.data pipeline over uint8 shards: shuffle indices, batch, gather rows, prefetch.
+
+    Pixels stay uint8 until the model's first layer casts them, so a batch costs
+    1 byte per channel in host memory instead of a float64 copy's 8.
+    """
+    import tensorflow as tf
+
+    idx = np.arange(len(split)) if indices is None else np.asarray(indices)
+    size = split.image_size
+    labels = split.labels.astype(np.float32)
+
+    def gather(batch_idx: np.ndarray):
+        order = np.sort(batch_idx)  # sequential reads from the memory map
+        return split.gather(order), labels[order]
+
+    ds = tf.data.Dataset.from_tensor_slices(idx.astype(np.int64))
+    if shuffle:
+        ds = ds.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def load(batch_idx):
+        x, y = tf.numpy_function(gather, [batch_idx], [tf.uint8, tf.float32])
+        x.set_shape([None, size, size, 3])
+        y.set_shape([None])
+        return (x, y) if with_labels else x
+
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def class_weight_for(labels: np.ndarray) -> dict[int, float]:
+    counts = np.bincount(labels.astype(int), minlength=2).astype(float)
+    counts[counts == 0] = 1
+    return {i: float(labels.size / (2 * counts[i])) for i in range(2)}
+
+
+def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    # Cosine decay over the planned steps: the learning rate given is the one the optimizer starts at.
+    schedule = keras.optimizers.schedules.CosineDecay(
+        cfg.learning_rate, decay_steps=max(1, cfg.epochs * steps_per_epoch), alpha=0.05
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+    )
+    return model
+
+
+def fit_one(
+    cfg: TrainConfig,
+    train: SplitArrays,
+    val: SplitArrays | None,
+    train_idx: np.ndarray | None = None,
+    val_idx: np.ndarray | None = None,
+    val_split: SplitArrays | None = None,
+    on_epoch=None,
+):
+    """Train one model; early stopping on validation AUC restores the best weights."""
+    import keras
+
+    from components.core.models import ModelSpec, build_model
+
+    strategy, _ = configure_devices()
+    idx = np.arange(len(train)) if train_idx is None else train_idx
+    steps = math.ceil(len(idx) / cfg.batch_size)
+    spec = ModelSpec(
+        family=cfg.family,
+        image_size=cfg.image_size,
+        weights=cfg.weights,
+        dropout=cfg.dropout,
+        augment=cfg.augment,
+        width=cfg.width,
+        extra=cfg.extra,
+    )
+    with strategy.scope():
+        model = compile_model(build_model(spec, seed=cfg.seed), cfg, steps)
+    train_ds = make_dataset(train, cfg.batch_size, idx, shuffle=True, seed=cfg.seed)
+    eval_split = val_split or val
+    val_ds = make_dataset(eval_split, cfg.batch_size, val_idx) if eval_split is not None else None
+    callbacks = []
+    if val_ds is not None and cfg.early_stopping_patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_auc", mode="max", patience=cfg.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    if on_epoch is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=on_epoch))
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=cfg.epochs,
+        class_weight=class_weight_for(train.labels[idx]) if cfg.class_weights else None,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def predict_proba(model, split: SplitArrays, batch_size: int = 64, indices: np.ndarray | None = None) -> np.ndarray:
+    ds = make_dataset(split, batch_size, indices, with_labels=False)
+    return model.predict(ds, verbose=0).reshape(-1).astype(np.float64)
+
+
+@dataclass
+class TrainResult:
+    model: object
+    config: TrainConfig
+    history: dict
+    threshold: float
+    val: dict
+    test: dict
+    val_scores: np.ndarray
+    test_scores: np.ndarray
+    fold_scores: list[dict]
+    seconds: float
+    params: int
+
+
+def cross_validate(cfg: TrainConfig, train: SplitArrays) -> list[dict]:
+    """k-fold cross-validation of the model on the train split; returns every fold's scores."""
+    import keras
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = StratifiedKFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed)
+    scores = []
+    for k, (tr, ho) in enumerate(folds.split(np.zeros(len(train)), train.labels)):
+        model, _ = fit_one(cfg, train, None, train_idx=tr, val_idx=ho, val_split=train)
+        p = predict_proba(model, train, cfg.batch_size, ho)
+        m = classification_metrics(train.labels[ho], p)
+        scores.append({"fold": k, "accuracy": m["accuracy"], "auc": m["auc"]})
+        log.info("fold %d: accuracy %.3f auc %.3f", k, m["accuracy"], m["auc"])
+        del model
+        keras.backend.clear_session()  # after scoring, never before: the fold model is used first
+    return scores
+
+
+def train_model(cfg: TrainConfig, train: SplitArrays, val: SplitArrays, test: SplitArrays, on_epoch=None) -> TrainResult:
+    """Train ``cfg.family`` on train, pick early stopping and the threshold on val, report val and test."""
+    for name, split in (("val", val), ("test", test)):
+        if split.image_size != train.image_size:
+            raise ValueError(f"{name} split is {split.image_size}px but train is {train.image_size}px")
+    started = time.perf_counter()
+    fold_scores = cross_validate(cfg, train) if cfg.family == "crossval" else []
+    # The final model (crossval included) trains on the whole train split, so there is a real artifact.
+    model, history = fit_one(cfg, train, val, on_epoch=on_epoch)
+    p_val = predict_proba(model, val, cfg.batch_size)
+    p_test = predict_proba(model, test, cfg.batch_size)
+    threshold = choose_threshold(val.labels, p_val, cfg.min_sensitivity)
+    return TrainResult(
+        model=model,
+        config=cfg,
+        history=history,
+        threshold=threshold,
+        val=classification_metrics(val.labels, p_val, threshold),
+        test=classification_metrics(test.labels, p_test, threshold),
+        val_scores=p_val,
+        test_scores=p_test,
+        fold_scores=fold_scores,
+        seconds=time.perf_counter() - started,
+        params=int(model.count_params()),
+    )

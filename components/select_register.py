@@ -1,0 +1,33 @@
+"""Stage 3: pick the best model on validation data and register it; it becomes @champion
+only if it is at least as good as the model already serving."""
+
+
+from typing import List, NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Markdown, Output
+
+from components.config import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def select_and_register(
+    results: List[str],
+    val_data: Input[Dataset],
+    test_data: Input[Dataset],
+    mlflow_tracking_uri: str,
+    experiment_name: str,
+    registered_model_name: str,
+    data_fingerprint: str,
+    pipeline_run: str,
+    summary: Output[Markdown],
+) -> NamedTuple(
+    "Registration", model_name=str, model_version=str, model_uri=str, champion_changed=bool, summary_json=str
+):
+    """Collect every trained model's result, select, compare with @champion and register."""
+    from components.core.stages import run_select_and_register
+
+    return run_select_and_register(
+        results, val_data.path, test_data.path, mlflow_tracking_uri, experiment_name,
+        registered_model_name, data_fingerprint, pipeline_run, summary.path,
+    )

@@ -1,0 +1,262 @@
+"""``skin-cancer``: the one command line for people.
+
+Subcommands: demo-data, preprocess, train, run (the whole pipeline under kfp.local),
+compile (KFP IR YAML for a cluster), predict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_WORKDIR = "runs"
+
+
+def _models_arg(value: str) -> list[dict]:
+    """``basic,crossval`` or a JSON list of model configs."""
+    value = value.strip()
+    if value.startswith("["):
+        return json.loads(value)
+    return [{"family": name.strip()} for name in value.split(",") if name.strip()]
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from components.core.demo_data import write_demo_data
+
+    counts = write_demo_data(args.dir, args.train_per_class, args.test_per_class, args.size, args.seed)
+    print(f"wrote SYNTHETIC demo data to {args.dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    from components.core import dataset
+
+    out = Path(args.out)
+    report = dataset.preprocess(
+        args.data,
+        {s: str(out / s) for s in dataset.OUTPUT_SPLITS},
+        image_size=args.image_size,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        max_bad_fraction=args.max_bad_fraction,
+        progress=True,
+    )
+    for name, split in report.splits.items():
+        counts = ", ".join(f"{c} {n}" for c, n in split["class_counts"].items())
+        print(f"{name:>5}: {split['count']:5d} images ({counts})")
+    tv = {c: report.splits["train"]["class_counts"][c] + report.splits["val"]["class_counts"][c]
+          for c in dataset.CLASSES}
+    print(f"train+val: {', '.join(f'{c} {n}' for c, n in tv.items())}")
+    print(f"skipped: {len(report.skipped)}")
+    for s in report.skipped:
+        print(f"  {s['key']}: {s['reason']}")
+    print(f"fingerprint: {report.fingerprint}")
+    print(f"{report.total_images} images in {report.seconds:.1f} s ({report.images_per_second:.0f} images/s)")
+    print(f"arrays: {out}/{{train,val,test}} (uint8, {args.image_size}x{args.image_size}x3)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from components.core import tracking
+    from components.core.stages import run_train
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking.local_tracking_uri(args.workdir)
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    config = {"family": args.model, **json.loads(args.config)}
+    defaults = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+                "image_size": _split_image_size(args.data), "seed": args.seed}
+    data = Path(args.data)
+    result = json.loads(run_train(config, str(data / "train"), str(data / "val"), str(data / "test"), defaults,
+                                  uri, args.experiment, "", "cli"))
+    _print_table([result])
+    print(f"MLflow run {result['run_id']}, model {result['model_uri']}")
+    return 0
+
+
+def _split_image_size(data_dir: str) -> int:
+    from components.core.dataset import DataError
+
+    manifest = Path(data_dir, "train", "manifest.json")
+    if not manifest.is_file():
+        raise DataError(f"{data_dir}: no train/manifest.json; run `skin-cancer preprocess --out {data_dir}` first")
+    return int(json.loads(manifest.read_text())["image_size"])
+
+
+def _print_table(models: list[dict]) -> None:
+    print(f"{'model':<14} {'val acc':>8} {'val auc':>8} {'test acc':>8} {'test auc':>8} {'sens':>6} {'spec':>6} {'seconds':>8}")
+    for m in models:
+        v, t = m["val"], m["test"]
+        print(f"{m['name']:<14} {v['accuracy']:8.3f} {v['auc']:8.3f} {t['accuracy']:8.3f} {t['auc']:8.3f} "
+              f"{t['sensitivity']:6.3f} {t['specificity']:6.3f} {m['seconds']:8.0f}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kfp import local
+
+    from components.core import tracking
+    from pipelines.training_pipeline import CompileSettings, build_pipeline
+
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = args.data
+    if not data:
+        from components.core.demo_data import write_demo_data
+
+        data = str(workdir / "demo-data")
+        if not Path(data, "README.txt").exists():
+            write_demo_data(data)
+        print(f"no --data given: using SYNTHETIC demo data at {data}")
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking.local_tracking_uri(str(workdir))
+    tracking.setup(uri, args.experiment)  # fail now, with a clear message, if MLflow is unusable
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "pipeline-root"),
+               raise_on_error=True)
+    pipeline = build_pipeline(CompileSettings(parallelism=args.parallelism))
+    params = {"data_uri": data, "mlflow_tracking_uri": uri, "experiment_name": args.experiment,
+              "registered_model_name": args.model_name}
+    for key in ("models", "image_size", "epochs", "batch_size", "learning_rate", "seed", "val_fraction",
+                "max_bad_fraction"):
+        if getattr(args, key) is not None:
+            params[key] = getattr(args, key)
+    started = time.perf_counter()
+    task = pipeline(**params)
+    summary = json.loads(task.output)
+    summary["wall_seconds"] = time.perf_counter() - started
+    summary["mlflow_tracking_uri"] = tracking._redact(uri)
+    print()
+    _print_table(summary["models"])
+    reg = summary["registered_model"]
+    print(f"\nregistered {reg['name']} version {reg['version']} as @{reg['alias']}; "
+          f"champion: version {reg['champion_version']} ({'changed' if reg['champion_changed'] else 'unchanged'})")
+    print(f"MLflow: {summary['mlflow_tracking_uri']}   wall time: {summary['wall_seconds']:.0f} s")
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary, indent=1, default=float))
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    # Images are fixed when the component modules are imported: set them first.
+    if args.image:
+        os.environ["SKIN_CANCER_IMAGE"] = args.image
+    if args.train_image or args.image:
+        os.environ["SKIN_CANCER_TRAIN_IMAGE"] = args.train_image or args.image
+    from kfp import compiler
+
+    from pipelines.training_pipeline import CompileSettings, build_pipeline
+
+    settings = CompileSettings(
+        parallelism=args.parallelism,
+        accelerator_type=args.accelerator_type,
+        gpus_per_model=args.gpus_per_model,
+        node_selector=dict(kv.split("=", 1) for kv in args.node_selector),
+        tolerations=[json.loads(t) for t in args.toleration],
+    )
+    compiler.Compiler().compile(build_pipeline(settings), package_path=args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from components.core.predictor import Predictor
+
+    predictor = Predictor.load(args.model_uri)
+    for image in args.images:
+        result = predictor.predict_bytes(Path(image).read_bytes())
+        print(json.dumps({"image": image, "label": result["label"], "p_malignant": result["p_malignant"]}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from components.core.registry import DEFAULT_MODEL_NAME
+    from components.core.tracking import DEFAULT_EXPERIMENT
+
+    p = argparse.ArgumentParser(prog="skin-cancer", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo-data", help="write a small SYNTHETIC data set in the raw layout")
+    d.add_argument("dir")
+    d.add_argument("--train-per-class", type=int, default=80)
+    d.add_argument("--test-per-class", type=int, default=24)
+    d.add_argument("--size", type=int, default=96)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_demo_data)
+
+    pp = sub.add_parser("preprocess", help="raw images (s3:// or a folder) -> uint8 train/val/test arrays")
+    pp.add_argument("--data", required=True)
+    pp.add_argument("--out", required=True)
+    pp.add_argument("--image-size", type=int, default=128)
+    pp.add_argument("--val-fraction", type=float, default=0.15)
+    pp.add_argument("--seed", type=int, default=42)
+    pp.add_argument("--max-bad-fraction", type=float, default=0.01)
+    pp.set_defaults(func=cmd_preprocess)
+
+    t = sub.add_parser("train", help="train one model family on preprocessed arrays")
+    t.add_argument("--data", required=True, help="output folder of `skin-cancer preprocess`")
+    t.add_argument("--model", required=True, help="model family (basic, crossval, resnet50, efficientnet, mobilenetv3)")
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--learning-rate", type=float, default=0.002)
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--config", default="{}", help="JSON of further hyperparameters, e.g. '{\"augment\": false}'")
+    t.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    t.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("run", help="run the whole pipeline locally under kfp.local (the main job)")
+    r.add_argument("--data", help="raw data URI; default: SYNTHETIC demo data")
+    r.add_argument("--models", type=_models_arg, help="comma-separated families or a JSON list of configs")
+    r.add_argument("--image-size", type=int)
+    r.add_argument("--epochs", type=int)
+    r.add_argument("--batch-size", type=int)
+    r.add_argument("--learning-rate", type=float)
+    r.add_argument("--seed", type=int)
+    r.add_argument("--val-fraction", type=float)
+    r.add_argument("--max-bad-fraction", type=float)
+    r.add_argument("--parallelism", type=int, default=1, help="models trained at once (default 1 on a CPU)")
+    r.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    r.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    r.add_argument("--workdir", default=DEFAULT_WORKDIR, help="local pipeline root, demo data and MLflow store")
+    r.add_argument("--summary-json")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("compile", help="write the KFP IR YAML that a cluster runs")
+    c.add_argument("--output", default="pipeline.yaml")
+    c.add_argument("--image", help="runtime image REGISTRY/NAME:TAG (default from SKIN_CANCER_IMAGE)")
+    c.add_argument("--train-image", help="GPU training image (default: SKIN_CANCER_TRAIN_IMAGE or --image)")
+    c.add_argument("--parallelism", type=int, default=0, help="models trained at once (0 = all)")
+    c.add_argument("--accelerator-type", default="nvidia.com/gpu")
+    c.add_argument("--gpus-per-model", type=int, default=1)
+    c.add_argument("--node-selector", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--toleration", action="append", default=[], metavar="JSON",
+                   help='e.g. \'{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}\'')
+    c.set_defaults(func=cmd_compile)
+
+    pr = sub.add_parser("predict", help="classify images with a registered model")
+    pr.add_argument("--model-uri", default=f"models:/{DEFAULT_MODEL_NAME}@champion")
+    pr.add_argument("images", nargs="+")
+    pr.set_defaults(func=cmd_predict)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from components.core.dataset import DataError
+    from components.core.storage import StorageError
+    from components.core.tracking import TrackingError
+
+    try:
+        return args.func(args)
+    except (DataError, StorageError, TrackingError, FileNotFoundError, ValueError) as err:
+        print(f"skin-cancer {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
