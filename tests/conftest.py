@@ -1,0 +1,148 @@
+"""Shared fixtures: real servers on 127.0.0.1 (S3 via moto, MLflow with SQLite), tiny data, kfp.local.
+
+Nothing here patches boto3 or MLflow in-process: tests talk to the servers over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "skin-cancer"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except Exception:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on 127.0.0.1; the AWS environment points boto3 at it."""
+    from moto.server import ThreadedMotoServer
+
+    from components.core import storage
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing-key-id",
+        AWS_SECRET_ACCESS_KEY="testing-secret-key",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    storage._s3_client.cache_clear()
+    yield endpoint
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    storage._s3_client.cache_clear()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, request):
+    import boto3
+
+    name = f"test-{request.node.name.lower().replace('_', '-')[:40]}-{os.getpid()}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
+
+
+def upload_tree(local: Path, bucket: str, prefix: str) -> str:
+    import boto3
+
+    client = boto3.client("s3")
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(local).as_posix()}")
+    return f"s3://{bucket}/{prefix}"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` (SQLite backend, served artifacts) on 127.0.0.1."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(root / "server.log", "wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{uri}/health", timeout=120)
+    except RuntimeError:
+        proc.terminate()
+        raise RuntimeError((root / "server.log").read_text()[-3000:])
+    yield uri
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def demo_raw(tmp_path_factory) -> Path:
+    """A tiny SYNTHETIC raw data set: 24 train and 8 test images per class, 48 px."""
+    from components.core.demo_data import write_demo_data
+
+    root = tmp_path_factory.mktemp("demo-raw")
+    write_demo_data(str(root), train_per_class=24, test_per_class=8, size=48, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def preprocessed(demo_raw, tmp_path_factory) -> Path:
+    from components.core import dataset
+
+    out = tmp_path_factory.mktemp("preprocessed")
+    dataset.preprocess(str(demo_raw), {s: str(out / s) for s in dataset.OUTPUT_SPLITS}, image_size=32, val_fraction=0.25)
+    return out
+
+
+@pytest.fixture
+def kfp_local(tmp_path):
+    """KFP's own local runner, running components as subprocesses of this Python."""
+    from kfp import local
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "pipeline-root"))
+    return tmp_path
+
+
+@pytest.fixture
+def real_data() -> Path:
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real images not present at {REAL_DATA}")
+    return REAL_DATA
