@@ -74,10 +74,15 @@ def _redact(uri: str) -> str:
 def log_model(model, threshold: float, image_size: int, family: str):
     """Log a Keras model with signature, raw-pixel input example and its decision threshold."""
     import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
 
     example = np.random.default_rng(0).integers(0, 256, (2, image_size, image_size, 3), dtype=np.uint8)
-    signature = infer_signature(example, model.predict(example, verbose=0))
+    # Any height and width: the model resizes in its graph, so the signature must not pin them.
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1))]),
+    )
     return mlflow.tensorflow.log_model(
         model,
         name="model",

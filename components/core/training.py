@@ -185,6 +185,7 @@ def fit_one(
         epochs=cfg.epochs,
         class_weight=class_weight_for(train.labels[idx]) if cfg.class_weights else None,
         callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles
         verbose=2,
     )
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}

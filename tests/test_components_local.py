@@ -1,0 +1,59 @@
+"""Components run through KFP's own local runner (kfp.local.SubprocessRunner), not only as functions."""
+
+import json
+
+from kfp import dsl
+
+from components.core.dataset import SplitArrays
+from components.preprocess import preprocess
+from components.train import train
+
+
+def test_preprocess_component_under_kfp_local(kfp_local, demo_raw, mlflow_server):
+    pre = preprocess(
+        data_uri=str(demo_raw), image_size=32, val_fraction=0.25, seed=1, max_bad_fraction=0.0,
+        mlflow_tracking_uri=mlflow_server, experiment_name="test-components", data_fingerprint="",
+    )
+    train_art = pre.outputs["train_data"]
+    assert train_art.metadata["count"] == 36 and train_art.metadata["image_size"] == 32
+    assert train_art.metadata["class_counts"] == {"benign": 18, "malignant": 18}
+    assert len(pre.outputs["fingerprint"]) == 16
+    assert SplitArrays(pre.outputs["test_data"].path).labels.tolist().count(1) == 8
+
+
+@dsl.pipeline
+def preprocess_then_train(data_uri: str, tracking_uri: str) -> str:
+    """kfp.local passes artifacts between tasks only inside a pipeline."""
+    pre = preprocess(
+        data_uri=data_uri, image_size=32, val_fraction=0.25, seed=1, max_bad_fraction=0.0,
+        mlflow_tracking_uri=tracking_uri, experiment_name="test-components", data_fingerprint="",
+    )
+    task = train(
+        model_config={"family": "basic", "width": 4, "name": "tiny-basic"},
+        train_data=pre.outputs["train_data"], val_data=pre.outputs["val_data"], test_data=pre.outputs["test_data"],
+        epochs=1, batch_size=16, learning_rate=0.01, image_size=32, seed=1, mlflow_tracking_uri=tracking_uri,
+        experiment_name="test-components", data_fingerprint=pre.outputs["fingerprint"], pipeline_run="local-test",
+    )
+    return task.outputs["Output"]
+
+
+def test_train_component_under_kfp_local(kfp_local, demo_raw, mlflow_server):
+    import mlflow
+
+    result = json.loads(preprocess_then_train(data_uri=str(demo_raw), tracking_uri=mlflow_server).output)
+    assert result["name"] == "tiny-basic" and result["model_uri"].startswith("models:/")
+    assert {"accuracy", "auc", "sensitivity", "specificity", "confusion_matrix"} <= set(result["test"])
+    run = mlflow.MlflowClient(mlflow_server).get_run(result["run_id"])
+    assert run.data.tags["pipeline_run"] == "local-test" and run.data.tags["model_name"] == "tiny-basic"
+    # The Model, Metrics and ClassificationMetrics artifacts the dashboard shows.
+    root = kfp_local / "pipeline-root"
+    model_json = next(root.rglob("model/model.json"))
+    assert json.loads(model_json.read_text())["mlflow_run_id"] == result["run_id"]
+    assert next(root.rglob("model/model.keras")).stat().st_size > 0
+    outputs = [json.loads(p.read_text()) for p in root.rglob("train/executor_output.json")]
+    arts = outputs[0]["artifacts"]
+    metrics = arts["metrics"]["artifacts"][0]["metadata"]
+    roc = arts["roc"]["artifacts"][0]["metadata"]
+    assert metrics["val_accuracy"] == result["val"]["accuracy"]
+    assert roc["confusionMatrix"]["annotationSpecs"] == [{"displayName": "benign"}, {"displayName": "malignant"}]
+    assert len(roc["confidenceMetrics"]) > 1

@@ -1,0 +1,98 @@
+"""Model zoo, training, input pipeline and MLflow logging (real `mlflow server`)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from components.core import models
+from components.core.dataset import SplitArrays
+from components.core.training import TrainConfig, fit_one, make_dataset, train_model
+
+TINY = dict(epochs=1, batch_size=16, image_size=32, early_stopping_patience=0)
+
+
+@pytest.fixture(scope="module")
+def splits(preprocessed):
+    return [SplitArrays(str(preprocessed / s)) for s in ("train", "val", "test")]
+
+
+@pytest.mark.parametrize("family", ["basic", "resnet50", "efficientnet", "mobilenetv3"])
+def test_each_family_builds_and_trains_a_step(family, splits):
+    cfg = TrainConfig(family=family, width=8, **TINY)
+    model, history = fit_one(cfg, splits[0], splits[1])
+    assert np.isfinite(history["loss"][0])
+    raw = np.random.default_rng(0).integers(0, 256, (3, 57, 41, 3), dtype=np.uint8)  # any size, uint8
+    p = np.asarray(model(raw, training=False)).reshape(-1)
+    assert p.shape == (3,) and ((p >= 0) & (p <= 1)).all()
+
+
+def test_basic_cnn_has_no_shared_conv_layers():
+    model = models.build_model(models.ModelSpec(family="basic", image_size=32, augment=False, width=4))
+    convs = [l for l in model.layers if l.__class__.__name__ == "Conv2D"]
+    assert len(convs) == 8 and len({id(c) for c in convs}) == 8
+    assert len({id(w) for c in convs for w in c.weights}) == 8  # no weight object used twice
+    shapes = [tuple(c.kernel.shape) for c in convs]
+    assert shapes[0] == (3, 3, 3, 4) and shapes[1] == (3, 3, 4, 4) and shapes[2] == (3, 3, 4, 8)
+
+
+def test_registry_lists_all_families():
+    assert {"basic", "crossval", "resnet50", "efficientnet", "mobilenetv3"} <= set(models.family_names())
+    with pytest.raises(ValueError, match="unknown model family 'nope'"):
+        models.build_model(models.ModelSpec(family="nope"))
+
+
+def test_learning_rate_reaches_the_optimizer(splits):
+    cfg = TrainConfig(family="basic", width=4, learning_rate=0.0123, **TINY)
+    model, _ = fit_one(cfg, splits[0], splits[1])
+    schedule = model.optimizer._learning_rate
+    assert pytest.approx(float(schedule.initial_learning_rate)) == 0.0123
+    assert float(schedule(0)) == pytest.approx(0.0123)
+
+
+def test_unknown_hyperparameter_is_an_error():
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        TrainConfig.from_dict({"family": "basic", "learnig_rate": 0.1})
+    assert TrainConfig.from_dict({"epochs": 3.0, "learning_rate": 1}).epochs == 3
+
+
+def test_input_pipeline_yields_uint8_batches(splits):
+    ds = make_dataset(splits[0], 8, shuffle=True, seed=1)
+    x, y = next(iter(ds))
+    assert x.dtype.name == "uint8" and tuple(x.shape[1:]) == (32, 32, 3) and y.dtype.name == "float32"
+    labels = np.concatenate([b[1].numpy() for b in make_dataset(splits[0], 8)])
+    assert np.array_equal(labels, splits[0].labels.astype(np.float32))
+
+
+def test_crossval_logs_k_folds_and_keeps_a_model(splits):
+    result = train_model(TrainConfig(family="crossval", folds=3, width=4, **TINY), *splits)
+    assert [f["fold"] for f in result.fold_scores] == [0, 1, 2]
+    assert all(0 <= f["accuracy"] <= 1 for f in result.fold_scores)
+    assert result.model is not None and result.params > 0
+    assert 0 <= result.test["accuracy"] <= 1 and len(result.test["confusion_matrix"]) == 2
+
+
+def test_training_run_logged_to_mlflow_and_reloads_identically(splits, preprocessed, mlflow_server, tmp_path):
+    import mlflow
+
+    from components.core.stages import run_train
+
+    out = json.loads(run_train(
+        {"family": "basic", "width": 4, "name": "tiny"}, *(str(preprocessed / s) for s in ("train", "val", "test")),
+        {**TINY, "epochs": 2, "seed": 3, "learning_rate": 0.01}, mlflow_server, "test-training", "fp123", "run-1",
+    ))
+    client = mlflow.MlflowClient(mlflow_server)
+    run = client.get_run(out["run_id"])
+    assert run.data.params["learning_rate"] == "0.01" and run.data.params["family"] == "basic"
+    assert run.data.tags["data_fingerprint"] == "fp123" and run.data.tags["pipeline_run"] == "run-1"
+    assert "val_accuracy" in run.data.metrics and "test_auc" in run.data.metrics
+    assert len(client.get_metric_history(out["run_id"], "loss")) == 2  # per-epoch history
+    raw = np.random.default_rng(1).integers(0, 256, (4, 50, 50, 3), dtype=np.uint8)
+    mlflow.set_tracking_uri(mlflow_server)
+    pyfunc = mlflow.pyfunc.load_model(out["model_uri"])
+    keras_model = mlflow.tensorflow.load_model(out["model_uri"])
+    before = np.asarray(keras_model(raw, training=False)).reshape(-1)
+    after = np.asarray(pyfunc.predict(raw)).reshape(-1)
+    np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-6)
+    info = mlflow.models.get_model_info(out["model_uri"])
+    assert info.signature is not None and info.metadata["threshold"] == pytest.approx(out["threshold"])
