@@ -34,6 +34,7 @@ class TrainConfig:
     width: int = 32
     weight_decay: float = 1e-4
     min_sensitivity: float = 0.9
+    deterministic: bool = False  # bit-identical reruns (slower; for tests and audits)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -154,6 +155,10 @@ def fit_one(
     from components.core.models import ModelSpec, build_model
 
     strategy, _ = configure_devices()
+    if cfg.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     idx = np.arange(len(train)) if train_idx is None else train_idx
     steps = math.ceil(len(idx) / cfg.batch_size)
     spec = ModelSpec(
