@@ -2,7 +2,8 @@
 
 Used by ``skin-cancer predict`` and the inference server. The model comes from the
 MLflow registry (``models:/name@alias``, ``models:/name/3``, ``runs:/...``) or from a
-directory holding ``model.keras`` and ``model.json`` (the pipeline's Model artifact).
+directory holding ``model.keras`` and ``model.json`` (the pipeline's Model artifact), local
+or in S3 (``s3://bucket/prefix``; KFP's ``minio://bucket/key`` artifact URIs are read as S3).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Predictor:
     def load(cls, model_uri: str) -> "Predictor":
         if Path(model_uri).is_dir():
             return cls._load_dir(Path(model_uri))
+        if model_uri.startswith(("s3://", "minio://")):
+            return cls._load_s3_dir(model_uri)
         import mlflow
 
         info = mlflow.models.get_model_info(model_uri)
@@ -55,6 +58,19 @@ class Predictor:
             model_name=meta.get("name", meta.get("family", "model")),
             model_version=str(meta.get("version", meta.get("mlflow_run_id", ""))),
         )
+
+    @classmethod
+    def _load_s3_dir(cls, uri: str) -> "Predictor":
+        """Copy ``model.keras`` and ``model.json`` from an S3 Model artifact, then load them."""
+        import tempfile
+
+        from components.core import storage
+
+        uri = "s3://" + uri.split("://", 1)[1]
+        with tempfile.TemporaryDirectory(prefix="skin-cancer-model-") as tmp:
+            for name in ("model.json", "model.keras"):
+                Path(tmp, name).write_bytes(storage.read_bytes(storage.join(uri, name)))
+            return cls._load_dir(Path(tmp))
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """p(malignant) for a uint8 batch ``(n, h, w, 3)``."""

@@ -1,0 +1,48 @@
+"""Stage 4: serve the new champion as a KServe InferenceService (server-side apply, then wait for Ready).
+
+Runs only when the champion changed and the pipeline parameter ``deploy`` is true. The plain
+code (manifest, apply, polling) is components/core/kserve_deploy.py.
+"""
+
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components.config import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def deploy_model(
+    model_artifact_uri: str,
+    model_name: str,
+    model_version: str,
+    service_name: str,
+    namespace: str,
+    image: str,
+    service_account: str,
+    timeout_seconds: int = 900,
+) -> NamedTuple("Deployment", url=str, internal_url=str, manifest=str):
+    """Create or update InferenceService ``service_name`` running ``image`` with ``skin-cancer serve``
+    on the champion's Model artifact; wait until Ready and return its URLs.
+
+    ``namespace`` empty means the namespace the pipeline runs in. ``url`` is the external URL,
+    ``internal_url`` the cluster-local one (what the smoke test calls).
+    """
+    import json
+    import logging
+    from collections import namedtuple
+
+    from components.core import kserve_deploy
+
+    logging.basicConfig(level=logging.INFO)
+    manifest = kserve_deploy.build_inference_service(
+        name=service_name, namespace=namespace or kserve_deploy.current_namespace(), image=image,
+        model_artifact_uri=model_artifact_uri, model_name=model_name, model_version=model_version,
+        service_account=service_account,
+    )
+    print(json.dumps(manifest, indent=1))
+    result = kserve_deploy.deploy(manifest, timeout_s=timeout_seconds)
+    print(f"InferenceService {result.namespace}/{result.name} Ready: {result.url} (in cluster: {result.internal_url})")
+    return namedtuple("Deployment", ["url", "internal_url", "manifest"])(result.url, result.internal_url,
+                                                                         json.dumps(manifest))

@@ -1,0 +1,442 @@
+"""The inference server over real HTTP: `skin-cancer serve` on 127.0.0.1 with a small trained model.
+
+Covers the V2 protocol, /predict, Grad-CAM, every kind of bad input (each a 4xx with a clear
+message, the server still serving afterwards), many parallel requests, the champion from the
+MLflow registry, and the smoke test (its KFP component run against this server)."""
+
+import base64
+import io
+import json
+import socket
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from components.core.dataset import CLASSES
+from tests.serving_helpers import MAX_PIXELS, MAX_UPLOAD_MB, MODEL_NAME, MODEL_VERSION, Server, sample_images
+
+# The model and server fixtures, registered once so both serving test modules share one server.
+pytest_plugins = ["tests.serving_fixtures"]
+
+INFER = f"/v2/models/{MODEL_NAME}/infer"
+
+
+@pytest.fixture(scope="module")
+def images(demo_raw):
+    return sample_images(demo_raw)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir):
+    """The same model loaded in this process: what the server must answer."""
+    from components.core.predictor import Predictor
+
+    return Predictor.load(str(tiny_model_dir))
+
+
+def post_file(url, data: bytes, filename="lesion.jpg", content_type="image/jpeg", path="/predict"):
+    return requests.post(url + path, files={"file": (filename, data, content_type)}, timeout=60)
+
+
+def v2_bytes(*blobs: bytes, **extra) -> dict:
+    return {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [len(blobs)],
+                        "data": [base64.b64encode(b).decode() for b in blobs]}], **extra}
+
+
+def outputs(answer: dict) -> dict:
+    return {o["name"]: o for o in answer["outputs"]}
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --- the protocol -----------------------------------------------------------------------------
+
+
+def test_health_and_metadata(server):
+    assert requests.get(server.url + "/v2/health/live", timeout=10).json() == {"live": True}
+    assert requests.get(server.url + "/v2/health/ready", timeout=10).json() == {"ready": True}
+    meta = requests.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=10).json()
+    assert meta["name"] == MODEL_NAME and meta["versions"] == [MODEL_VERSION]
+    assert {i["datatype"] for i in meta["inputs"]} == {"BYTES", "UINT8"}
+    assert {(o["name"], o["datatype"]) for o in meta["outputs"]} == {("p_malignant", "FP32"), ("label", "BYTES")}
+    assert requests.get(f"{server.url}/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}", timeout=10).ok
+    assert requests.get(f"{server.url}/v2/models/{MODEL_NAME}/ready", timeout=10).json()["ready"] is True
+    r = requests.get(f"{server.url}/v2/models/other-model", timeout=10)
+    assert r.status_code == 404 and "serves 'skin-cancer-classifier'" in r.json()["error"]
+    r = requests.get(f"{server.url}/v2/models/{MODEL_NAME}/versions/99", timeout=10)
+    assert r.status_code == 404 and "version '99'" in r.json()["error"]
+
+
+def test_predict_answers_label_probability_and_model(server, images, reference):
+    for cls in CLASSES:
+        for path in images[cls][:2]:
+            data = path.read_bytes()
+            r = post_file(server.url, data, filename=path.name)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert {"label", "p_malignant", "model_name", "model_version"} <= set(body)
+            expected = reference.predict_bytes(data)
+            assert body["p_malignant"] == pytest.approx(expected["p_malignant"], abs=1e-5)
+            assert body["label"] == expected["label"] == CLASSES[int(body["p_malignant"] >= body["threshold"])]
+            assert (body["model_name"], body["model_version"]) == (MODEL_NAME, MODEL_VERSION)
+
+
+@pytest.mark.parametrize("filename,fmt", [("A.JPG", "JPEG"), ("b.Jpeg", "JPEG"), ("c.PNG", "PNG"), ("d.png", "PNG"),
+                                          ("no-extension", "PNG")])
+def test_any_case_of_extension(server, images, reference, filename, fmt):
+    pixels = np.asarray(Image.open(images["malignant"][0]).convert("RGB"))
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt)
+    media = "image/png" if fmt == "PNG" else "image/jpeg"
+    r = post_file(server.url, buf.getvalue(), filename=filename, content_type=media)
+    assert r.status_code == 200, r.text
+    assert r.json()["p_malignant"] == pytest.approx(reference.predict_bytes(buf.getvalue())["p_malignant"], abs=1e-5)
+
+
+def test_v2_bytes_pixels_and_binary_agree(server, images, reference):
+    blobs = [images["benign"][0].read_bytes(), images["malignant"][0].read_bytes()]
+    r = requests.post(server.url + INFER, json=v2_bytes(*blobs, id="req-1"), timeout=60)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["id"] == "req-1" and answer["model_name"] == MODEL_NAME and answer["model_version"] == MODEL_VERSION
+    out = outputs(answer)
+    assert out["p_malignant"]["datatype"] == "FP32" and out["p_malignant"]["shape"] == [2]
+    assert out["label"]["datatype"] == "BYTES" and out["label"]["shape"] == [2]
+    expected = [reference.predict_bytes(b) for b in blobs]
+    assert out["p_malignant"]["data"] == pytest.approx([e["p_malignant"] for e in expected], abs=1e-5)
+    assert out["label"]["data"] == [e["label"] for e in expected]
+    threshold = answer["parameters"]["threshold"]
+    assert threshold == pytest.approx(reference.threshold)
+
+    # UINT8 pixels: the decoded image gives the same probability as the file.
+    from components.core.images import decode_image
+
+    pixels = np.stack([decode_image(b, reference.image_size) for b in blobs])
+    r = requests.post(server.url + INFER, timeout=60, json={"inputs": [
+        {"name": "pixels", "datatype": "UINT8", "shape": list(pixels.shape), "data": pixels.ravel().tolist()}]})
+    assert r.status_code == 200, r.text
+    assert outputs(r.json())["p_malignant"]["data"] == pytest.approx(out["p_malignant"]["data"], abs=1e-5)
+
+    # The binary tensor data extension: raw JPEG bytes after the JSON header.
+    raw = b"".join(struct.pack("<I", len(b)) + b for b in blobs)
+    header = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2],
+                                     "parameters": {"binary_data_size": len(raw)}}],
+                         "outputs": [{"name": "p_malignant"}]}).encode()
+    r = requests.post(server.url + INFER, data=header + raw, timeout=60,
+                      headers={"Content-Type": "application/octet-stream",
+                               "Inference-Header-Content-Length": str(len(header))})
+    assert r.status_code == 200, r.text
+    assert [o["name"] for o in r.json()["outputs"]] == ["p_malignant"]
+    assert r.json()["outputs"][0]["data"] == pytest.approx(out["p_malignant"]["data"], abs=1e-5)
+
+    # The version path answers too.
+    r = requests.post(f"{server.url}/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}/infer", json=v2_bytes(blobs[0]),
+                      timeout=60)
+    assert r.status_code == 200
+
+
+def test_explain_returns_a_heatmap_png(server, images):
+    r = post_file(server.url, images["malignant"][0].read_bytes(), path="/explain")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-grad-cam-layer"] == "block4_relu2"
+    picture = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+    assert picture.shape == (320, 320, 3)
+    assert 0.0 <= float(r.headers["x-p-malignant"]) <= 1.0
+
+
+def test_page_is_served(server):
+    r = requests.get(server.url + "/", timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "not a diagnosis" in r.text and 'id="heatmap"' in r.text
+
+
+# --- bad input: a 4xx with a clear message, and the server keeps serving -----------------------
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("1", (width, height)).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _bad_cases(images) -> list:
+    good = images["malignant"][0].read_bytes()
+    big = int(MAX_UPLOAD_MB * 1024 * 1024) + 1000
+    mp = int(MAX_PIXELS ** 0.5) + 200
+    return [
+        # (id, method, kwargs, status, message fragment)
+        ("non-image", "/predict", dict(files={"file": ("x.jpg", b"this is not an image", "image/jpeg")}), 400,
+         "not an image"),
+        ("empty-file", "/predict", dict(files={"file": ("x.jpg", b"", "image/jpeg")}), 400, "empty file"),
+        ("truncated-jpeg", "/predict", dict(files={"file": ("x.jpg", good[: len(good) // 2], "image/jpeg")}), 400,
+         "truncated"),
+        ("oversized-upload", "/predict", dict(files={"file": ("x.jpg", b"\xff" * big, "image/jpeg")}), 413,
+         "upload limit"),
+        ("oversized-v2", INFER, dict(data=b"{" + b" " * big + b"}", headers={"Content-Type": "application/json"}), 413,
+         "upload limit"),
+        ("oversized-chunked", "/predict", dict(data=iter([b'--zz\r\nContent-Disposition: form-data; name="file"; '
+                                                         b'filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n']
+                                                        + [b"x" * 65536] * (big // 65536 + 2)),
+                                               headers={"Content-Type": "multipart/form-data; boundary=zz"}), 413,
+         "upload limit"),
+        ("bomb-over-limit", "/predict", dict(files={"file": ("bomb.png", _bomb_png(mp, mp), "image/png")}), 400,
+         "decompression bomb"),
+        ("bomb-pil", "/predict", dict(files={"file": ("bomb.png", _bomb_png(20000, 20000), "image/png")}), 400,
+         "decompression bomb"),
+        ("gif", "/predict", dict(files={"file": ("x.png", _gif(), "image/png")}), 400, "unsupported image format"),
+        ("txt-extension", "/predict", dict(files={"file": ("notes.txt", good, "text/plain")}), 415,
+         "unsupported file type"),
+        ("text-content-type", "/predict", dict(files={"file": ("x.jpg", good, "text/plain")}), 415, "not an image"),
+        ("json-to-predict", "/predict", dict(json={"file": "x"}), 415, "multipart/form-data"),
+        ("missing-field", "/predict", dict(files={"image": ("x.jpg", good, "image/jpeg")}), 400, "field 'file'"),
+        ("field-not-file", "/predict", dict(data={"file": "hello"}, files={"other": ("a", b"b")}), 400,
+         "file upload"),
+        ("v2-not-json", INFER, dict(data=b"{not json", headers={"Content-Type": "application/json"}), 400,
+         "not valid JSON"),
+        ("v2-text-plain", INFER, dict(data=b"{}", headers={"Content-Type": "text/plain"}), 415, "application/json"),
+        ("v2-multipart", INFER, dict(files={"file": ("x.jpg", good, "image/jpeg")}), 415, "application/json"),
+        ("v2-array", INFER, dict(json=[1, 2]), 400, "JSON object"),
+        ("v2-no-inputs", INFER, dict(json={"id": "x"}), 400, "'inputs'"),
+        ("v2-two-inputs", INFER, dict(json={"inputs": [v2_bytes(good)["inputs"][0]] * 2}), 400, "exactly one input"),
+        ("v2-fp32", INFER, dict(json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [0.5]}]}),
+         400, "not supported"),
+        ("v2-shape-mismatch", INFER, dict(json={"inputs": [{**v2_bytes(good, good)["inputs"][0], "shape": [3]}]}), 400,
+         "does not match"),
+        ("v2-bad-shape", INFER, dict(json={"inputs": [{**v2_bytes(good)["inputs"][0], "shape": "1"}]}), 400,
+         "'shape'"),
+        ("v2-bad-base64", INFER, dict(json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                                                        "data": ["%%%not base64"]}]}), 400, "base64"),
+        ("v2-bytes-not-image", INFER, dict(json=v2_bytes(b"plain text")), 400, "not an image"),
+        ("v2-no-data", INFER, dict(json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}), 400,
+         "'data' is missing"),
+        ("v2-uint8-range", INFER, dict(json={"inputs": [{"name": "p", "datatype": "UINT8", "shape": [1, 1, 1, 3],
+                                                         "data": [0, 300, 2]}]}), 400, "0-255"),
+        ("v2-uint8-shape", INFER, dict(json={"inputs": [{"name": "p", "datatype": "UINT8", "shape": [1, 2, 2],
+                                                         "data": [0, 1, 2, 3]}]}), 400, "[n, height, width, 3]"),
+        ("v2-uint8-too-big", INFER, dict(json={"inputs": [{"name": "p", "datatype": "UINT8",
+                                                           "shape": [1, 5000, 5000, 3], "data": [0]}]}), 400,
+         "pixels is over"),
+        ("v2-batch-limit", INFER, dict(json={"inputs": [{"name": "p", "datatype": "UINT8", "shape": [33, 1, 1, 3],
+                                                         "data": [0] * 99}]}), 413, "batch limit"),
+        ("v2-unknown-output", INFER, dict(json=v2_bytes(good, outputs=[{"name": "logits"}])), 400, "unknown output"),
+        ("v2-wrong-model", "/v2/models/resnet/infer", dict(json=v2_bytes(good)), 404, "not served here"),
+        ("v2-bad-binary-header", INFER, dict(data=b"{}", headers={"Content-Type": "application/octet-stream",
+                                                                  "Inference-Header-Content-Length": "99"}), 400,
+         "outside the body"),
+        ("unknown-path", "/v1/models/x:predict", dict(json={}), 404, "Not Found"),
+    ]
+
+
+def _gif() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="GIF")
+    return buf.getvalue()
+
+
+def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(server, images):
+    good = images["malignant"][0].read_bytes()
+    before = post_file(server.url, good).json()
+    failures = []
+    for case_id, path, kwargs, status, fragment in _bad_cases(images):
+        try:
+            r = requests.post(server.url + path, timeout=60, **kwargs)
+        except requests.ConnectionError as err:
+            failures.append(f"{case_id}: connection error {err}")
+            continue
+        message = r.json().get("error", "") if r.headers.get("content-type", "").startswith("application/json") else ""
+        if r.status_code != status or fragment.lower() not in message.lower():
+            failures.append(f"{case_id}: HTTP {r.status_code} {r.text[:200]!r}, expected {status} with {fragment!r}")
+        # After every bad request the server still answers a good one, identically.
+        after = post_file(server.url, good)
+        if after.status_code != 200 or after.json() != before:
+            failures.append(f"{case_id}: server answered {after.status_code} {after.text[:200]} afterwards")
+    assert server.proc.poll() is None
+    assert not failures, "\n".join(failures)
+
+
+def test_client_that_hangs_up_does_not_hurt(server, images):
+    """A client that disconnects in the middle of an upload."""
+    good = images["benign"][0].read_bytes()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                  b"Content-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; "
+                  b"filename=\"a.jpg\"\r\n\r\n" + good[:100])
+    assert post_file(server.url, good).status_code == 200
+
+
+# --- many clients at once ---------------------------------------------------------------------
+
+
+def test_many_parallel_requests_are_all_answered_correctly(server, images, reference):
+    files = images["benign"][:4] + images["malignant"][:4]
+    expected = {str(p): reference.predict_bytes(p.read_bytes()) for p in files}
+
+    def one(i: int):
+        path = files[i % len(files)]
+        data = path.read_bytes()
+        if i % 2:
+            r = requests.post(server.url + INFER, json=v2_bytes(data, id=str(i)), timeout=120)
+            r.raise_for_status()
+            out = outputs(r.json())
+            assert r.json()["id"] == str(i)
+            return str(path), out["p_malignant"]["data"][0], out["label"]["data"][0]
+        r = post_file(server.url, data, filename=path.name)
+        r.raise_for_status()
+        return str(path), r.json()["p_malignant"], r.json()["label"]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(one, range(96)))
+    assert len(answers) == 96
+    for name, p, label in answers:
+        assert p == pytest.approx(expected[name]["p_malignant"], abs=1e-5), name
+        assert label == expected[name]["label"], name
+
+
+# --- Grad-CAM on every kind of model ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family,layer", [("basic", "block2_relu2"), ("mobilenetv3", "MobileNetV3Small/")])
+def test_gradcam_finds_the_last_feature_map(family, layer):
+    from components.core.gradcam import GradCam
+    from components.core.models import ModelSpec, build_model
+
+    model = build_model(ModelSpec(family=family, image_size=64, augment=True, width=4, extra={"blocks": 2}))
+    cam = GradCam(model)
+    assert cam.target.name.startswith(layer)
+    pixels = np.random.default_rng(0).integers(0, 256, (70, 50, 3), dtype=np.uint8)
+    heat, p = cam.heatmap(pixels)
+    assert heat.ndim == 2 and heat.shape[0] > 1 and 0.0 <= heat.min() and heat.max() <= 1.0
+    assert p == pytest.approx(float(np.asarray(model(pixels[None], training=False)).ravel()[0]), abs=1e-5)
+
+
+# --- the champion from the registry -------------------------------------------------------------
+
+
+def test_serve_loads_the_champion_from_mlflow(tiny_model_dir, tmp_path, images):
+    """`skin-cancer serve` with its default --model-uri models:/skin-cancer-classifier@champion."""
+    import keras
+    import mlflow
+    from mlflow import MlflowClient
+
+    from components.core import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking.setup(uri, "serving-test")
+    meta = json.loads((tiny_model_dir / "model.json").read_text())
+    model = keras.saving.load_model(tiny_model_dir / "model.keras")
+    with mlflow.start_run():
+        info = tracking.log_model(model, meta["threshold"], meta["image_size"], "basic")
+    version = mlflow.register_model(info.model_uri, MODEL_NAME)
+    MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", version.version)
+    srv = Server([], tmp_path / "server.log", env={"MLFLOW_TRACKING_URI": uri})
+    try:
+        body = post_file(srv.url, images["malignant"][0].read_bytes()).json()
+        assert body["model_name"] == MODEL_NAME and body["model_version"] == str(version.version)
+        assert body["threshold"] == pytest.approx(meta["threshold"])
+        assert post_file(srv.url, images["malignant"][0].read_bytes(), path="/explain").status_code == 200
+    finally:
+        srv.stop()
+
+
+# --- the smoke test against the local server ------------------------------------------------------
+
+
+def test_smoke_test_component_passes_against_the_server(server, demo_raw, kfp_local):
+    from components.smoke_test import smoke_test
+
+    task = smoke_test(url=server.url, model_name=MODEL_NAME, data_uri=str(demo_raw), samples_per_class=2)
+    report = json.loads(task.outputs["Output"])
+    assert report["images"] == 4 and report["model_version"] == MODEL_VERSION
+    assert {r["expected"] for r in report["results"]} == set(CLASSES)
+    assert all(0.0 <= r["p_malignant"] <= 1.0 for r in report["results"])
+
+
+def test_smoke_test_fails_on_a_wrong_model_name(server, demo_raw):
+    from components.core import smoke
+
+    samples = smoke.load_samples(str(demo_raw), 1)
+    with pytest.raises(smoke.SmokeTestError, match="HTTP 404"):
+        smoke.run_smoke_test(server.url, "another-model", samples, ready_timeout=5)
+
+
+class _LyingServer:
+    """Answers every V2 infer with ``answer``: a broken model server."""
+
+    def __init__(self, answer: dict):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, body: dict):
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send({"ready": True})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self._send(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.mark.parametrize("answer,message", [
+    ({"model_name": MODEL_NAME, "outputs": [{"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [1.5]},
+                                            {"name": "label", "datatype": "BYTES", "shape": [1],
+                                             "data": ["malignant"]}]}, "not a probability"),
+    ({"model_name": MODEL_NAME, "outputs": [{"name": "p_malignant", "datatype": "FP32", "shape": [1],
+                                             "data": [float("nan")]},
+                                            {"name": "label", "datatype": "BYTES", "shape": [1],
+                                             "data": ["benign"]}]}, "not a probability"),
+    ({"model_name": MODEL_NAME, "outputs": [{"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [0.2]},
+                                            {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["mole"]}]},
+     "not one of"),
+    ({"model_name": MODEL_NAME, "outputs": [{"name": "scores", "datatype": "FP32", "shape": [1], "data": [0.2]}]},
+     "must include p_malignant"),
+    ({"model_name": MODEL_NAME, "outputs": "nope"}, "must include"),
+    ({"model_name": MODEL_NAME, "parameters": {"threshold": 0.5},
+      "outputs": [{"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [0.9]},
+                  {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["benign"]}]}, "disagrees"),
+])
+def test_smoke_test_fails_on_a_malformed_answer(demo_raw, answer, message):
+    from components.core import smoke
+
+    liar = _LyingServer(answer)
+    try:
+        with pytest.raises(smoke.SmokeTestError, match=message):
+            smoke.run_smoke_test(liar.url, MODEL_NAME, smoke.load_samples(str(demo_raw), 1), ready_timeout=5)
+    finally:
+        liar.server.shutdown()
+
+
+# --- the Model artifact in S3, as KFP stores it on a cluster -------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["s3", "minio"])
+def test_predictor_loads_a_model_artifact_from_s3(tiny_model_dir, s3_bucket, images, reference, scheme):
+    from components.core.predictor import Predictor
+    from tests.conftest import upload_tree
+
+    uri = upload_tree(tiny_model_dir, s3_bucket, "pipeline-root/run-1/train/model")
+    loaded = Predictor.load(uri.replace("s3://", f"{scheme}://"))
+    data = images["benign"][0].read_bytes()
+    assert loaded.threshold == reference.threshold and loaded.image_size == reference.image_size
+    assert loaded.predict_bytes(data)["p_malignant"] == pytest.approx(reference.predict_bytes(data)["p_malignant"],
+                                                                      abs=1e-6)
