@@ -18,14 +18,26 @@ def preprocess(
     max_bad_fraction: float,
     mlflow_tracking_uri: str,
     experiment_name: str,
+    data_fingerprint: str,
     train_data: Output[Dataset],
     val_data: Output[Dataset],
     test_data: Output[Dataset],
+    allow_leakage: bool = False,
 ) -> NamedTuple("PreprocessOutputs", fingerprint=str, report=str):
-    """Decode, resize and split the raw layout at ``data_uri`` into compact uint8 arrays."""
+    """Decode, resize and split the raw layout at ``data_uri`` into compact uint8 arrays.
+
+    ``data_fingerprint`` (from the fingerprint step) is here for KFP's cache key: the same
+    URI with different images must not hit the cache. An empty string skips the check.
+    ``allow_leakage`` accepts test images that also appear (same bytes) in train/val.
+    """
     from components.core.stages import run_preprocess
 
-    return run_preprocess(
+    result = run_preprocess(
         data_uri, image_size, val_fraction, seed, max_bad_fraction, mlflow_tracking_uri, experiment_name,
-        {"train": train_data, "val": val_data, "test": test_data},
+        {"train": train_data, "val": val_data, "test": test_data}, allow_leakage=allow_leakage,
     )
+    if data_fingerprint and result.fingerprint != data_fingerprint:
+        # The data changed between the two listings; the outputs carry the newer fingerprint.
+        print(f"WARNING: {data_uri} changed during the run: listed as {data_fingerprint}, "
+              f"preprocessed as {result.fingerprint}")
+    return result

@@ -22,9 +22,13 @@ def select_and_register(
     pipeline_run: str,
     summary: Output[Markdown],
 ) -> NamedTuple(
-    "Registration", model_name=str, model_version=str, model_uri=str, champion_changed=bool, summary_json=str
+    "Registration", model_name=str, model_version=str, model_uri=str, champion_changed=bool, summary_json=str,
+    model_artifact_uri=str,
 ):
-    """Collect every trained model's result, select, compare with @champion and register."""
+    """Collect every trained model's result, select, compare with @champion and register.
+
+    ``model_artifact_uri`` is the winner's KFP Model artifact (model.keras + model.json; s3://
+    on a cluster): the deploy step serves it when the winner became @champion."""
     from components.core.stages import run_select_and_register
 
     return run_select_and_register(

@@ -1,4 +1,4 @@
-"""The pipeline: preprocess -> ParallelFor(train on GPU nodes) -> select and register.
+"""The pipeline: fingerprint -> preprocess -> ParallelFor(train on GPU nodes) -> select and register.
 
 ``build_pipeline`` takes the settings KFP fixes at compile time (loop parallelism,
 accelerator type, node placement); everything else is a run-time pipeline parameter.
@@ -11,13 +11,30 @@ from dataclasses import dataclass, field
 
 from kfp import dsl
 
+from components import config as images_config
+from components.core.kserve_deploy import DEFAULT_SERVICE_ACCOUNT
 from components.core.registry import DEFAULT_MODEL_NAME
 from components.core.tracking import DEFAULT_EXPERIMENT
+from components.deploy import deploy_model
+from components.fingerprint import fingerprint_data
 from components.preprocess import preprocess
 from components.select_register import select_and_register
+from components.smoke_test import smoke_test
 from components.train import train
 
 PIPELINE_NAME = "skin-cancer-training"
+
+# What the tasks read from Kubernetes (manifests/base): the names are run-time pipeline
+# parameters (kfp-kubernetes accepts a parameter for the Secret/ConfigMap name), the keys are
+# fixed here. No value ever enters the compiled YAML. kfp.local ignores all of it.
+S3_SECRET = "skin-cancer-s3"
+S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
+MLFLOW_SECRET = "skin-cancer-mlflow"
+MLFLOW_SECRET_KEYS = {"MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+                      "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"}
+CONFIG_MAP = "skin-cancer-config"
+CONFIG_MAP_KEYS = {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION",
+                   "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}
 
 # Local defaults: CPU-sized families at 128 px. See README "Cluster configuration" for ImageNet on GPU.
 DEFAULT_MODELS: list[dict] = [
@@ -40,6 +57,13 @@ class CompileSettings:
     tolerations: list[dict] = field(default_factory=list)
     train_cpu: str = "4"
     train_memory: str = "16G"
+    # Task retries with exponential backoff for the steps that touch S3 or MLflow (pod
+    # evictions, node loss, a server restarting). kfp.local honours them too, so
+    # `skin-cancer run` sets 0: locally botocore and MLflow already retry their requests.
+    retries: int = 3
+    # A retried training task repeats hours of GPU work: once, for a preempted or lost node.
+    train_retries: int = 1
+    retry_backoff: str = "30s"
 
 
 def build_pipeline(settings: "CompileSettings | None" = None):
@@ -56,9 +80,17 @@ def build_pipeline(settings: "CompileSettings | None" = None):
         seed: int = 42,
         val_fraction: float = 0.15,
         max_bad_fraction: float = 0.01,
+        allow_leakage: bool = False,
         mlflow_tracking_uri: str = "",
         experiment_name: str = DEFAULT_EXPERIMENT,
         registered_model_name: str = DEFAULT_MODEL_NAME,
+        s3_secret: str = S3_SECRET,
+        mlflow_secret: str = MLFLOW_SECRET,
+        config_map: str = CONFIG_MAP,
+        deploy: bool = False,
+        serving_namespace: str = "",
+        inference_service_name: str = "skin-cancer",
+        serving_service_account: str = DEFAULT_SERVICE_ACCOUNT,
     ) -> str:
         """Skin-cancer training pipeline.
 
@@ -72,15 +104,30 @@ def build_pipeline(settings: "CompileSettings | None" = None):
             seed: Seed for the train/validation split, initialisation and augmentation.
             val_fraction: Share of the train folder held out for validation (selection and threshold).
             max_bad_fraction: Fail when more than this share of files is unreadable.
+            allow_leakage: Accept test images whose bytes also appear in train/val (otherwise the run fails).
             mlflow_tracking_uri: MLflow tracking server; empty uses MLFLOW_TRACKING_URI from the environment.
             experiment_name: MLflow experiment for the runs.
             registered_model_name: MLflow registered model that receives the @champion alias.
+            s3_secret: Kubernetes Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (cluster only).
+            mlflow_secret: Kubernetes Secret with MLFLOW_TRACKING_USERNAME/PASSWORD; may be absent (cluster only).
+            config_map: Kubernetes ConfigMap with AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, MLFLOW_TRACKING_URI (cluster only).
+            deploy: When the champion changed, serve it as a KServe InferenceService and smoke-test it (cluster only).
+            serving_namespace: Namespace of the InferenceService; empty means the pipeline's own namespace.
+            inference_service_name: Name of the InferenceService (a DNS label).
+            serving_service_account: ServiceAccount of the served model; its S3 Secret lets KServe fetch the model.
         """
+        env = dict(s3_secret=s3_secret, mlflow_secret=mlflow_secret, config_map=config_map)
+        # Never cached: listing keys and ETags is how a recurring run notices new images.
+        fp = fingerprint_data(data_uri=data_uri).set_display_name("Fingerprint raw data")
+        fp.set_caching_options(False).set_cpu_request("500m").set_memory_request("1G")
+        _cluster(fp, s.retries, s, **env)
         pre = preprocess(
             data_uri=data_uri, image_size=image_size, val_fraction=val_fraction, seed=seed,
             max_bad_fraction=max_bad_fraction, mlflow_tracking_uri=mlflow_tracking_uri,
-            experiment_name=experiment_name,
+            experiment_name=experiment_name, data_fingerprint=fp.outputs["fingerprint"],
+            allow_leakage=allow_leakage,
         ).set_display_name("Preprocess images").set_cpu_request("2").set_memory_request("4G")
+        _cluster(pre, s.retries, s, **env)
         with dsl.ParallelFor(models, parallelism=s.parallelism, name="train-models") as model_config:
             trained = train(
                 model_config=model_config,
@@ -95,6 +142,7 @@ def build_pipeline(settings: "CompileSettings | None" = None):
             trained.set_cpu_request(s.train_cpu).set_memory_request(s.train_memory)
             trained.set_accelerator_type(s.accelerator_type).set_accelerator_limit(s.gpus_per_model)
             _place(trained, s)
+            _cluster(trained, s.train_retries, s, **env)
         chosen = select_and_register(
             results=dsl.Collected(trained.outputs["Output"]),
             val_data=pre.outputs["val_data"],
@@ -105,9 +153,46 @@ def build_pipeline(settings: "CompileSettings | None" = None):
             data_fingerprint=pre.outputs["fingerprint"],
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         ).set_display_name("Select and register champion").set_cpu_request("2").set_memory_request("4G")
+        _cluster(chosen, s.retries, s, **env)
+        # Serving: only a new champion is deployed, and only when asked (never under kfp.local).
+        with dsl.If(chosen.outputs["champion_changed"] == True, name="champion-changed"):  # noqa: E712
+            with dsl.If(deploy == True, name="deploy-enabled"):  # noqa: E712
+                served = deploy_model(
+                    model_artifact_uri=chosen.outputs["model_artifact_uri"],
+                    model_name=chosen.outputs["model_name"],
+                    model_version=chosen.outputs["model_version"],
+                    service_name=inference_service_name,
+                    namespace=serving_namespace,
+                    image=images_config.RUNTIME_IMAGE,
+                    service_account=serving_service_account,
+                ).set_display_name("Deploy champion (KServe)").set_cpu_request("250m").set_memory_request("512M")
+                served.set_caching_options(False)
+                if s.retries:  # server-side apply is idempotent: a retry is safe
+                    served.set_retry(num_retries=s.retries, backoff_duration=s.retry_backoff, backoff_factor=2.0)
+                checked = smoke_test(
+                    url=served.outputs["internal_url"],
+                    model_name=chosen.outputs["model_name"],
+                    data_uri=data_uri,
+                ).set_display_name("Smoke-test the served model").set_cpu_request("250m").set_memory_request("512M")
+                checked.set_caching_options(False)
+                _cluster(checked, min(1, s.retries), s, **env)  # reads test images from S3
         return chosen.outputs["summary_json"]
 
     return skin_cancer_pipeline
+
+
+def _cluster(task, retries: int, s: CompileSettings, s3_secret, mlflow_secret, config_map) -> None:
+    """Retries with backoff, and credentials and settings from Kubernetes (never values)."""
+    from kfp import kubernetes
+
+    if retries:
+        task.set_retry(num_retries=retries, backoff_duration=s.retry_backoff, backoff_factor=2.0,
+                       backoff_max_duration="3600s")
+    kubernetes.use_secret_as_env(task, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS)
+    # Optional: an MLflow server without authentication needs no Secret.
+    kubernetes.use_secret_as_env(task, secret_name=mlflow_secret, secret_key_to_env=MLFLOW_SECRET_KEYS,
+                                 optional=True)
+    kubernetes.use_config_map_as_env(task, config_map_name=config_map, config_map_key_to_env=CONFIG_MAP_KEYS)
 
 
 def _place(task, s: CompileSettings) -> None:

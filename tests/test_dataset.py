@@ -21,7 +21,9 @@ def make_raw(root: Path, train: int = 10, test: int = 4, fmt: str = "JPEG") -> P
             folder = root / split / cls
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                Image.new("RGB", (40, 40), colour).save(folder / f"{i}.{'jpg' if fmt == 'JPEG' else 'png'}", fmt)
+                img = Image.new("RGB", (40, 40), colour)
+                img.putpixel((0, 0), (i, 0 if split == "train" else 128, 0))  # unique bytes: copies would be leakage
+                img.save(folder / f"{i}.{'jpg' if fmt == 'JPEG' else 'png'}", fmt)
     return root
 
 

@@ -67,6 +67,10 @@ class GradCam:
     def __init__(self, model):
         import keras
 
+        from components.core.models import without_tta
+
+        # Grad-CAM explains the plain view: the flip-averaging wrapper is not a straight chain.
+        model = without_tta(model)
         self.model = model
         self.target = find_feature_target(model)
         top = self.target.top

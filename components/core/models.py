@@ -79,6 +79,29 @@ def build_model(spec: ModelSpec, seed: int = 0) -> keras.Model:
     return keras.Model(inputs, outputs, name=spec.family)
 
 
+def with_tta(model: keras.Model) -> keras.Model:
+    """Test-time augmentation in the graph: the mean of p(malignant) over the four flips.
+
+    Lesions have no "up": flipped views are equally valid, and averaging them steadies
+    the score. Built from standard Keras ops, so the saved model loads without custom code.
+    """
+    from keras import ops
+
+    inputs = keras.Input(shape=(None, None, 3), dtype="uint8", name="image")
+    views = [inputs, ops.flip(inputs, axis=1), ops.flip(inputs, axis=2), ops.flip(ops.flip(inputs, axis=1), axis=2)]
+    outputs = layers.Average(name="p_malignant_tta")([model(v) for v in views])
+    return keras.Model(inputs, outputs, name=f"{model.name}_tta")
+
+
+def without_tta(model: keras.Model) -> keras.Model:
+    """The single-view model inside a :func:`with_tta` wrapper (itself if not wrapped)."""
+    if model.name.endswith("_tta"):
+        inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        if len(inner) == 1:
+            return inner[0]
+    return model
+
+
 def _conv_block(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
     # Each block owns its layers: two separate convolutions, not one layer called twice.
     for i in (1, 2):

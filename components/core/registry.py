@@ -1,9 +1,33 @@
 """The model registry: pick the run's best model on VALIDATION data, compare it with the
-current ``@champion`` and move aliases (never stages)."""
+current ``@champion`` and move aliases (never stages).
+
+Champion safety. MLflow has no transactions, so two pipeline runs finishing at once (a
+schedule overlapping a manual run) could both read the old champion, both decide to
+promote, and leave the alias on whichever wrote last, the worse model perhaps. Here the
+read-compare-set of ``@champion`` runs under a per-model lock: a registered model named
+``<name>.champion-lock`` that only one writer can create (the registry's unique name is
+the atomic step). The lock carries its owner and an expiry, so a crashed holder blocks
+others for ``SKIN_CANCER_REGISTRY_LOCK_TTL`` seconds (default 900) at most; a waiter gives
+up after ``SKIN_CANCER_REGISTRY_LOCK_WAIT`` seconds (default 1800) with a clear error.
+Both models are scored the same way (loaded from the registry, on this run's validation
+data) and ordered by a total key: validation accuracy, then validation AUC, then the
+version number (newer wins a tie), so every writer agrees on which is better.
+
+Idempotency: a retried task finds the version it registered before (same MLflow run);
+a registration whose response was lost and was sent again by the HTTP retry leaves two
+versions of one run, and the newer one is deleted.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+import os
+import random
+import socket
+import time
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from components.core.dataset import SplitArrays
@@ -14,6 +38,13 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 DEFAULT_MODEL_NAME = "skin-cancer-classifier"
+LOCK_SUFFIX = ".champion-lock"
+DEFAULT_LOCK_TTL = 900.0
+DEFAULT_LOCK_WAIT = 1800.0
+
+
+class RegistryError(RuntimeError):
+    """The registry could not be updated safely; the message says why and what to do."""
 
 
 def rank_key(result: dict) -> tuple:
@@ -54,6 +85,12 @@ def evaluate_model_uri(model_uri: str, val: SplitArrays, test: SplitArrays) -> d
     }
 
 
+def quality_key(scored: dict, version) -> tuple:
+    """Total order on registered models: val accuracy, then val AUC (NaN lowest), then version."""
+    auc = scored["val"]["auc"]
+    return (scored["val"]["accuracy"], -1.0 if auc is None or math.isnan(auc) else auc, int(version))
+
+
 def current_champion(client, name: str):
     from mlflow.exceptions import MlflowException
 
@@ -67,11 +104,127 @@ def find_version_for_run(client, name: str, run_id: str):
     """An existing version from ``run_id``: a retried task reuses it instead of registering twice."""
     from mlflow.exceptions import MlflowException
 
+    versions = versions_for_run(client, name, run_id)
+    return versions[0] if versions else None
+
+
+def versions_for_run(client, name: str, run_id: str) -> list:
+    """Every version of ``name`` registered from ``run_id``, oldest first."""
+    from mlflow.exceptions import MlflowException
+
     try:
         versions = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     except MlflowException:
-        return None
-    return versions[0] if versions else None
+        return []
+    return sorted(versions, key=lambda v: int(v.version))
+
+
+def register_once(client, winner: dict, name: str, tags: dict[str, str]):
+    """The one version for ``winner``'s run: reuse it if a retried task registered it before;
+    if an HTTP retry of the create call made a second one, delete the newer."""
+    import mlflow
+
+    version = find_version_for_run(client, name, winner["run_id"])
+    if version is not None:
+        log.info("run %s is already registered as %s version %s; reusing it", winner["run_id"], name, version.version)
+        return version
+    mlflow.register_model(winner["model_uri"], name, tags=tags)
+    versions = versions_for_run(client, name, winner["run_id"])
+    if not versions:
+        raise RegistryError(f"registered {winner['model_uri']} as {name}, but no version from run "
+                            f"{winner['run_id']} is listed; check the MLflow server")
+    for extra in versions[1:]:
+        log.warning("%s version %s duplicates version %s (a retried registration); deleting it",
+                    name, extra.version, versions[0].version)
+        client.delete_model_version(name, extra.version)
+    return versions[0]
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    return float(raw) if raw else default
+
+
+@contextmanager
+def champion_lock(client, name: str, ttl: float | None = None, wait: float | None = None, poll: float = 0.5):
+    """Hold ``<name>.champion-lock`` while the champion is read, compared and moved.
+
+    Creating a registered model is atomic in the registry (names are unique), so exactly
+    one writer holds the lock. Yields a callable that raises if the lock was lost (expired
+    and taken by another writer) so the caller can check right before it writes."""
+    from mlflow.exceptions import MlflowException
+
+    ttl = ttl if ttl is not None else _env_seconds("SKIN_CANCER_REGISTRY_LOCK_TTL", DEFAULT_LOCK_TTL)
+    wait = wait if wait is not None else _env_seconds("SKIN_CANCER_REGISTRY_LOCK_WAIT", DEFAULT_LOCK_WAIT)
+    lock = f"{name}{LOCK_SUFFIX}"
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    deadline = time.monotonic() + wait
+    while True:
+        expires = time.time() + ttl
+        try:
+            client.create_registered_model(
+                lock, tags={"owner": token, "expires": f"{expires:.3f}"},
+                description=f"Lock for the @champion alias of {name}; held while a pipeline run compares "
+                            "and promotes. Deleted when done; expires by itself. Not a model.",
+            )
+            break
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        holder = _lock_holder(client, lock)
+        if holder is None:
+            continue  # released between our create and this read
+        if holder[0] == token:
+            break  # our create went through; its response was lost and the retry saw it
+        if time.time() > holder[1]:
+            log.warning("registry lock %s held by %s expired %.0f s ago; breaking it", lock, holder[0],
+                        time.time() - holder[1])
+            _delete_lock_if(client, lock, holder[0])
+            continue
+        if time.monotonic() > deadline:
+            raise RegistryError(
+                f"{lock}: another pipeline run ({holder[0]}) has been promoting a model for over {wait:.0f} s; "
+                f"gave up waiting. It expires at {time.strftime('%H:%M:%S', time.localtime(holder[1]))}; "
+                "rerun the task then, or delete that registered model if its run is gone"
+            )
+        log.info("registry lock %s held by %s; waiting", lock, holder[0])
+        time.sleep(poll * (0.5 + random.random()))
+
+    def check() -> None:
+        holder = _lock_holder(client, lock)
+        if holder is None or holder[0] != token:
+            raise RegistryError(f"{lock}: lost the registry lock (held over {ttl:.0f} s and taken over); "
+                                "the champion was not changed: rerun the task")
+
+    try:
+        yield check
+    finally:
+        _delete_lock_if(client, lock, token)
+
+
+def _lock_holder(client, lock: str) -> tuple[str, float] | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(lock)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return model.tags.get("owner", ""), float(model.tags.get("expires", "0") or 0)
+
+
+def _delete_lock_if(client, lock: str, owner: str) -> None:
+    """Delete the lock if ``owner`` still holds it (read just before the delete)."""
+    from mlflow.exceptions import MlflowException
+
+    holder = _lock_holder(client, lock)
+    if holder is not None and holder[0] == owner:
+        try:
+            client.delete_registered_model(lock)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
 
 
 def register_winner(
@@ -81,44 +234,55 @@ def register_winner(
     test: SplitArrays,
     tags: dict[str, str],
 ) -> Registration:
-    """Register ``winner`` as a new version; it becomes ``@champion`` only if it is at least as
-    good on this run's validation data as the current champion, else ``@challenger``."""
+    """Register ``winner`` as a new version (once); it becomes ``@champion`` only if it is at
+    least as good on this run's validation data as the current champion, else ``@challenger``.
+
+    Both are scored by :func:`evaluate_model_uri` (loaded from the registry, on ``val``), so
+    like is compared with like; the comparison and the alias move happen under
+    :func:`champion_lock`, so concurrent runs never leave the alias on the worse model."""
     import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient()
     try:
         client.create_registered_model(name)
-    except mlflow.exceptions.MlflowException:
-        pass  # already exists
-    champion = current_champion(client, name)
-    previous = None
-    promote = True
-    if champion is not None and champion.run_id != winner["run_id"]:
-        scored = evaluate_model_uri(f"models:/{name}@{CHAMPION}", val, test)
-        previous = {"version": champion.version, **scored}
-        promote = (winner["val"]["accuracy"], winner["val"]["auc"]) >= (
-            scored["val"]["accuracy"],
-            scored["val"]["auc"],
-        )
-        log.info(
-            "current champion v%s: val accuracy %.4f; newcomer %.4f -> %s",
-            champion.version, scored["val"]["accuracy"], winner["val"]["accuracy"],
-            "promote" if promote else "challenger",
-        )
-    version = find_version_for_run(client, name, winner["run_id"])
-    if version is None:
-        version = mlflow.register_model(winner["model_uri"], name, tags=tags)
-    alias = CHAMPION if promote else CHALLENGER
-    client.set_registered_model_alias(name, alias, version.version)
-    if promote:
-        # The old challenger pointer would name a model older than the champion: drop it.
-        try:
-            if client.get_model_version_by_alias(name, CHALLENGER).version == version.version:
-                client.delete_registered_model_alias(name, CHALLENGER)
-        except mlflow.exceptions.MlflowException:
-            pass
-    champion_now = client.get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = register_once(client, winner, name, tags)
+    mine = evaluate_model_uri(f"models:/{name}/{version.version}", val, test)
+    scores: dict[str, dict] = {str(version.version): mine}
+    # Score the champion seen now outside the lock (loading a model is the slow part); under
+    # the lock it is re-read and scored again only if it changed meanwhile.
+    seen = current_champion(client, name)
+    if seen is not None and str(seen.version) not in scores:
+        scores[str(seen.version)] = evaluate_model_uri(f"models:/{name}/{seen.version}", val, test)
+    with champion_lock(client, name) as still_held:
+        champion = current_champion(client, name)
+        previous = None
+        promote = True
+        if champion is not None and str(champion.version) != str(version.version):
+            if str(champion.version) not in scores:
+                scores[str(champion.version)] = evaluate_model_uri(f"models:/{name}/{champion.version}", val, test)
+            theirs = scores[str(champion.version)]
+            previous = {"version": champion.version, **theirs}
+            promote = quality_key(mine, version.version) > quality_key(theirs, champion.version)
+            log.info(
+                "current champion v%s: val accuracy %.4f, AUC %.4f; newcomer v%s: %.4f, %.4f -> %s",
+                champion.version, theirs["val"]["accuracy"], theirs["val"]["auc"], version.version,
+                mine["val"]["accuracy"], mine["val"]["auc"], "promote" if promote else "challenger",
+            )
+        alias = CHAMPION if promote else CHALLENGER
+        still_held()
+        client.set_registered_model_alias(name, alias, version.version)
+        if promote:
+            # The old challenger pointer would name a model older than the champion: drop it.
+            try:
+                if client.get_model_version_by_alias(name, CHALLENGER).version == version.version:
+                    client.delete_registered_model_alias(name, CHALLENGER)
+            except mlflow.exceptions.MlflowException:
+                pass
+        champion_now = client.get_model_version_by_alias(name, CHAMPION)
     return Registration(
         name=name,
         version=str(version.version),

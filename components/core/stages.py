@@ -15,6 +15,7 @@ def run_preprocess(
     mlflow_tracking_uri: str,
     experiment_name: str,
     artifacts: dict,
+    allow_leakage: bool = False,
 ):
     """The component's body, as plain Python: preprocess, annotate artifacts, log to MLflow."""
     import json
@@ -34,6 +35,7 @@ def run_preprocess(
         val_fraction=val_fraction,
         seed=seed,
         max_bad_fraction=max_bad_fraction,
+        allow_leakage=allow_leakage,
     )
     for name, art in artifacts.items():
         art.metadata.update(
@@ -45,14 +47,20 @@ def run_preprocess(
                 "fingerprint": report.fingerprint,
                 "source": data_uri,
                 "skipped": len(report.skipped),
+                "class_balance": report.class_balance[name],
+                "duplicate_groups": len(report.duplicates),
+                "leakage_groups": len(report.leakage),
             }
         )
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"preprocess-{report.fingerprint}"):
         mlflow.set_tags({"stage": "preprocess", "data_fingerprint": report.fingerprint})
-        mlflow.log_params({"data_uri": data_uri, "image_size": image_size, "val_fraction": val_fraction, "seed": seed})
+        mlflow.log_params({"data_uri": tracking.redact(data_uri), "image_size": image_size,
+                           "val_fraction": val_fraction, "seed": seed, "allow_leakage": allow_leakage})
         mlflow.log_metrics(
             {f"{s}_{c}": n for s, v in report.splits.items() for c, n in v["class_counts"].items()}
-            | {"skipped": len(report.skipped), "images_per_second": report.images_per_second}
+            | {f"{s}_class_ratio": b["ratio"] for s, b in report.class_balance.items() if b["ratio"] is not None}
+            | {"skipped": len(report.skipped), "images_per_second": report.images_per_second,
+               "duplicate_groups": len(report.duplicates), "leakage_groups": len(report.leakage)}
         )
         tracking.log_json(report.to_dict(), "preprocess_report.json")
     out = namedtuple("PreprocessOutputs", ["fingerprint", "report"])
@@ -82,7 +90,7 @@ def run_train(
     import numpy as np
 
     from components.core import tracking
-    from components.core.dataset import CLASSES, SplitArrays
+    from components.core.dataset import CLASSES, open_splits
     from components.core.metrics import roc_points
     from components.core.training import TrainConfig, configure_devices, train_model
 
@@ -91,7 +99,7 @@ def run_train(
     name = values.pop("name", values.get("family", "basic"))
     cfg = TrainConfig.from_dict(values)
     experiment_id = tracking.setup(mlflow_tracking_uri, experiment_name)  # fail before training
-    splits = [SplitArrays(p) for p in (train_path, val_path, test_path)]
+    splits = open_splits(train_path, val_path, test_path)  # checksums, and one preprocessing run
     if splits[0].image_size != cfg.image_size:
         raise ValueError(
             f"{train_path}: preprocessed at {splits[0].image_size}px but image_size is {cfg.image_size}; "
@@ -122,13 +130,13 @@ def run_train(
         "name": name, "family": cfg.family, "run_id": run.info.run_id, "model_uri": info.model_uri,
         "threshold": result.threshold, "val": result.val, "test": result.test, "folds": result.fold_scores,
         "params": result.params, "seconds": result.seconds, "config": cfg.to_dict(), "device": device,
+        # Where the Model artifact (model.keras + model.json) lives: s3:// on a cluster. Serving runs it.
+        "artifact_uri": getattr(model_artifact, "uri", "") or "",
     }
     if model_artifact is not None:
-        os.makedirs(model_artifact.path, exist_ok=True)
-        result.model.save(os.path.join(model_artifact.path, "model.keras"))
-        with open(os.path.join(model_artifact.path, "model.json"), "w") as fh:
-            json.dump({"threshold": result.threshold, "image_size": cfg.image_size, "classes": list(CLASSES),
-                       "family": cfg.family, "mlflow_run_id": run.info.run_id}, fh)
+        write_model_dir(model_artifact.path, result.model,
+                        {"threshold": result.threshold, "image_size": cfg.image_size, "classes": list(CLASSES),
+                         "family": cfg.family, "mlflow_run_id": run.info.run_id})
         model_artifact.metadata.update({"framework": "keras", "family": cfg.family, "mlflow_run_id": run.info.run_id,
                                         "mlflow_model_uri": info.model_uri, "threshold": result.threshold})
     if metrics_artifact is not None:
@@ -140,6 +148,31 @@ def run_train(
         roc_artifact.log_roc_curve(fpr, tpr, thr)
     print(json.dumps({k: summary[k] for k in ("name", "val", "test", "threshold", "seconds")}, default=float))
     return json.dumps(summary, default=float)
+
+
+def write_model_dir(path: str, model, meta: dict) -> None:
+    """Write ``model.keras`` and ``model.json`` to ``path`` atomically: both go to a temporary
+    sibling directory, which is renamed into place last. A task killed half way leaves no
+    ``path`` at all, never a directory with a model but no metadata (or a torn file)."""
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    final = os.path.abspath(path)
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(final)}.partial-")
+    try:
+        model.save(os.path.join(tmp, "model.keras"))
+        with open(os.path.join(tmp, "model.json"), "w") as fh:
+            json.dump(meta, fh)
+        if os.path.isdir(final):
+            shutil.rmtree(final)  # a retried task's earlier (complete) output
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def run_select_and_register(
@@ -158,7 +191,7 @@ def run_select_and_register(
     from collections import namedtuple
 
     from components.core import registry, tracking
-    from components.core.dataset import SplitArrays
+    from components.core.dataset import open_splits
 
     logging.basicConfig(level=logging.INFO)
     tracking.setup(mlflow_tracking_uri, experiment_name)
@@ -174,9 +207,8 @@ def run_select_and_register(
         "test_accuracy": f"{winner['test']['accuracy']:.4f}",
         "threshold": f"{winner['threshold']:.4f}",
     }
-    reg = registry.register_winner(
-        winner, registered_model_name, SplitArrays(val_path), SplitArrays(test_path), tags
-    )
+    val, test = open_splits(val_path, test_path)
+    reg = registry.register_winner(winner, registered_model_name, val, test, tags)
     markdown = registry.summary_markdown(parsed, winner, reg)
     if summary_path:
         with open(summary_path, "w") as fh:
@@ -192,5 +224,7 @@ def run_select_and_register(
         "previous_champion": reg.previous_champion,
         "data_fingerprint": data_fingerprint,
     }
-    out = namedtuple("Registration", ["model_name", "model_version", "model_uri", "champion_changed", "summary_json"])
-    return out(reg.name, reg.version, reg.model_uri, reg.champion_changed, json.dumps(summary, default=float))
+    out = namedtuple("Registration", ["model_name", "model_version", "model_uri", "champion_changed", "summary_json",
+                                      "model_artifact_uri"])
+    return out(reg.name, reg.version, reg.model_uri, reg.champion_changed, json.dumps(summary, default=float),
+               winner.get("artifact_uri", ""))

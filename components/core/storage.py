@@ -2,16 +2,26 @@
 
 S3 settings come from the standard AWS environment (``AWS_ENDPOINT_URL``,
 ``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``...), so MinIO and other
-S3-compatible stores work without code changes. Transient S3 errors are retried
-by botocore with backoff; permanent ones (no bucket, access denied) surface at
-once as :class:`StorageError` naming the URI.
+S3-compatible stores work without code changes.
+
+Faults: transient S3 errors (HTTP 500/502/503/504, ``SlowDown`` and other throttling,
+connection resets, timeouts) are retried by botocore ("standard" mode: exponential
+backoff with jitter) up to ``AWS_MAX_ATTEMPTS`` attempts (default 8); a body that
+breaks off half way is fetched again here, with the same budget. Each attempt is
+bounded by ``SKIN_CANCER_S3_CONNECT_TIMEOUT``/``SKIN_CANCER_S3_READ_TIMEOUT`` seconds,
+so one call can never hang. Permanent errors (no bucket, no key, access denied, bad
+credentials) are not retried and surface at once as :class:`StorageError` naming
+the URI. Messages never contain credential values.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import random
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +29,18 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 DEFAULT_WORKERS = 32
+DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+
+log = logging.getLogger(__name__)
+
+# Error codes S3 (and botocore's "standard" retry mode) treat as temporary.
+TRANSIENT_CODES = frozenset({
+    "500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown", "Throttling",
+    "ThrottlingException", "RequestTimeout", "BadGateway", "GatewayTimeout",
+    "RequestLimitExceeded", "TooManyRequestsException",
+})
 
 
 class StorageError(RuntimeError):
@@ -52,17 +74,50 @@ def join(base: str, *parts: str) -> str:
     return str(Path(base, *parts))
 
 
+def _env_number(name: str, default: float, kind=float):
+    raw = os.environ.get(name, "")
+    try:
+        value = kind(raw) if raw else default
+    except ValueError:
+        raise StorageError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise StorageError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def max_attempts() -> int:
+    """Attempts per S3 request (first try included): ``AWS_MAX_ATTEMPTS``, default 8."""
+    return int(_env_number("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, int))
+
+
+def timeouts() -> tuple[float, float]:
+    """(connect, read) timeout of one S3 attempt, in seconds."""
+    return (
+        _env_number("SKIN_CANCER_S3_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+        _env_number("SKIN_CANCER_S3_READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
+    )
+
+
+def worst_case_seconds() -> float:
+    """Upper bound on the time one S3 call can take before it fails: every attempt
+    timing out, plus botocore's capped backoff (20 s at most between attempts)."""
+    connect, read = timeouts()
+    attempts = max_attempts()
+    return attempts * (connect + read) + (attempts - 1) * 20.0
+
+
 @lru_cache(maxsize=4)
 def _s3_client(max_pool: int = DEFAULT_WORKERS):
     import boto3
     from botocore.config import Config
 
+    connect, read = timeouts()
     config = Config(
-        # Transient errors (5xx, throttling, resets) retry with exponential backoff;
-        # AWS_MAX_ATTEMPTS overrides the count.
-        retries={"total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8")), "mode": "standard"},
-        connect_timeout=10,
-        read_timeout=60,
+        # Transient errors (5xx, throttling, resets, timeouts) retry with exponential backoff
+        # and jitter; permanent ones (4xx but throttling) are not retried.
+        retries={"total_max_attempts": max_attempts(), "mode": "standard"},
+        connect_timeout=connect,
+        read_timeout=read,
         max_pool_connections=max_pool,
     )
     # boto3 reads AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 itself; region defaults so MinIO works.
@@ -71,10 +126,23 @@ def _s3_client(max_pool: int = DEFAULT_WORKERS):
 
 
 def _explain(uri: str, err: Exception) -> StorageError:
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionError,
+        EndpointConnectionError,
+        HTTPClientError,
+        IncompleteReadError,
+        NoCredentialsError,
+    )
 
     if isinstance(err, ClientError):
-        code = err.response.get("Error", {}).get("Code", "")
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        tries = err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+        if code in TRANSIENT_CODES:
+            return StorageError(
+                f"{uri}: S3 kept failing with a temporary error ({code}) after {tries} attempt(s); "
+                "the store is overloaded or down: rerun later, or raise AWS_MAX_ATTEMPTS"
+            )
         hints = {
             "NoSuchBucket": "the bucket does not exist; check the URI",
             "NoSuchKey": "the object does not exist; check the URI",
@@ -87,6 +155,12 @@ def _explain(uri: str, err: Exception) -> StorageError:
         return StorageError(f"{uri}: {hints.get(code, code or 'S3 error')} ({code})")
     if isinstance(err, EndpointConnectionError):
         return StorageError(f"{uri}: cannot reach the S3 endpoint; check AWS_ENDPOINT_URL and the network")
+    if isinstance(err, (ConnectionError, HTTPClientError, IncompleteReadError)):
+        # Timeouts, resets and truncated bodies, still failing once every attempt was used.
+        return StorageError(
+            f"{uri}: network failure talking to S3 after {max_attempts()} attempts "
+            f"({type(err).__name__}); check the endpoint and the network, or raise AWS_MAX_ATTEMPTS"
+        )
     if isinstance(err, NoCredentialsError):
         return StorageError(f"{uri}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     if isinstance(err, FileNotFoundError):
@@ -158,19 +232,41 @@ def _list_local(prefix: str) -> list[ObjectInfo]:
 
 
 def read_bytes(uri: str) -> bytes:
+    """Read one object whole. Raises :class:`StorageError` once retries are used up."""
     try:
         if is_s3(uri):
-            bucket, key = split_s3(uri)
-            return _s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+            return _get_s3(uri)
         return Path(uri).read_bytes()
     except Exception as err:
         raise _explain(uri, err) from err
 
 
+def _get_s3(uri: str) -> bytes:
+    """GET with the body read inside the retry: botocore retries the request, but a body
+    that breaks off (reset, read timeout, short read) surfaces after it and is retried here."""
+    from botocore.exceptions import ConnectionError, HTTPClientError, IncompleteReadError
+
+    bucket, key = split_s3(uri)
+    attempts = max_attempts()
+    for attempt in range(1, attempts + 1):
+        response = _s3_client().get_object(Bucket=bucket, Key=key)
+        try:
+            return response["Body"].read()
+        except (ConnectionError, HTTPClientError, IncompleteReadError) as err:
+            if attempt == attempts:
+                raise
+            log.warning("%s: body read failed (%s), attempt %d of %d; retrying", uri, type(err).__name__,
+                        attempt, attempts)
+            time.sleep(random.random() * min(0.05 * 2**attempt, 20.0))
+    raise AssertionError("unreachable")
+
+
 def read_many(uris: Iterable[str], workers: int = DEFAULT_WORKERS) -> Iterator[tuple[str, bytes | Exception]]:
     """Read many objects concurrently; yields ``(uri, bytes or the error)`` in input order.
 
-    Errors are yielded rather than raised so one unreadable file does not stop a data set.
+    Errors are yielded rather than raised, each one a :class:`StorageError` raised only
+    after every retry was used: the caller decides whether it may go on (it must not
+    count an unreachable object as a bad file; see ``dataset.write_split``).
     """
 
     def fetch(uri: str) -> tuple[str, bytes | Exception]:

@@ -1,4 +1,17 @@
-"""MLflow tracking: where runs go, what a training run logs, and the clear error when MLflow is down."""
+"""MLflow tracking: where runs go, what a training run logs, and the clear error when MLflow is down.
+
+Faults: :func:`setup` probes the server with a short, bounded retry
+(``SKIN_CANCER_MLFLOW_STARTUP_RETRIES``, default 3, ``SKIN_CANCER_MLFLOW_STARTUP_TIMEOUT``
+seconds per try, default 10), so a server that is down fails the task within seconds with
+a :class:`TrackingError`, before any data is read or any model trained. Once running,
+MLflow's own client retries transient failures (HTTP 408/429/5xx, resets, timeouts) with
+exponential backoff (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, default 7, and
+``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``), so a blip during a run is ridden out.
+
+Secrets: credentials written into the URI (``http://user:password@host``) are moved to
+``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` and MLflow only ever sees the
+bare URI, so they cannot reach its "View run at" lines, exception messages or logs.
+"""
 
 from __future__ import annotations
 
@@ -28,12 +41,63 @@ def resolve_tracking_uri(uri: str | None) -> str:
     return resolved
 
 
+def use_uri_credentials(uri: str) -> str:
+    """Move ``user:password@`` out of an http(s) URI into MLflow's credential variables
+    (unless those are set already) and return the bare URI."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not (parts.username or parts.password):
+        return uri
+    if parts.username and not os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username)
+    if parts.password and not os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
+    bare = _redact(uri)
+    if os.environ.get("MLFLOW_TRACKING_URI") == uri:
+        os.environ["MLFLOW_TRACKING_URI"] = bare  # child processes inherit the bare URI
+    return bare
+
+
+def _probe(uri: str, experiment: str) -> None:
+    """One cheap request with a short, bounded retry: fail in seconds when the server is down."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    retries = int(os.environ.get("SKIN_CANCER_MLFLOW_STARTUP_RETRIES", "3"))
+    timeout = float(os.environ.get("SKIN_CANCER_MLFLOW_STARTUP_TIMEOUT", "10"))
+    try:
+        response = http_request(
+            get_default_host_creds(uri), "/api/2.0/mlflow/experiments/get-by-name", "GET",
+            max_retries=retries, backoff_factor=1, backoff_jitter=0.5, timeout=timeout,
+            raise_on_status=False, params={"experiment_name": experiment},
+        )
+    except Exception as err:
+        raise TrackingError(
+            f"MLflow tracking server {uri} is not reachable after {retries + 1} attempts "
+            f"({type(err).__name__}); check that it is running and MLFLOW_TRACKING_URI is right"
+        ) from None  # the underlying message repeats the URL and request details
+    if response.status_code in (401, 403):
+        raise TrackingError(
+            f"MLflow tracking server {uri} refused the credentials (HTTP {response.status_code}); check "
+            "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN"
+        )
+    if response.status_code >= 500:
+        raise TrackingError(
+            f"MLflow tracking server {uri} keeps failing (HTTP {response.status_code} after {retries + 1} "
+            "attempts); check the server and its database"
+        )
+    # 200 (experiment exists) and 404 (not yet) both prove the server answers.
+
+
 def setup(tracking_uri: str | None, experiment: str = DEFAULT_EXPERIMENT) -> str:
     """Point MLflow at ``tracking_uri``, check it answers, and return the experiment id."""
     import mlflow
 
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = use_uri_credentials(resolve_tracking_uri(tracking_uri))
     mlflow.set_tracking_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        _probe(uri, experiment)
     try:
         exp = mlflow.get_experiment_by_name(experiment)
         if exp is not None:
@@ -56,6 +120,11 @@ def setup(tracking_uri: str | None, experiment: str = DEFAULT_EXPERIMENT) -> str
             f"MLflow tracking server {_redact(uri)} is not usable ({type(err).__name__}); "
             "check that it is running and MLFLOW_TRACKING_URI is right"
         ) from err
+
+
+def redact(uri: str) -> str:
+    """``uri`` without any ``user:password@`` part, for messages, logs and parameters."""
+    return _redact(uri)
 
 
 def _redact(uri: str) -> str:

@@ -34,6 +34,7 @@ class TrainConfig:
     width: int = 32
     weight_decay: float = 1e-4
     min_sensitivity: float = 0.9
+    tta: bool = True  # average over flips at inference (in the saved graph)
     deterministic: bool = False  # bit-identical reruns (slower; for tests and audits)
     extra: dict = field(default_factory=dict)
 
@@ -179,7 +180,12 @@ def fit_one(
     if val_ds is not None and cfg.early_stopping_patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor="val_auc", mode="max", patience=cfg.early_stopping_patience, restore_best_weights=True
+                monitor="val_auc",
+                mode="max",
+                patience=cfg.early_stopping_patience,
+                restore_best_weights=True,
+                # Early epochs at the peak learning rate are noisy: do not stop on them.
+                start_from_epoch=cfg.epochs // 3,
             )
         )
     if on_epoch is not None:
@@ -243,6 +249,10 @@ def train_model(cfg: TrainConfig, train: SplitArrays, val: SplitArrays, test: Sp
     fold_scores = cross_validate(cfg, train) if cfg.family == "crossval" else []
     # The final model (crossval included) trains on the whole train split, so there is a real artifact.
     model, history = fit_one(cfg, train, val, on_epoch=on_epoch)
+    if cfg.tta:
+        from components.core.models import with_tta
+
+        model = with_tta(model)
     p_val = predict_proba(model, val, cfg.batch_size)
     p_test = predict_proba(model, test, cfg.batch_size)
     threshold = choose_threshold(val.labels, p_val, cfg.min_sensitivity)

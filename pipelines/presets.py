@@ -1,0 +1,35 @@
+"""Named parameter sets for the pipeline: what to train where.
+
+``local-cpu`` is what ``skin-cancer run`` uses by default (and the pipeline's own defaults):
+sized for a 2-core machine with no pretrained weights. ``imagenet-gpu`` is for a cluster
+whose training image has the ImageNet weights baked in (``images/``, build arg
+``BAKE_WEIGHTS=1``): ``skin-cancer compile --preset imagenet-gpu`` or
+``skin-cancer submit --preset imagenet-gpu``.
+"""
+
+LOCAL_CPU: dict = {
+    "image_size": 96,
+    "epochs": 20,
+    "batch_size": 32,
+    "learning_rate": 0.003,
+    "models": [
+        {"family": "basic"},
+        {"family": "crossval", "folds": 3, "epochs": 5},
+        {"family": "mobilenetv3", "epochs": 8},
+    ],
+}
+
+IMAGENET_GPU: dict = {
+    "image_size": 224,
+    "epochs": 30,
+    "batch_size": 64,
+    "learning_rate": 0.0003,
+    "models": [
+        {"family": "efficientnet", "weights": "imagenet"},
+        {"family": "resnet50", "weights": "imagenet"},
+        {"family": "basic", "learning_rate": 0.003},
+        {"family": "crossval", "folds": 3, "learning_rate": 0.003},
+    ],
+}
+
+PRESETS: dict[str, dict] = {"local-cpu": LOCAL_CPU, "imagenet-gpu": IMAGENET_GPU}
