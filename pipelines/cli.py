@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipelines.presets import PRESETS
+
 DEFAULT_WORKDIR = "runs"
 
 
@@ -171,6 +173,7 @@ def _compile_settings(args: argparse.Namespace):
         node_selector=dict(kv.split("=", 1) for kv in args.node_selector),
         tolerations=[json.loads(t) for t in args.toleration],
         retries=args.retries,
+        parameter_defaults=dict(PRESETS[args.preset]) if args.preset else {},
     )
 
 
@@ -233,6 +236,7 @@ def _add_compile_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--image", help="runtime image REGISTRY/NAME:TAG (default from SKIN_CANCER_IMAGE)")
     c.add_argument("--train-image", help="GPU training image (default: SKIN_CANCER_TRAIN_IMAGE or --image)")
     c.add_argument("--parallelism", type=int, default=0, help="models trained at once (0 = all)")
+    c.add_argument("--preset", choices=sorted(PRESETS), help="parameter defaults to compile in (pipelines/presets.py)")
     c.add_argument("--accelerator-type", default="nvidia.com/gpu")
     c.add_argument("--gpus-per-model", type=int, default=1)
     c.add_argument("--node-selector", action="append", default=[], metavar="KEY=VALUE")
@@ -262,9 +266,22 @@ def _add_run_args(c: argparse.ArgumentParser) -> None:
                    help="Kubernetes ServiceAccount the run's pods use ('' = KFP's default)")
 
 
+def _use_local_registry(args: argparse.Namespace) -> None:
+    """Without MLFLOW_TRACKING_URI, a registry URI means the store `skin-cancer run` left in --workdir."""
+    from components.core import tracking
+
+    if args.model_uri.startswith(("models:/", "runs:/")) and not os.environ.get("MLFLOW_TRACKING_URI"):
+        # The registry `skin-cancer run` wrote, so `run` then `serve` needs no setup.
+        if not Path(args.workdir, "mlflow.db").is_file():
+            raise ValueError(f"no MLflow registry to load {args.model_uri} from: set MLFLOW_TRACKING_URI, or run "
+                             f"`skin-cancer run` first (looked for {Path(args.workdir, 'mlflow.db')})")
+        os.environ["MLFLOW_TRACKING_URI"] = tracking.local_tracking_uri(args.workdir)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from components.core.predictor import Predictor
 
+    _use_local_registry(args)
     predictor = Predictor.load(args.model_uri)
     for image in args.images:
         result = predictor.predict_bytes(Path(image).read_bytes())
@@ -273,15 +290,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from components.core import tracking
     from components.core.serving import ServingSettings, serve
 
-    if args.model_uri.startswith(("models:/", "runs:/")) and not os.environ.get("MLFLOW_TRACKING_URI"):
-        # The registry `skin-cancer run` wrote, so `run` then `serve` needs no setup.
-        if not Path(args.workdir, "mlflow.db").is_file():
-            raise ValueError(f"no MLflow registry to load {args.model_uri} from: set MLFLOW_TRACKING_URI, or run "
-                             f"`skin-cancer run` first (looked for {Path(args.workdir, 'mlflow.db')})")
-        os.environ["MLFLOW_TRACKING_URI"] = tracking.local_tracking_uri(args.workdir)
+    _use_local_registry(args)
     settings = ServingSettings.from_env(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024) if args.max_upload_mb is not None else None,
         max_pixels=args.max_pixels, max_batch=args.max_batch,
@@ -385,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="classify images with a registered model")
     pr.add_argument("--model-uri", default=f"models:/{DEFAULT_MODEL_NAME}@champion")
+    pr.add_argument("--workdir", default=DEFAULT_WORKDIR, help="where `skin-cancer run` left its MLflow store")
     pr.add_argument("images", nargs="+")
     pr.set_defaults(func=cmd_predict)
 

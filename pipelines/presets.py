@@ -9,13 +9,15 @@ whose training image has the ImageNet weights baked in (``images/``, build arg
 
 LOCAL_CPU: dict = {
     "image_size": 96,
-    "epochs": 20,
+    "epochs": 30,
     "batch_size": 32,
-    "learning_rate": 0.003,
+    "learning_rate": 0.002,
+    # precision "bfloat16": mixed bfloat16 on CPUs with native bf16 instructions (about 1.8x
+    # faster training on this project's machines), float32 elsewhere; GPUs use mixed float16.
     "models": [
-        {"family": "basic"},
-        {"family": "crossval", "folds": 3, "epochs": 5},
-        {"family": "mobilenetv3", "epochs": 8},
+        {"family": "basic", "precision": "bfloat16"},
+        {"family": "crossval", "folds": 3, "epochs": 4, "precision": "bfloat16"},
+        {"family": "mobilenetv3", "epochs": 8, "precision": "bfloat16"},
     ],
 }
 

@@ -212,7 +212,8 @@ def compile_package(settings, path: str) -> str:
 
     from pipelines.training_pipeline import build_pipeline
 
-    compiler.Compiler().compile(build_pipeline(settings), package_path=path)
+    compiler.Compiler().compile(build_pipeline(settings), package_path=path,
+                                pipeline_parameters=settings.parameter_defaults or None)
     return path
 
 

@@ -21,6 +21,7 @@ from components.preprocess import preprocess
 from components.select_register import select_and_register
 from components.smoke_test import smoke_test
 from components.train import train
+from pipelines.presets import LOCAL_CPU
 
 PIPELINE_NAME = "skin-cancer-training"
 
@@ -36,12 +37,9 @@ CONFIG_MAP = "skin-cancer-config"
 CONFIG_MAP_KEYS = {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION",
                    "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}
 
-# Local defaults: CPU-sized families at 128 px. See README "Cluster configuration" for ImageNet on GPU.
-DEFAULT_MODELS: list[dict] = [
-    {"family": "basic"},
-    {"family": "crossval", "folds": 3},
-    {"family": "mobilenetv3"},
-]
+# The pipeline's own defaults are the CPU preset (pipelines/presets.py); a cluster compile can
+# swap in another preset with `skin-cancer compile --preset imagenet-gpu`.
+DEFAULT_MODELS: list[dict] = LOCAL_CPU["models"]
 
 
 @dataclass
@@ -63,6 +61,8 @@ class CompileSettings:
     retries: int = 3
     # A retried training task repeats hours of GPU work: once, for a preempted or lost node.
     train_retries: int = 1
+    # Overrides of the pipeline parameters' default values in the compiled YAML (a preset).
+    parameter_defaults: dict = field(default_factory=dict)
     retry_backoff: str = "30s"
 
 
@@ -73,10 +73,10 @@ def build_pipeline(settings: "CompileSettings | None" = None):
     def skin_cancer_pipeline(
         data_uri: str,
         models: list = DEFAULT_MODELS,
-        image_size: int = 128,
-        epochs: int = 20,
-        batch_size: int = 32,
-        learning_rate: float = 0.002,
+        image_size: int = LOCAL_CPU["image_size"],
+        epochs: int = LOCAL_CPU["epochs"],
+        batch_size: int = LOCAL_CPU["batch_size"],
+        learning_rate: float = LOCAL_CPU["learning_rate"],
         seed: int = 42,
         val_fraction: float = 0.15,
         max_bad_fraction: float = 0.01,

@@ -48,7 +48,7 @@ def test_stratified_seeded_split_and_counts(tmp_path):
     assert a.splits["val"]["class_counts"] == {"benign": 5, "malignant": 5}
     assert a.splits["train"]["class_counts"] == {"benign": 15, "malignant": 15}
     assert a.splits["test"]["class_counts"] == {"benign": 5, "malignant": 5}
-    b = run(raw, tmp_path / "b", val_fraction=0.25, seed=7)
+    run(raw, tmp_path / "b", val_fraction=0.25, seed=7)
     keys = lambda r, s: [x["key"] for x in json.loads((r / s / "manifest.json").read_text())["sources"]]
     assert keys(tmp_path / "a", "val") == keys(tmp_path / "b", "val")
     assert not set(keys(tmp_path / "a", "val")) & set(keys(tmp_path / "a", "train"))

@@ -228,8 +228,7 @@ def _build_split(
                 n += 1
             if n:
                 name = f"images-{len(shards):05d}.npy"
-                np.save(tmp / name, pixels[:n], allow_pickle=False)
-                shards.append({"file": name, "count": n, "sha256": _sha256(tmp / name)})
+                shards.append({"file": name, "count": n, "sha256": _save_npy(tmp / name, pixels[:n])})
         bar.close()
         label_arr = np.asarray(labels, dtype=np.uint8)
         np.save(tmp / "labels.npy", label_arr, allow_pickle=False)
@@ -257,6 +256,25 @@ def _build_split(
         raise
     pool.shutdown()
     return SplitReport(int(label_arr.size), class_counts, skipped, sources)
+
+
+class _HashingFile:
+    """A write-only file that hashes what passes through it: a shard's checksum without reading it back."""
+
+    def __init__(self, fh):
+        self.fh, self.hash = fh, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.hash.update(data)
+        return self.fh.write(data)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> str:
+    """``np.save`` (no pickle) that returns the file's sha256, computed while writing."""
+    with open(path, "wb") as fh:
+        out = _HashingFile(fh)
+        np.lib.format.write_array(out, np.ascontiguousarray(array), allow_pickle=False)
+    return out.hash.hexdigest()
 
 
 def _sha256(path: Path) -> str:

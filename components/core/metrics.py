@@ -51,7 +51,7 @@ def roc_points(y_true: np.ndarray, p: np.ndarray, max_points: int = 200) -> tupl
     return fpr.tolist(), tpr.tolist(), thr.tolist()
 
 
-def choose_threshold(y_val: np.ndarray, p_val: np.ndarray, min_sensitivity: float = 0.9) -> float:
+def choose_threshold(y_val: np.ndarray, p_val: np.ndarray, min_sensitivity: float = 0.85) -> float:
     """Pick the decision threshold on VALIDATION data only.
 
     Priority is malignant recall: among thresholds whose validation sensitivity is at

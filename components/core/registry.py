@@ -102,7 +102,6 @@ def current_champion(client, name: str):
 
 def find_version_for_run(client, name: str, run_id: str):
     """An existing version from ``run_id``: a retried task reuses it instead of registering twice."""
-    from mlflow.exceptions import MlflowException
 
     versions = versions_for_run(client, name, run_id)
     return versions[0] if versions else None

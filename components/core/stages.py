@@ -84,7 +84,6 @@ def run_train(
     """Plain-Python body of the train component; returns the result as JSON for selection."""
     import json
     import logging
-    import os
 
     import mlflow
     import numpy as np
@@ -105,7 +104,7 @@ def run_train(
             f"{train_path}: preprocessed at {splits[0].image_size}px but image_size is {cfg.image_size}; "
             "preprocess and train must use the same image_size"
         )
-    _, device = configure_devices()
+    _, device = configure_devices(cfg.precision)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.set_tags({"stage": "train", "model_name": name, "family": cfg.family, "device": device,
                          "pipeline_run": pipeline_run, "data_fingerprint": data_fingerprint})
