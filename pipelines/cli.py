@@ -94,11 +94,14 @@ def _split_image_size(data_dir: str) -> int:
 
 
 def _print_table(models: list[dict]) -> None:
-    print(f"{'model':<14} {'val acc':>8} {'val auc':>8} {'test acc':>8} {'test auc':>8} {'sens':>6} {'spec':>6} {'seconds':>8}")
+    """Validation figures chose the model and its threshold; test figures are reported only."""
+    print(f"{'model':<14} {'val acc':>8} {'val auc':>8} {'test acc':>8} {'test auc':>8} {'sens':>6} {'spec':>6} "
+          f"{'brier':>6} {'ece':>6} {'seconds':>8}")
     for m in models:
         v, t = m["val"], m["test"]
         print(f"{m['name']:<14} {v['accuracy']:8.3f} {v['auc']:8.3f} {t['accuracy']:8.3f} {t['auc']:8.3f} "
-              f"{t['sensitivity']:6.3f} {t['specificity']:6.3f} {m['seconds']:8.0f}")
+              f"{t['sensitivity']:6.3f} {t['specificity']:6.3f} {t.get('brier', float('nan')):6.3f} "
+              f"{t.get('ece', float('nan')):6.3f} {m['seconds']:8.0f}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -321,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp = sub.add_parser("preprocess", help="raw images (s3:// or a folder) -> uint8 train/val/test arrays")
     pp.add_argument("--data", required=True)
     pp.add_argument("--out", required=True)
-    pp.add_argument("--image-size", type=int, default=128)
+    pp.add_argument("--image-size", type=int, default=PRESETS["local-cpu"]["image_size"])
     pp.add_argument("--val-fraction", type=float, default=0.15)
     pp.add_argument("--seed", type=int, default=42)
     pp.add_argument("--max-bad-fraction", type=float, default=0.01)
@@ -332,9 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one model family on preprocessed arrays")
     t.add_argument("--data", required=True, help="output folder of `skin-cancer preprocess`")
     t.add_argument("--model", required=True, help="model family (basic, crossval, resnet50, efficientnet, mobilenetv3)")
-    t.add_argument("--epochs", type=int, default=20)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--learning-rate", type=float, default=0.002)
+    t.add_argument("--epochs", type=int, default=PRESETS["local-cpu"]["epochs"])
+    t.add_argument("--batch-size", type=int, default=PRESETS["local-cpu"]["batch_size"])
+    t.add_argument("--learning-rate", type=float, default=PRESETS["local-cpu"]["learning_rate"])
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--config", default="{}", help="JSON of further hyperparameters, e.g. '{\"augment\": false}'")
     t.add_argument("--workdir", default=DEFAULT_WORKDIR)

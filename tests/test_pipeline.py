@@ -64,7 +64,7 @@ def test_compiled_pipeline_structure(tmp_path):
     params = root["inputDefinitions"]["parameters"]
     assert {"data_uri", "models", "image_size", "epochs", "batch_size", "learning_rate", "seed",
             "mlflow_tracking_uri", "registered_model_name"} <= set(params)
-    assert params["models"]["defaultValue"][0] == {"family": "basic"}
+    assert params["models"]["defaultValue"][0]["family"] == "basic"
     assert params["models"].get("description")
     tasks = root["dag"]["tasks"]
     loop_name, loop = next((n, t) for n, t in tasks.items() if "parameterIterator" in t)
@@ -78,3 +78,23 @@ def test_compiled_pipeline_structure(tmp_path):
     assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert resources["accelerator"]["resourceCount"] == "1"
     assert load_component_from_file(str(path)).name == "skin-cancer-training"
+
+
+def test_imagenet_gpu_preset_compiles_into_the_parameter_defaults(tmp_path):
+    from kfp import compiler
+
+    from pipelines.presets import IMAGENET_GPU, LOCAL_CPU
+
+    path = tmp_path / "imagenet.yaml"
+    settings = CompileSettings(parameter_defaults=dict(IMAGENET_GPU))
+    compiler.Compiler().compile(build_pipeline(settings), str(path), pipeline_parameters=settings.parameter_defaults)
+    params = next(yaml.safe_load_all(path.read_text()))["root"]["inputDefinitions"]["parameters"]
+    assert params["image_size"]["defaultValue"] == 224
+    families = {m["family"]: m for m in params["models"]["defaultValue"]}
+    assert families["efficientnet"]["weights"] == "imagenet" and families["resnet50"]["weights"] == "imagenet"
+    # The uncompiled pipeline's own defaults are the CPU preset.
+    plain = tmp_path / "plain.yaml"
+    compiler.Compiler().compile(build_pipeline(), str(plain))
+    plain_params = next(yaml.safe_load_all(plain.read_text()))["root"]["inputDefinitions"]["parameters"]
+    assert plain_params["image_size"]["defaultValue"] == LOCAL_CPU["image_size"]
+    assert plain_params["models"]["defaultValue"] == LOCAL_CPU["models"]

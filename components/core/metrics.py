@@ -52,29 +52,23 @@ def roc_points(y_true: np.ndarray, p: np.ndarray, max_points: int = 200) -> tupl
 
 
 def choose_threshold(y_val: np.ndarray, p_val: np.ndarray, min_sensitivity: float = 0.85) -> float:
-    """Pick the decision threshold on VALIDATION data only.
+    """Pick the decision threshold on VALIDATION data only, for high malignant recall.
 
-    Priority is malignant recall: among thresholds whose validation sensitivity is at
-    least ``min_sensitivity``, take the one with the best accuracy (the highest such
-    threshold on ties). If no threshold reaches it, maximise Youden's J instead.
+    The threshold is the highest one whose validation sensitivity reaches ``min_sensitivity``
+    plus one standard error of that estimate (sqrt(s(1-s)/n_malignant)), so recall on new
+    images is expected to stay at or above ``min_sensitivity``; the highest such threshold
+    gives the best specificity at that recall. It never looks at test data.
     """
     y = np.asarray(y_val).astype(int)
     p = np.asarray(p_val, dtype=np.float64).reshape(-1)
-    if len(np.unique(y)) < 2:
+    positives = int((y == 1).sum())
+    if positives == 0 or positives == y.size:
         return 0.5
-    candidates = np.unique(np.concatenate([p, [0.5]]))
-    best, best_key = 0.5, None
-    fallback, fallback_j = 0.5, -1.0
-    for t in candidates:
-        pred = p >= t
-        sens = (pred & (y == 1)).sum() / (y == 1).sum()
-        spec = (~pred & (y == 0)).sum() / (y == 0).sum()
-        acc = (pred == y).mean()
-        if sens >= min_sensitivity and (best_key is None or (acc, t) >= best_key):
-            best, best_key = float(t), (acc, t)
-        if sens + spec - 1 > fallback_j:
-            fallback, fallback_j = float(t), sens + spec - 1
-    return best if best_key is not None else fallback
+    target = min(1.0, min_sensitivity + float(np.sqrt(min_sensitivity * (1 - min_sensitivity) / positives)))
+    scores = np.sort(p[y == 1])[::-1]  # malignant scores, highest first
+    # The k-th highest malignant score is the highest threshold that catches k malignant images.
+    k = int(np.ceil(target * positives))
+    return float(scores[k - 1])
 
 
 def label_name(label: int) -> str:
