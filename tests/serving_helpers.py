@@ -17,6 +17,7 @@ MODEL_NAME = "skin-cancer-classifier"
 MODEL_VERSION = "7"
 MAX_UPLOAD_MB = 2.0
 MAX_PIXELS = 4_000_000
+INFER = f"/v2/models/{MODEL_NAME}/infer"
 
 
 def train_tiny_model(preprocessed: Path, out: Path) -> Path:
@@ -79,3 +80,41 @@ class Server:
 def sample_images(demo_raw: Path) -> dict[str, list[Path]]:
     """The held-out (test split) SYNTHETIC images by class."""
     return {c: sorted((demo_raw / "test" / c).glob("*.jpg")) for c in ("benign", "malignant")}
+
+
+def bomb_png(side: int) -> bytes:
+    """A tiny PNG (1-bit, all zero) that decodes to ``side`` x ``side`` pixels."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (side, side)).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def shared_bad_uploads(good: bytes) -> list[tuple[str, str, dict, int, str]]:
+    """The bad uploads that both the API test and the load test send, as
+    (id, path, requests kwargs, expected status, fragment of the error message).
+    ``good`` is a valid JPEG whose truncation and wrong content type are among the cases."""
+    over = int(MAX_UPLOAD_MB * 1024 * 1024) + 4096
+    side = int(MAX_PIXELS ** 0.5) + 100
+    return [
+        ("non-image", "/predict", dict(files={"file": ("x.jpg", b"GIF89a? not really" * 40, "image/jpeg")}), 400,
+         "not an image"),
+        ("truncated-jpeg", "/predict", dict(files={"file": ("x.jpg", good[: len(good) // 2], "image/jpeg")}), 400,
+         "truncated"),
+        ("oversized-upload", "/predict", dict(files={"file": ("x.jpg", b"\xff" * over, "image/jpeg")}), 413,
+         "upload limit"),
+        ("oversized-v2", INFER, dict(data=b"{" + b" " * over + b"}", headers={"Content-Type": "application/json"}), 413,
+         "upload limit"),
+        ("bomb-over-limit", "/predict", dict(files={"file": ("bomb.png", bomb_png(side), "image/png")}), 400,
+         "decompression bomb"),
+        ("bomb-pil", "/predict", dict(files={"file": ("bomb.png", bomb_png(20000), "image/png")}), 400,
+         "decompression bomb"),
+        ("text-content-type", "/predict", dict(files={"file": ("x.jpg", good, "text/plain")}), 415, "not an image"),
+        ("json-to-predict", "/predict", dict(json={"file": "x"}), 415, "multipart/form-data"),
+        ("v2-text-plain", INFER, dict(data=b"{}", headers={"Content-Type": "text/plain"}), 415, "application/json"),
+        ("v2-bad-base64", INFER, dict(json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                                                        "data": ["%%%not base64"]}]}), 400, "base64"),
+    ]

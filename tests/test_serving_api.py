@@ -19,12 +19,13 @@ import requests
 from PIL import Image
 
 from components.core.dataset import CLASSES
-from tests.serving_helpers import MAX_PIXELS, MAX_UPLOAD_MB, MODEL_NAME, MODEL_VERSION, Server, sample_images
+from tests.serving_helpers import (
+    INFER, MAX_UPLOAD_MB, MODEL_NAME, MODEL_VERSION, Server, sample_images, shared_bad_uploads,
+)
 
 # The model and server fixtures, registered once so both serving test modules share one server.
 pytest_plugins = ["tests.serving_fixtures"]
 
-INFER = f"/v2/models/{MODEL_NAME}/infer"
 
 
 @pytest.fixture(scope="module")
@@ -163,47 +164,25 @@ def test_page_is_served(server):
 # --- bad input: a 4xx with a clear message, and the server keeps serving -----------------------
 
 
-def _bomb_png(width: int, height: int) -> bytes:
-    buf = io.BytesIO()
-    Image.new("1", (width, height)).save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
-
-
 def _bad_cases(images) -> list:
     good = images["malignant"][0].read_bytes()
     big = int(MAX_UPLOAD_MB * 1024 * 1024) + 1000
-    mp = int(MAX_PIXELS ** 0.5) + 200
-    return [
-        # (id, method, kwargs, status, message fragment)
-        ("non-image", "/predict", dict(files={"file": ("x.jpg", b"this is not an image", "image/jpeg")}), 400,
-         "not an image"),
+    # (id, path, requests kwargs, status, message fragment)
+    return shared_bad_uploads(good) + [
         ("empty-file", "/predict", dict(files={"file": ("x.jpg", b"", "image/jpeg")}), 400, "empty file"),
-        ("truncated-jpeg", "/predict", dict(files={"file": ("x.jpg", good[: len(good) // 2], "image/jpeg")}), 400,
-         "truncated"),
-        ("oversized-upload", "/predict", dict(files={"file": ("x.jpg", b"\xff" * big, "image/jpeg")}), 413,
-         "upload limit"),
-        ("oversized-v2", INFER, dict(data=b"{" + b" " * big + b"}", headers={"Content-Type": "application/json"}), 413,
-         "upload limit"),
         ("oversized-chunked", "/predict", dict(data=iter([b'--zz\r\nContent-Disposition: form-data; name="file"; '
                                                          b'filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n']
                                                         + [b"x" * 65536] * (big // 65536 + 2)),
                                                headers={"Content-Type": "multipart/form-data; boundary=zz"}), 413,
          "upload limit"),
-        ("bomb-over-limit", "/predict", dict(files={"file": ("bomb.png", _bomb_png(mp, mp), "image/png")}), 400,
-         "decompression bomb"),
-        ("bomb-pil", "/predict", dict(files={"file": ("bomb.png", _bomb_png(20000, 20000), "image/png")}), 400,
-         "decompression bomb"),
         ("gif", "/predict", dict(files={"file": ("x.png", _gif(), "image/png")}), 400, "unsupported image format"),
         ("txt-extension", "/predict", dict(files={"file": ("notes.txt", good, "text/plain")}), 415,
          "unsupported file type"),
-        ("text-content-type", "/predict", dict(files={"file": ("x.jpg", good, "text/plain")}), 415, "not an image"),
-        ("json-to-predict", "/predict", dict(json={"file": "x"}), 415, "multipart/form-data"),
         ("missing-field", "/predict", dict(files={"image": ("x.jpg", good, "image/jpeg")}), 400, "field 'file'"),
         ("field-not-file", "/predict", dict(data={"file": "hello"}, files={"other": ("a", b"b")}), 400,
          "file upload"),
         ("v2-not-json", INFER, dict(data=b"{not json", headers={"Content-Type": "application/json"}), 400,
          "not valid JSON"),
-        ("v2-text-plain", INFER, dict(data=b"{}", headers={"Content-Type": "text/plain"}), 415, "application/json"),
         ("v2-multipart", INFER, dict(files={"file": ("x.jpg", good, "image/jpeg")}), 415, "application/json"),
         ("v2-array", INFER, dict(json=[1, 2]), 400, "JSON object"),
         ("v2-no-inputs", INFER, dict(json={"id": "x"}), 400, "'inputs'"),
@@ -214,8 +193,6 @@ def _bad_cases(images) -> list:
          "does not match"),
         ("v2-bad-shape", INFER, dict(json={"inputs": [{**v2_bytes(good)["inputs"][0], "shape": "1"}]}), 400,
          "'shape'"),
-        ("v2-bad-base64", INFER, dict(json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
-                                                        "data": ["%%%not base64"]}]}), 400, "base64"),
         ("v2-bytes-not-image", INFER, dict(json=v2_bytes(b"plain text")), 400, "not an image"),
         ("v2-no-data", INFER, dict(json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}), 400,
          "'data' is missing"),
