@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from pipelines import cli, submit
+from tests.http_stub import JsonHandler
 
 ROOT = Path(__file__).resolve().parents[1]
 API = "/apis/v2beta1"
@@ -134,7 +135,7 @@ def _matches(obj: dict, filter_json: str | None) -> bool:
 
 
 def _handler(fake: FakeKFP):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def _serve(self):
             url = urlsplit(self.path)
             query = parse_qs(url.query)
@@ -153,17 +154,9 @@ def _handler(fake: FakeKFP):
                 status, payload = 401, {"error": "Unauthorized", "code": 16}
             else:
                 status, payload = fake.handle(self.command, url.path, query, body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(status, payload)
 
         do_GET = do_POST = do_DELETE = _serve
-
-        def log_message(self, *args):
-            pass
 
     return Handler
 

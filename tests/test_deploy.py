@@ -5,7 +5,7 @@ Kubernetes API server over real HTTP (no cluster here); and the wiring into the 
 import functools
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,6 +13,7 @@ import pytest
 
 from components.core import kserve_deploy
 from components.core.kserve_deploy import DeployError
+from tests.http_stub import JsonHandler
 
 FIELDS = json.loads((Path(__file__).parent / "data" / "kserve_v1beta1_inferenceservice.json").read_text())
 ARTIFACT = "minio://mlpipeline/v2/artifacts/skin-cancer-training/run-1/train/model"
@@ -178,17 +179,7 @@ class StubKube:
         self.deny = deny
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(JsonHandler):
 
             def do_PATCH(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -197,15 +188,15 @@ class StubKube:
                                       "content_type": self.headers["Content-Type"], "body": body,
                                       "auth": self.headers.get("Authorization")})
                 if stub.deny:
-                    return self._send(403, {"kind": "Status", "message": "inferenceservices is forbidden: User "
+                    return self.send_json(403, {"kind": "Status", "message": "inferenceservices is forbidden: User "
                                             "cannot patch resource", "code": 403})
-                self._send(200, stub.apply(body))
+                self.send_json(200, stub.apply(body))
 
             def do_GET(self):
                 stub.requests.append({"method": "GET", "path": urlsplit(self.path).path})
                 if stub.obj is None:
-                    return self._send(404, {"kind": "Status", "message": "not found", "code": 404})
-                self._send(200, stub.observe())
+                    return self.send_json(404, {"kind": "Status", "message": "not found", "code": 404})
+                self.send_json(200, stub.observe())
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

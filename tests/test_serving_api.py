@@ -11,7 +11,7 @@ import socket
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -19,6 +19,7 @@ import requests
 from PIL import Image
 
 from components.core.dataset import CLASSES
+from tests.http_stub import JsonHandler
 from tests.serving_helpers import (
     INFER, MAX_UPLOAD_MB, MODEL_NAME, MODEL_VERSION, Server, sample_images, shared_bad_uploads,
 )
@@ -350,24 +351,13 @@ class _LyingServer:
     """Answers every V2 infer with ``answer``: a broken model server."""
 
     def __init__(self, answer: dict):
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, body: dict):
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self):
-                self._send({"ready": True})
+                self.send_json(200, {"ready": True})
 
             def do_POST(self):
                 self.rfile.read(int(self.headers["Content-Length"]))
-                self._send(answer)
+                self.send_json(200, answer)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
