@@ -9,10 +9,11 @@ from typing import NamedTuple
 
 from kfp import dsl
 
-from components.config import RUNTIME_IMAGE
+from components.core.settings import default_images
 
 
-@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+# The image is set per task by build_pipeline (CompileSettings.image); this is its default.
+@dsl.component(base_image=default_images()[0], install_kfp_package=False)
 def deploy_model(
     model_artifact_uri: str,
     model_name: str,
@@ -22,6 +23,7 @@ def deploy_model(
     image: str,
     service_account: str,
     timeout_seconds: int = 900,
+    failure_grace_seconds: int = 120,
 ) -> NamedTuple("Deployment", url=str, internal_url=str, manifest=str):
     """Create or update InferenceService ``service_name`` running ``image`` with ``skin-cancer serve``
     on the champion's Model artifact; wait until Ready and return its URLs.
@@ -42,7 +44,7 @@ def deploy_model(
         service_account=service_account,
     )
     print(json.dumps(manifest, indent=1))
-    result = kserve_deploy.deploy(manifest, timeout_s=timeout_seconds)
+    result = kserve_deploy.deploy(manifest, timeout_s=timeout_seconds, failure_grace_s=failure_grace_seconds)
     print(f"InferenceService {result.namespace}/{result.name} Ready: {result.url} (in cluster: {result.internal_url})")
     return namedtuple("Deployment", ["url", "internal_url", "manifest"])(result.url, result.internal_url,
                                                                          json.dumps(manifest))

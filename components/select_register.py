@@ -7,10 +7,11 @@ from typing import List, NamedTuple
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Output
 
-from components.config import RUNTIME_IMAGE
+from components.core.settings import default_images
 
 
-@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+# The image is set per task by build_pipeline (CompileSettings.image); this is its default.
+@dsl.component(base_image=default_images()[0], install_kfp_package=False)
 def select_and_register(
     results: List[str],
     val_data: Input[Dataset],
@@ -19,7 +20,6 @@ def select_and_register(
     experiment_name: str,
     registered_model_name: str,
     data_fingerprint: str,
-    pipeline_run: str,
     summary: Output[Markdown],
 ) -> NamedTuple(
     "Registration", model_name=str, model_version=str, model_uri=str, champion_changed=bool, summary_json=str,
@@ -33,5 +33,5 @@ def select_and_register(
 
     return run_select_and_register(
         results, val_data.path, test_data.path, mlflow_tracking_uri, experiment_name,
-        registered_model_name, data_fingerprint, pipeline_run, summary.path,
+        registered_model_name, data_fingerprint, summary.path,
     )

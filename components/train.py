@@ -4,10 +4,11 @@
 from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from components.config import TRAIN_IMAGE
+from components.core.settings import default_images
 
 
-@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
+# The image is set per task by build_pipeline (CompileSettings.train_image); this is its default.
+@dsl.component(base_image=default_images()[1], install_kfp_package=False)
 def train(
     model_config: dict,
     train_data: Input[Dataset],
@@ -21,7 +22,6 @@ def train(
     mlflow_tracking_uri: str,
     experiment_name: str,
     data_fingerprint: str,
-    pipeline_run: str,
     model: Output[Model],
     metrics: Output[Metrics],
     roc: Output[ClassificationMetrics],
@@ -33,5 +33,5 @@ def train(
         model_config, train_data.path, val_data.path, test_data.path,
         {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
          "image_size": image_size, "seed": seed},
-        mlflow_tracking_uri, experiment_name, data_fingerprint, pipeline_run, model, metrics, roc,
+        mlflow_tracking_uri, experiment_name, data_fingerprint, model, metrics, roc,
     )

@@ -10,15 +10,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.core import settings
+
 TOKEN_ENV = "KFP_TOKEN"  # bearer token for the KFP API (an env var keeps it out of shell history and ps)
 HOST_ENV = "KF_PIPELINES_ENDPOINT"  # kfp.Client's own variable for the API address
-DEFAULT_SERVICE_ACCOUNT = "skin-cancer-pipeline"  # manifests/base/rbac.yaml
 
 
 class SubmitError(ValueError):
@@ -171,10 +171,10 @@ class Target:
 
 
 def resolve_target(host: str | None, namespace: str | None, token: str | None, ui_url: str | None) -> Target:
-    host = host or os.environ.get(HOST_ENV)
+    host = host or settings.env(HOST_ENV)
     if not host:
         raise SubmitError(f"no KFP API address: pass --host URL or set {HOST_ENV}")
-    return Target(host=host, namespace=namespace, token=token or os.environ.get(TOKEN_ENV) or None, ui_url=ui_url)
+    return Target(host=host, namespace=namespace, token=token or settings.env(TOKEN_ENV) or None, ui_url=ui_url)
 
 
 @contextlib.contextmanager
@@ -204,6 +204,31 @@ def client(target: Target):
     # namespace sets it for this client only.
     kwargs = {"namespace": target.namespace} if target.namespace else {}
     return kfp.Client(host=target.host, existing_token=target.token, **kwargs)
+
+
+def check_backend_version(kfp_client, target: Target, package: str) -> str:
+    """The KFP backend's release (its healthz ``tag_name``); refuses one older than a feature
+    the compiled pipeline uses, naming the feature (pipelines/backend_compat.py).
+
+    A build that reports no release number (``unknown``: a development build) is let through
+    with a warning: its features cannot be told from its version."""
+    import sys
+
+    from pipelines import backend_compat
+
+    response = kfp_client._healthz_api.healthz_service_get_healthz(_preload_content=False)
+    version = str(json.loads(response.data or b"{}").get("tag_name") or "unknown")
+    if backend_compat.parse_version(version) is None:
+        print(f"warning: KFP at {target.host} reports release {version!r}; cannot check it against the "
+              f"minimum {backend_compat.MIN_BACKEND_VERSION}", file=sys.stderr)
+        return version
+    missing = backend_compat.too_new_for(version, *backend_compat.load_compiled(package))
+    if missing:
+        raise SubmitError(
+            f"KFP at {target.host} is release {version}; this pipeline needs {backend_compat.MIN_BACKEND_VERSION} "
+            "or later for: " + "; ".join(f"{f.name} (since {f.since}, {f.source})" for f in missing)
+            + ". Upgrade Kubeflow Pipelines (README \"On a cluster\")")
+    return version
 
 
 def compile_package(settings, path: str) -> str:
@@ -244,7 +269,9 @@ def submit(target: Target, settings, params: list[str], experiment: str, run_nam
         package = compile_package(settings, str(Path(tmp, "pipeline.yaml")))
         arguments = parse_params(params, pipeline_parameters(package))
         with api_errors(target):
-            result = client(target).create_run_from_pipeline_package(
+            kfp_client = client(target)
+            check_backend_version(kfp_client, target, package)
+            result = kfp_client.create_run_from_pipeline_package(
                 package,
                 arguments=arguments,
                 run_name=run_name or f"{PIPELINE_NAME} {datetime.datetime.now():%Y-%m-%d %H:%M:%S}",
@@ -318,6 +345,7 @@ def create_schedule(target: Target, settings, params: list[str], cron: str, name
         arguments = parse_params(params, pipeline_parameters(package))
         with api_errors(target):
             kfp_client = client(target)
+            check_backend_version(kfp_client, target, package)
             pipeline_id, version_id = ensure_pipeline_version(kfp_client, package, pipeline_name or PIPELINE_NAME,
                                                               target.namespace)
             exp = kfp_client.create_experiment(experiment, namespace=target.namespace)

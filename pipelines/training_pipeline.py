@@ -8,13 +8,11 @@ cluster (``skin-cancer compile``).
 
 
 from dataclasses import dataclass, field
+from typing import Any, Dict, List
 
 from kfp import dsl
 
-from components import config as images_config
-from components.core.kserve_deploy import DEFAULT_SERVICE_ACCOUNT
-from components.core.registry import DEFAULT_MODEL_NAME
-from components.core.tracking import DEFAULT_EXPERIMENT
+from components.core import settings
 from components.deploy import deploy_model
 from components.fingerprint import fingerprint_data
 from components.preprocess import preprocess
@@ -23,17 +21,17 @@ from components.smoke_test import smoke_test
 from components.train import train
 from pipelines.presets import LOCAL_CPU
 
-PIPELINE_NAME = "skin-cancer-training"
+PIPELINE_NAME = settings.PIPELINE_NAME
 
 # What the tasks read from Kubernetes (manifests/base): the names are run-time pipeline
 # parameters (kfp-kubernetes accepts a parameter for the Secret/ConfigMap name), the keys are
 # fixed here. No value ever enters the compiled YAML. kfp.local ignores all of it.
-S3_SECRET = "skin-cancer-s3"
+S3_SECRET = settings.S3_SECRET
 S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
-MLFLOW_SECRET = "skin-cancer-mlflow"
+MLFLOW_SECRET = settings.MLFLOW_SECRET
 MLFLOW_SECRET_KEYS = {"MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
                       "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"}
-CONFIG_MAP = "skin-cancer-config"
+CONFIG_MAP = settings.CONFIG_MAP
 CONFIG_MAP_KEYS = {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION",
                    "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}
 
@@ -41,10 +39,20 @@ CONFIG_MAP_KEYS = {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION":
 # swap in another preset with `skin-cancer compile --preset imagenet-gpu`.
 DEFAULT_MODELS: list[dict] = LOCAL_CPU["models"]
 
+# The KFP run id reaches the tasks as an environment variable read from the pod's
+# `pipeline/runid` label (set by KFP's API server on every pod of a run), never as a task
+# input: an input is part of KFP's cache key, and a per-run value there would make every
+# training a cache miss. Tasks record it as an MLflow tag (components/core/tracking.py).
+RUN_ID_FIELD_PATH = "metadata.labels['pipeline/runid']"
+
 
 @dataclass
 class CompileSettings:
     """What KFP fixes when the pipeline is compiled, not per run."""
+
+    # Container images: the runtime image runs every task but training.
+    image: str = field(default_factory=lambda: settings.default_images()[0])
+    train_image: str = field(default_factory=lambda: settings.default_images()[1])
 
     parallelism: int = 0  # 0 = every model at once (one GPU node each)
     accelerator_type: str = "nvidia.com/gpu"
@@ -58,39 +66,42 @@ class CompileSettings:
     # Task retries with exponential backoff for the steps that touch S3 or MLflow (pod
     # evictions, node loss, a server restarting). kfp.local honours them too, so
     # `skin-cancer run` sets 0: locally botocore and MLflow already retry their requests.
+    # Training has none: KFP ignores a retry policy on a task inside a ParallelFor (upstream
+    # issues 12389 and 13897). A lost training pod fails the run; submitting it again reuses
+    # every finished step, the finished trainings included, from KFP's cache (README "Retries").
     retries: int = 3
-    # A retried training task repeats hours of GPU work: once, for a preempted or lost node.
-    train_retries: int = 1
     # Overrides of the pipeline parameters' default values in the compiled YAML (a preset).
     parameter_defaults: dict = field(default_factory=dict)
     retry_backoff: str = "30s"
 
 
-def build_pipeline(settings: "CompileSettings | None" = None):
-    s = settings or CompileSettings()
+def build_pipeline(compile_settings: "CompileSettings | None" = None):
+    s = compile_settings or CompileSettings()
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Train several skin-cancer classifiers side by side and register the best as @champion in MLflow.")
     def skin_cancer_pipeline(
         data_uri: str,
-        models: list = DEFAULT_MODELS,
+        # Typed items: the loop item then compiles as STRUCT, the type train's model_config
+        # declares (a bare `list` compiles it as STRING, which KFP's driver rejects).
+        models: List[Dict[str, Any]] = DEFAULT_MODELS,
         image_size: int = LOCAL_CPU["image_size"],
         epochs: int = LOCAL_CPU["epochs"],
         batch_size: int = LOCAL_CPU["batch_size"],
         learning_rate: float = LOCAL_CPU["learning_rate"],
-        seed: int = 42,
-        val_fraction: float = 0.15,
-        max_bad_fraction: float = 0.01,
+        seed: int = settings.SEED,
+        val_fraction: float = settings.VAL_FRACTION,
+        max_bad_fraction: float = settings.MAX_BAD_FRACTION,
         allow_leakage: bool = False,
         mlflow_tracking_uri: str = "",
-        experiment_name: str = DEFAULT_EXPERIMENT,
-        registered_model_name: str = DEFAULT_MODEL_NAME,
+        experiment_name: str = settings.EXPERIMENT,
+        registered_model_name: str = settings.REGISTERED_MODEL_NAME,
         s3_secret: str = S3_SECRET,
         mlflow_secret: str = MLFLOW_SECRET,
         config_map: str = CONFIG_MAP,
         deploy: bool = False,
         serving_namespace: str = "",
         inference_service_name: str = "skin-cancer",
-        serving_service_account: str = DEFAULT_SERVICE_ACCOUNT,
+        serving_service_account: str = settings.SERVING_SERVICE_ACCOUNT,
     ) -> str:
         """Skin-cancer training pipeline.
 
@@ -137,12 +148,11 @@ def build_pipeline(settings: "CompileSettings | None" = None):
                 epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                 image_size=image_size, seed=seed, mlflow_tracking_uri=mlflow_tracking_uri,
                 experiment_name=experiment_name, data_fingerprint=pre.outputs["fingerprint"],
-                pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             ).set_display_name("Train model")
             trained.set_cpu_request(s.train_cpu).set_memory_request(s.train_memory)
             trained.set_accelerator_type(s.accelerator_type).set_accelerator_limit(s.gpus_per_model)
             _place(trained, s)
-            _cluster(trained, s.train_retries, s, **env)
+            _cluster(trained, 0, s, image=s.train_image, **env)
         chosen = select_and_register(
             results=dsl.Collected(trained.outputs["Output"]),
             val_data=pre.outputs["val_data"],
@@ -151,7 +161,6 @@ def build_pipeline(settings: "CompileSettings | None" = None):
             experiment_name=experiment_name,
             registered_model_name=registered_model_name,
             data_fingerprint=pre.outputs["fingerprint"],
-            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         ).set_display_name("Select and register champion").set_cpu_request("2").set_memory_request("4G")
         _cluster(chosen, s.retries, s, **env)
         # Serving: only a new champion is deployed, and only when asked (never under kfp.local).
@@ -163,12 +172,12 @@ def build_pipeline(settings: "CompileSettings | None" = None):
                     model_version=chosen.outputs["model_version"],
                     service_name=inference_service_name,
                     namespace=serving_namespace,
-                    image=images_config.RUNTIME_IMAGE,
+                    image=s.image,
                     service_account=serving_service_account,
                 ).set_display_name("Deploy champion (KServe)").set_cpu_request("250m").set_memory_request("512M")
-                served.set_caching_options(False)
-                if s.retries:  # server-side apply is idempotent: a retry is safe
-                    served.set_retry(num_retries=s.retries, backoff_duration=s.retry_backoff, backoff_factor=2.0)
+                served.set_caching_options(False).set_container_image(s.image)
+                # No task retry: a retry would re-apply the same spec and fail the same way; the step
+                # retries Kubernetes API blips itself and fails fast on failures that will not heal.
                 checked = smoke_test(
                     url=served.outputs["internal_url"],
                     model_name=chosen.outputs["model_name"],
@@ -181,10 +190,11 @@ def build_pipeline(settings: "CompileSettings | None" = None):
     return skin_cancer_pipeline
 
 
-def _cluster(task, retries: int, s: CompileSettings, s3_secret, mlflow_secret, config_map) -> None:
-    """Retries with backoff, and credentials and settings from Kubernetes (never values)."""
+def _cluster(task, retries: int, s: CompileSettings, s3_secret, mlflow_secret, config_map, image: str = "") -> None:
+    """The task's image, retries with backoff, and credentials and settings from Kubernetes (never values)."""
     from kfp import kubernetes
 
+    task.set_container_image(image or s.image)
     if retries:
         task.set_retry(num_retries=retries, backoff_duration=s.retry_backoff, backoff_factor=2.0,
                        backoff_max_duration="3600s")
@@ -193,6 +203,7 @@ def _cluster(task, retries: int, s: CompileSettings, s3_secret, mlflow_secret, c
     kubernetes.use_secret_as_env(task, secret_name=mlflow_secret, secret_key_to_env=MLFLOW_SECRET_KEYS,
                                  optional=True)
     kubernetes.use_config_map_as_env(task, config_map_name=config_map, config_map_key_to_env=CONFIG_MAP_KEYS)
+    kubernetes.use_field_path_as_env(task, env_name="KFP_RUN_ID", field_path=RUN_ID_FIELD_PATH)
 
 
 def _place(task, s: CompileSettings) -> None:

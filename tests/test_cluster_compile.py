@@ -139,7 +139,8 @@ def test_compiled_yaml_holds_no_credential_value(compiled):
 def test_retries_with_backoff_on_steps_that_touch_s3_or_mlflow(compiled):
     _, spec, _ = compiled
     all_tasks = tasks(spec)
-    expected = {"fingerprint-data": 3, "preprocess": 3, "select-and-register": 3, "train": 1}
+    expected = {"fingerprint-data": 3, "preprocess": 3, "select-and-register": 3}
+    assert "retryPolicy" not in all_tasks["train"]  # ignored inside a ParallelFor (tests/ir_rules.py)
     for name, count in expected.items():
         policy = all_tasks[name]["retryPolicy"]
         assert policy["maxRetryCount"] == count, name
@@ -182,7 +183,7 @@ def test_retries_can_be_switched_off(tmp_path):
     from pipelines.training_pipeline import CompileSettings, build_pipeline
 
     path = tmp_path / "p.yaml"
-    compiler.Compiler().compile(build_pipeline(CompileSettings(retries=0, train_retries=0)), str(path))
+    compiler.Compiler().compile(build_pipeline(CompileSettings(retries=0)), str(path))
     spec = next(yaml.safe_load_all(path.read_text()))
     assert not any("retryPolicy" in t for t in tasks(spec).values())
 

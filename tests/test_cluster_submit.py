@@ -34,8 +34,9 @@ TOKEN = "tok-" + uuid.uuid4().hex  # a fake bearer token: must reach the server 
 class FakeKFP:
     """In-memory KFP API: state plus a log of every request."""
 
-    def __init__(self, token: str | None = None):
+    def __init__(self, token: str | None = None, release: str = "2.16.0"):
         self.token = token
+        self.release = release  # what healthz reports as tag_name
         self.requests: list[dict] = []
         self.experiments: dict[str, dict] = {}
         self.pipelines: dict[str, dict] = {}
@@ -56,7 +57,8 @@ class FakeKFP:
         parts = path[len(API):].strip("/").split("/") if path.startswith(API) else []
         one = lambda k: query.get(k, [None])[0]  # noqa: E731
         if parts == ["healthz"] and method == "GET":
-            return 200, {"multi_user": False, "pipeline_store": "database"}
+            return 200, {"commit_sha": "0123abc", "tag_name": self.release, "multi_user": False,
+                         "pipeline_store": "database"}
         if parts == ["experiments"] and method == "GET":
             found = [e for e in self.experiments.values()
                      if _matches(e, one("filter")) and (one("namespace") in (None, "", e.get("namespace")))]
@@ -245,6 +247,24 @@ def test_submit_checks_parameters_before_sending_anything(kfp_server, capsys):
     assert cli.main(["submit", "--host", kfp_server.url, "--param", "data_uri=x", "--param", "epochs=three"]) == 2
     assert "not a valid integer" in capsys.readouterr().err
     assert kfp_server.requests == []
+
+
+@pytest.mark.parametrize("command", [["submit"], ["schedule", "create", "--cron", "0 0 3 * * *", "--name", "n"]])
+def test_an_older_backend_is_refused_naming_the_feature(kfp_server, capsys, command):
+    kfp_server.release = "2.15.2"
+    assert cli.main([*command, "--host", kfp_server.url, "--param", "data_uri=s3://b/raw"]) == 2
+    err = capsys.readouterr().err
+    assert "release 2.15.2" in err and "needs 2.16.0 or later" in err
+    assert "ParallelFor feeding dsl.Collected (since 2.16.0" in err
+    # Nothing was created: only the health check was asked.
+    assert {r["path"] for r in kfp_server.requests} <= {API + "/healthz"}
+
+
+def test_a_development_backend_is_let_through_with_a_warning(kfp_server, capsys):
+    kfp_server.release = "unknown"
+    assert cli.main(["submit", "--host", kfp_server.url, "--param", "data_uri=s3://b/raw"]) == 0
+    assert "reports release 'unknown'" in capsys.readouterr().err
+    assert len(kfp_server.calls("POST", "/runs")) == 1
 
 
 def test_submit_without_host_or_with_a_bad_token_says_what_to_fix(kfp_server, capsys, monkeypatch):

@@ -32,13 +32,15 @@ def preprocess_then_train(data_uri: str, tracking_uri: str) -> str:
         model_config={"family": "basic", "width": 4, "name": "tiny-basic"},
         train_data=pre.outputs["train_data"], val_data=pre.outputs["val_data"], test_data=pre.outputs["test_data"],
         epochs=1, batch_size=16, learning_rate=0.01, image_size=32, seed=1, mlflow_tracking_uri=tracking_uri,
-        experiment_name="test-components", data_fingerprint=pre.outputs["fingerprint"], pipeline_run="local-test",
+        experiment_name="test-components", data_fingerprint=pre.outputs["fingerprint"],
     )
     return task.outputs["Output"]
 
 
-def test_train_component_under_kfp_local(kfp_local, demo_raw, mlflow_server):
+def test_train_component_under_kfp_local(kfp_local, demo_raw, mlflow_server, monkeypatch):
     import mlflow
+
+    monkeypatch.setenv("KFP_RUN_ID", "local-test")  # on a cluster: the pod's pipeline/runid label
 
     result = json.loads(preprocess_then_train(data_uri=str(demo_raw), tracking_uri=mlflow_server).output)
     assert result["name"] == "tiny-basic" and result["model_uri"].startswith("models:/")

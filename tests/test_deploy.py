@@ -5,6 +5,7 @@ Kubernetes API server over real HTTP (no cluster here); and the wiring into the 
 import functools
 import json
 import threading
+import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -12,11 +13,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from components.core import kserve_deploy
-from components.core.kserve_deploy import DeployError
+from components.core.kserve_deploy import DeployError, InferenceServiceFailed
 from tests.http_stub import JsonHandler
 
 FIELDS = json.loads((Path(__file__).parent / "data" / "kserve_v1beta1_inferenceservice.json").read_text())
-ARTIFACT = "minio://mlpipeline/v2/artifacts/skin-cancer-training/run-1/train/model"
+# Under the pipeline root manifests/base/kfp-launcher.yaml sets: the project's bucket.
+ARTIFACT = "s3://skin-cancer/pipeline-root/skin-cancer-training/run-1/train/0b1c/model"
 
 
 def manifest(**overrides) -> dict:
@@ -136,8 +138,8 @@ def test_custom_predictor_runs_the_project_image_on_the_champion_artifact():
     assert container["name"] == custom["container_name"]
     assert container["image"] == "registry.example/skin-cancer:1.2.3"
     env = {e["name"]: e.get("value") for e in container["env"]}
-    # KFP's minio:// artifact URI becomes s3:// for KServe's storage initializer.
-    assert env[custom["storage_uri_env"]] == "s3://mlpipeline/v2/artifacts/skin-cancer-training/run-1/train/model"
+    # The Model artifact, as it is, is what KServe's storage initializer fetches.
+    assert env[custom["storage_uri_env"]] == ARTIFACT
     cmd = container["command"] + container["args"]
     assert cmd[:2] == ["skin-cancer", "serve"]
     assert cmd[cmd.index("--model-uri") + 1] == custom["model_mount"]
@@ -156,9 +158,24 @@ def test_bad_names_are_refused(name):
         manifest(name=name)
 
 
-def test_local_artifacts_are_refused():
-    with pytest.raises(DeployError, match="not in object storage"):
-        manifest(model_artifact_uri="/tmp/pipeline-root/model")
+@pytest.mark.parametrize("uri", ["/tmp/pipeline-root/model", "file:///tmp/pipeline-root/model",
+                                 "gs://bucket/pipeline-root/model", "s3://", "https://example.com/model"])
+def test_artifacts_the_serving_account_cannot_read_are_refused(uri):
+    with pytest.raises(DeployError, match=r"is not an s3:// URI.*skin-cancer-s3.*kfp-launcher"):
+        manifest(model_artifact_uri=uri)
+
+
+@pytest.mark.parametrize("uri", ["minio://mlpipeline/v2/artifacts/skin-cancer-training/run-1/train/model",
+                                 "s3://mlpipeline/v2/artifacts/skin-cancer-training/run-1/train/model"])
+def test_artifacts_in_kfps_own_store_are_refused_not_rewritten(uri):
+    """KFP's default pipeline root is its own MinIO; KServe reads with the project's S3 credentials,
+    where that bucket does not exist. The step says so, naming the URI and what to configure."""
+    with pytest.raises(DeployError) as err:
+        manifest(model_artifact_uri=uri)
+    message = str(err.value)
+    assert uri in message
+    assert "Kubeflow Pipelines' own object store" in message and "skin-cancer-s3" in message
+    assert "kfp-launcher" in message and "--no-cache" in message
 
 
 # --- server-side apply and waiting, over HTTP -------------------------------------------------
@@ -169,15 +186,29 @@ class StubKube:
 
     Like the real API server, apply bumps ``metadata.generation`` only when the spec changes;
     the "controller" reports Ready for a generation after ``ready_after`` GETs of it, and until
-    then keeps reporting the previous generation's (stale) Ready=True status."""
+    then keeps reporting the previous generation's (stale) Ready=True status. With ``statuses``
+    the controller instead reports those, one per GET of the current generation (the last one
+    repeats); ``unavailable`` answers that many PATCHes, and then that many GETs, with HTTP 503."""
 
-    def __init__(self, ready_after: int = 2, deny: bool = False):
+    def __init__(self, ready_after: int = 2, deny: bool = False, statuses: list[dict] | None = None,
+                 unavailable: int = 0):
         self.requests: list[dict] = []
         self.obj: dict | None = None
         self.gets_since_apply = 0
         self.ready_after = ready_after
         self.deny = deny
+        self.statuses = statuses
         stub = self
+
+        self.unavailable_left = {"PATCH": unavailable, "GET": unavailable}
+
+        def unavailable_now(handler) -> bool:
+            if stub.unavailable_left[handler.command] <= 0:
+                return False
+            stub.unavailable_left[handler.command] -= 1
+            handler.send_json(503, {"kind": "Status", "message": "the server is currently unable to handle the request",
+                                    "reason": "ServiceUnavailable", "code": 503})
+            return True
 
         class Handler(JsonHandler):
 
@@ -190,10 +221,14 @@ class StubKube:
                 if stub.deny:
                     return self.send_json(403, {"kind": "Status", "message": "inferenceservices is forbidden: User "
                                             "cannot patch resource", "code": 403})
+                if unavailable_now(self):
+                    return None
                 self.send_json(200, stub.apply(body))
 
             def do_GET(self):
                 stub.requests.append({"method": "GET", "path": urlsplit(self.path).path})
+                if unavailable_now(self):
+                    return None
                 if stub.obj is None:
                     return self.send_json(404, {"kind": "Status", "message": "not found", "code": 404})
                 self.send_json(200, stub.observe())
@@ -216,7 +251,9 @@ class StubKube:
     def observe(self) -> dict:
         self.gets_since_apply += 1
         meta = self.obj["metadata"]
-        if self.gets_since_apply > self.ready_after:
+        if self.statuses is not None:
+            self.obj["status"] = self.statuses[min(self.gets_since_apply, len(self.statuses)) - 1]
+        elif self.gets_since_apply > self.ready_after:
             host = f"{meta['name']}.{meta['namespace']}"
             self.obj["status"] = {
                 "observedGeneration": meta["generation"],
@@ -297,6 +334,137 @@ def test_forbidden_says_which_rbac_is_missing():
             kserve_deploy.deploy(manifest(), timeout_s=5, api=api_client(stub.url))
     finally:
         stub.close()
+
+
+# --- failing fast: statuses shaped as KServe writes them ----------------------------------------
+# Field names and values from kserve/kserve pkg/apis/serving/v1beta1/inference_service_status.go
+# (InferenceServiceStatus, ModelStatus, FailureInfo, TransitionStatus, FailureReason) and the
+# predictor reconciler (pkg/controller/v1beta1/inferenceservice/components/predictor.go); the
+# condition messages are Knative Serving's.
+
+T = "2026-01-01T00:00:00Z"
+REVISION_MISSING = "Configuration \"skin-cancer-predictor\" is waiting for a Revision to become ready."
+
+
+def conditions(ready: str, reason: str = "", message: str = "") -> list[dict]:
+    """The conditions KServe keeps in Serverless mode, PredictorReady and Ready alike."""
+    ready_like = {"status": ready, "lastTransitionTime": T, **({"reason": reason} if reason else {}),
+                  **({"message": message} if message else {})}
+    return [{"type": "IngressReady", "status": "Unknown", "lastTransitionTime": T},
+            {"type": "LatestDeploymentReady", "status": "Unknown", "reason": "PredictorConfigurationReady not ready",
+             "lastTransitionTime": T},
+            {"type": "PredictorReady", **ready_like}, {"type": "Ready", **ready_like}]
+
+
+def starting(generation: int) -> dict:
+    return {"observedGeneration": generation, "conditions": conditions("Unknown", "RevisionMissing", REVISION_MISSING),
+            "components": {"predictor": {"latestCreatedRevision": "skin-cancer-predictor-00001"}},
+            "modelStatus": {"transitionStatus": "InProgress", "states": {"activeModelState": "", "targetModelState":
+                            "Loading"}, "copies": {"failedCopies": 0, "totalCopies": 0}}}
+
+
+def ready(generation: int) -> dict:
+    return {"observedGeneration": generation, "url": "http://skin-cancer.team-a.example.com",
+            "address": {"url": "http://skin-cancer.team-a.svc.cluster.local"}, "conditions": [
+                {"type": t, "status": "True", "lastTransitionTime": T}
+                for t in ("IngressReady", "LatestDeploymentReady", "PredictorReady", "Ready")],
+            "modelStatus": {"transitionStatus": "UpToDate", "states": {"activeModelState": "Loaded",
+                                                                       "targetModelState": "Loaded"}}}
+
+
+# KServe's webhook or reconciler refused the predictor spec: no Knative Service is made, so
+# observedGeneration is not set (UpdateModelTransitionStatus(InvalidSpec, ...)).
+INVALID_SPEC = {"conditions": conditions("Unknown"), "modelStatus": {
+    "transitionStatus": "InvalidSpec", "states": {"activeModelState": "", "targetModelState": "FailedToLoad"},
+    "lastFailureInfo": {"reason": "InvalidPredictorSpec",
+                        "message": "No container configuration found in selected serving runtime"}}}
+# The storage initializer exited with an error (PropagateModelStatus: Terminated, reason Error).
+LOAD_FAILED = {**starting(1), "modelStatus": {
+    "transitionStatus": "BlockedByFailedLoad", "states": {"activeModelState": "", "targetModelState": "FailedToLoad"},
+    "lastFailureInfo": {"reason": "ModelLoadFailed", "exitCode": 1, "message":
+                        "botocore.exceptions.ClientError: An error occurred (403) when calling the HeadObject "
+                        "operation: Forbidden"},
+    "copies": {"failedCopies": 0, "totalCopies": 0}}}
+# Knative could not resolve the image: the revision failed, KServe copies Ready=False RevisionFailed.
+IMAGE_MISSING = ("Revision \"skin-cancer-predictor-00001\" failed with message: Unable to fetch image "
+                 "\"registry.example/skin-cancer:1.2.3\": failed to resolve image to digest: GET "
+                 "https://registry.example/v2/skin-cancer/manifests/1.2.3: MANIFEST_UNKNOWN.")
+REVISION_FAILED = {**starting(1), "conditions": conditions("False", "RevisionFailed", IMAGE_MISSING),
+                   "modelStatus": {"transitionStatus": "BlockedByFailedLoad",
+                                   "states": {"activeModelState": "", "targetModelState": "FailedToLoad"},
+                                   "copies": {"failedCopies": 0, "totalCopies": 0}}}
+
+
+def deploy_with(statuses: list[dict], grace: float, timeout: float = 30, **stub_args):
+    stub = StubKube(statuses=statuses, **stub_args)
+    try:
+        return kserve_deploy.deploy(manifest(), timeout_s=timeout, poll_s=0.01, api=api_client(stub.url),
+                                    failure_grace_s=grace), stub
+    finally:
+        stub.close()
+
+
+def test_a_refused_spec_fails_within_seconds_not_after_the_timeout(monkeypatch):
+    started = time.monotonic()
+    monkeypatch.setattr(kserve_deploy, "SPEC_REFUSED_CONFIRM_S", 0.2)
+    with pytest.raises(InferenceServiceFailed) as err:
+        deploy_with([INVALID_SPEC], grace=600, timeout=600)
+    assert time.monotonic() - started < 10
+    message = str(err.value)
+    assert "InferenceService team-a/skin-cancer" in message
+    assert "InvalidPredictorSpec" in message and "No container configuration found" in message
+    assert "transitionStatus=InvalidSpec" in message and "kubectl -n team-a describe inferenceservice" in message
+    assert isinstance(err.value, DeployError)  # callers catching DeployError still catch it
+
+
+@pytest.mark.parametrize("status,reason,text", [
+    (LOAD_FAILED, "ModelLoadFailed", "HeadObject operation: Forbidden"),
+    (REVISION_FAILED, "RevisionFailed", "Unable to fetch image"),
+])
+def test_a_lasting_failure_fails_after_the_grace_period(status, reason, text):
+    started = time.monotonic()
+    with pytest.raises(InferenceServiceFailed) as err:
+        deploy_with([starting(1), status], grace=0.3, timeout=600)
+    assert 0.3 <= time.monotonic() - started < 10
+    message = str(err.value)
+    assert f": {reason}: " in message and text in message and "team-a/skin-cancer" in message
+    if reason == "ModelLoadFailed":
+        assert "exit code 1" in message and "skin-cancer-s3" in message  # where to look
+
+
+def test_a_failure_that_clears_within_the_grace_period_is_waited_out():
+    """A registry or S3 blip: the revision fails, then the next pull or fetch works."""
+    result, stub = deploy_with([starting(1), REVISION_FAILED, REVISION_FAILED, LOAD_FAILED, starting(1), ready(1)],
+                               grace=60)
+    assert result.internal_url == "http://skin-cancer.team-a.svc.cluster.local"
+    assert sum(r["method"] == "GET" for r in stub.requests) == 6
+
+
+def test_an_older_generations_failure_is_not_judged_against_the_new_one():
+    stale_failure = {**LOAD_FAILED, "observedGeneration": 0}  # the pods of the previous spec
+    result, _ = deploy_with([stale_failure, stale_failure, ready(1)], grace=0.0)
+    assert result.generation == 1
+    # A refusal carries no observedGeneration; one of the previous spec is replaced within seconds.
+    result, _ = deploy_with([INVALID_SPEC, INVALID_SPEC, starting(1), ready(1)], grace=60)
+    assert result.generation == 1
+
+
+def test_runtime_not_recognized_is_waited_for():
+    """KServe's own message for it is "Waiting for runtime to become available"."""
+    waiting = {**INVALID_SPEC, "modelStatus": {**INVALID_SPEC["modelStatus"], "lastFailureInfo": {
+        "reason": "RuntimeNotRecognized", "message": "Waiting for runtime to become available"}}}
+    with pytest.raises(DeployError, match="not Ready after") as err:
+        deploy_with([waiting], grace=600, timeout=0.3)
+    assert not isinstance(err.value, InferenceServiceFailed)
+
+
+def test_an_api_server_that_is_briefly_away_is_asked_again(monkeypatch):
+    monkeypatch.setattr(kserve_deploy.time, "sleep", lambda s: None)
+    result, stub = deploy_with([starting(1), ready(1)], grace=60, unavailable=2)
+    assert result.generation == 1
+    assert [r["method"] for r in stub.requests] == ["PATCH"] * 3 + ["GET"] * 4
+    with pytest.raises(DeployError, match="HTTP 503"):  # not for ever: apply gives up after 4 tries
+        deploy_with([ready(1)], grace=60, unavailable=4)
 
 
 def test_deploy_component_against_stub_api(kube, tmp_path, monkeypatch):

@@ -24,7 +24,8 @@ def run_pipeline(demo_raw, tracking_uri, models, name):
     return json.loads(task.output)
 
 
-def test_champion_challenger_and_takeover(kfp_local, demo_raw, mlflow_server):
+def test_champion_challenger_and_takeover(kfp_local, demo_raw, mlflow_server, monkeypatch):
+    monkeypatch.setenv("KFP_RUN_ID", "run-under-test")
     name = "pipeline-test-model"
     client = mlflow.MlflowClient(mlflow_server)
 
@@ -34,7 +35,7 @@ def test_champion_challenger_and_takeover(kfp_local, demo_raw, mlflow_server):
     assert (reg["version"], reg["alias"], reg["champion_changed"]) == ("1", "champion", True)
     v1 = client.get_model_version_by_alias(name, "champion")
     assert v1.version == "1" and v1.tags["model_name"] == "strong" and v1.tags["family"] == "basic"
-    assert v1.tags["data_fingerprint"] == first["data_fingerprint"] and v1.tags["pipeline_run"]
+    assert v1.tags["data_fingerprint"] == first["data_fingerprint"] and v1.tags["pipeline_run"] == "run-under-test"
     strong_val = next(m for m in first["models"] if m["name"] == "strong")["val"]["accuracy"]
     assert float(v1.tags["val_accuracy"]) == pytest.approx(strong_val, abs=1e-4) and strong_val >= 0.8
 

@@ -39,7 +39,7 @@ def test_basic_cnn_has_no_shared_conv_layers():
 def test_registry_lists_all_families():
     assert {"basic", "crossval", "resnet50", "efficientnet", "mobilenetv3"} <= set(models.family_names())
     with pytest.raises(ValueError, match="unknown model family 'nope'"):
-        models.build_model(models.ModelSpec(family="nope"))
+        models.build_model(models.ModelSpec(family="nope", image_size=32))
 
 
 def test_learning_rate_reaches_the_optimizer(splits):
@@ -72,14 +72,17 @@ def test_crossval_logs_k_folds_and_keeps_a_model(splits):
     assert 0 <= result.test["accuracy"] <= 1 and len(result.test["confusion_matrix"]) == 2
 
 
-def test_training_run_logged_to_mlflow_and_reloads_identically(splits, preprocessed, mlflow_server, tmp_path):
+def test_training_run_logged_to_mlflow_and_reloads_identically(splits, preprocessed, mlflow_server, tmp_path,
+                                                                monkeypatch):
     import mlflow
+
+    monkeypatch.setenv("KFP_RUN_ID", "run-1")
 
     from components.core.stages import run_train
 
     out = json.loads(run_train(
         {"family": "basic", "width": 4, "name": "tiny"}, *(str(preprocessed / s) for s in ("train", "val", "test")),
-        {**TINY, "epochs": 2, "seed": 3, "learning_rate": 0.01}, mlflow_server, "test-training", "fp123", "run-1",
+        {**TINY, "epochs": 2, "seed": 3, "learning_rate": 0.01}, mlflow_server, "test-training", "fp123",
     ))
     client = mlflow.MlflowClient(mlflow_server)
     run = client.get_run(out["run_id"])
