@@ -1,6 +1,9 @@
 # The verbs of daily work. Each is one command; see README.md.
-IMAGE ?= ghcr.io/skin-cancer-kfp/skin-cancer:0.1.0
-TRAIN_IMAGE ?= ghcr.io/skin-cancer-kfp/skin-cancer-gpu:0.1.0
+# The version is written once, in pyproject.toml; image tags follow it.
+VERSION := $(shell python3 -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
+REPOSITORY ?= ghcr.io/skin-cancer-kfp
+IMAGE ?= $(REPOSITORY)/skin-cancer:$(VERSION)
+TRAIN_IMAGE ?= $(REPOSITORY)/skin-cancer-gpu:$(VERSION)
 
 .PHONY: install test run compile bench
 install:
@@ -10,13 +13,13 @@ test:
 run: install
 	.venv/bin/skin-cancer run
 bench: install
-	.venv/bin/skin-cancer bench
+	.venv/bin/python -m benchmarks
 compile: install
 	.venv/bin/skin-cancer compile --image $(IMAGE) --train-image $(TRAIN_IMAGE) --output pipeline.yaml
 
 # Container images (images/README.md). DOCKER=podman works too; BAKE_IMAGENET_WEIGHTS=0 skips the weights.
 DOCKER ?= docker
-MLFLOW_IMAGE ?= ghcr.io/skin-cancer-kfp/mlflow:0.1.0
+MLFLOW_IMAGE ?= $(REPOSITORY)/mlflow:$(VERSION)
 BAKE_IMAGENET_WEIGHTS ?= 1
 .PHONY: images images-push images-lock
 images:

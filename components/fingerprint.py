@@ -11,10 +11,11 @@ from typing import NamedTuple
 
 from kfp import dsl
 
-from components.config import RUNTIME_IMAGE
+from components.core.settings import default_images
 
 
-@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+# The image is set per task by build_pipeline (CompileSettings.image); this is its default.
+@dsl.component(base_image=default_images()[0], install_kfp_package=False)
 def fingerprint_data(data_uri: str) -> NamedTuple("DataFingerprint", fingerprint=str, image_count=int):
     """List ``data_uri`` (keys, sizes, ETags), check its layout and hash the listing."""
     from collections import namedtuple

@@ -6,10 +6,11 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from components.config import RUNTIME_IMAGE
+from components.core.settings import default_images
 
 
-@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+# The image is set per task by build_pipeline (CompileSettings.image); this is its default.
+@dsl.component(base_image=default_images()[0], install_kfp_package=False)
 def preprocess(
     data_uri: str,
     image_size: int,

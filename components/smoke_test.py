@@ -9,10 +9,11 @@ outside [0, 1]. The plain code is components/core/smoke.py.
 from kfp import dsl
 from kfp.dsl import Metrics, Output
 
-from components.config import RUNTIME_IMAGE
+from components.core.settings import default_images
 
 
-@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+# The image is set per task by build_pipeline (CompileSettings.image); this is its default.
+@dsl.component(base_image=default_images()[0], install_kfp_package=False)
 def smoke_test(
     url: str,
     model_name: str,

@@ -3,12 +3,14 @@
 ``local-cpu`` is what ``skin-cancer run`` uses by default (and the pipeline's own defaults):
 sized for a 2-core machine with no pretrained weights. ``imagenet-gpu`` is for a cluster
 whose training image has the ImageNet weights baked in (``images/``, build arg
-``BAKE_WEIGHTS=1``): ``skin-cancer compile --preset imagenet-gpu`` or
+``BAKE_IMAGENET_WEIGHTS=1``): ``skin-cancer compile --preset imagenet-gpu`` or
 ``skin-cancer submit --preset imagenet-gpu``.
 """
 
+from components.core import settings
+
 LOCAL_CPU: dict = {
-    "image_size": 96,
+    "image_size": settings.IMAGE_SIZE,
     "epochs": 30,
     "batch_size": 32,
     "learning_rate": 0.002,

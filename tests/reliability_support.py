@@ -48,6 +48,7 @@ def write_probe_splits(root, per_class: int = 10, size: int = 16, seed: int = 3)
     from PIL import Image
 
     from components.core import dataset
+    from components.core.dataset.shards import _build_split, _commit, _partial_dir
 
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -70,7 +71,9 @@ def write_probe_splits(root, per_class: int = 10, size: int = 16, seed: int = 3)
                 Image.fromarray(pixels).save(path)
                 items.append(dataset.RawImage(str(path), f"{split}/{cls}/{i:03d}.png", split, label))
         out = root / "probe" / split
-        dataset.write_split(items, str(out), size, split, "probe", extra_manifest={"seed": 0, "val_fraction": 0.5})
+        # As preprocess writes a split: build it in a partial directory, then commit it into place.
+        _build_split(items, _partial_dir(out), size, split, "probe", extra_manifest={"seed": 0, "val_fraction": 0.5})
+        _commit(_partial_dir(out), out)
         paths[split] = str(out)
     return paths
 

@@ -126,7 +126,8 @@ def test_shards_and_gather(tmp_path):
     raw = make_raw(tmp_path / "raw", train=10, test=3)
     dataset.preprocess(str(raw), {s: str(tmp_path / "out" / s) for s in SPLITS}, image_size=16, shard_size=4)
     split = dataset.SplitArrays(str(tmp_path / "out" / "train"))
-    assert len(split.shards) > 1
+    # 20 raw train images, 15 % (3) to validation: 17 in train, in shards of 4, 4, 4, 4 and 1.
+    assert [len(s) for s in split.shards] == [4, 4, 4, 4, 1] and len(split) == 17
     idx = np.array([0, 5, len(split) - 1])
     assert np.array_equal(split.gather(idx), split.images()[idx])
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from components.core.dataset import CLASSES
+from components.core.settings import CLASSES
 
 README = """SYNTHETIC demo data written by `skin-cancer demo-data`.
 Not medical images. Benign = round, even, one colour; malignant = ragged, asymmetric, several colours.

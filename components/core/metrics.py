@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score, roc_curve
 
-from components.core.dataset import CLASSES
-
 
 def expected_calibration_error(y_true: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """ECE over equal-width probability bins: how far shown probabilities are from observed rates."""
@@ -69,7 +67,3 @@ def choose_threshold(y_val: np.ndarray, p_val: np.ndarray, min_sensitivity: floa
     # The k-th highest malignant score is the highest threshold that catches k malignant images.
     k = int(np.ceil(target * positives))
     return float(scores[k - 1])
-
-
-def label_name(label: int) -> str:
-    return CLASSES[int(label)]

@@ -28,7 +28,7 @@ class ModelSpec:
     """What a builder may use: image size, pretrained weights, dropout, augmentation."""
 
     family: str
-    image_size: int = 128
+    image_size: int  # no default: the caller's TrainConfig decides (and this file must import alone)
     weights: str | None = None  # "imagenet" only where the weights are baked into the image
     dropout: float = 0.3
     augment: bool = True

@@ -3,7 +3,7 @@
 Used by ``skin-cancer predict`` and the inference server. The model comes from the
 MLflow registry (``models:/name@alias``, ``models:/name/3``, ``runs:/...``) or from a
 directory holding ``model.keras`` and ``model.json`` (the pipeline's Model artifact), local
-or in S3 (``s3://bucket/prefix``; KFP's ``minio://bucket/key`` artifact URIs are read as S3).
+or in S3 (``s3://bucket/prefix``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
-from components.core.dataset import CLASSES
+from components.core.settings import CLASSES
 from components.core.images import decode_image
+
+
+class ModelMetadataError(ValueError):
+    """A model lacks what decides a diagnosis (its threshold, its input size): it is refused."""
+
+
+def decision_settings(meta: dict | None, model_ref: str) -> tuple[float, int]:
+    """(threshold, image size) stored with a model. No default is ever assumed: the threshold
+    was chosen on validation data for malignant recall, and a silent 0.5 would be a clinical error."""
+    meta = meta or {}
+    missing = [key for key in ("threshold", "image_size") if meta.get(key) in (None, "")]
+    if missing:
+        raise ModelMetadataError(
+            f"{model_ref}: the model's metadata has no {' and no '.join(missing)}, so it cannot decide a "
+            "diagnosis; use a model registered by this pipeline (it stores both), or log them with the model")
+    return float(meta["threshold"]), int(meta["image_size"])
 
 
 @dataclass
@@ -31,17 +47,20 @@ class Predictor:
     def load(cls, model_uri: str) -> "Predictor":
         if Path(model_uri).is_dir():
             return cls._load_dir(Path(model_uri))
-        if model_uri.startswith(("s3://", "minio://")):
+        if model_uri.startswith("minio://"):
+            # KFP's own object store: not necessarily the store AWS_ENDPOINT_URL points at.
+            raise ValueError(f"{model_uri}: a Model artifact in Kubeflow Pipelines' own store; give its s3:// "
+                             "URI with AWS_ENDPOINT_URL set to that store, or serve from the registry (models:/...)")
+        if model_uri.startswith("s3://"):
             return cls._load_s3_dir(model_uri)
         import mlflow
 
-        info = mlflow.models.get_model_info(model_uri)
-        meta = info.metadata or {}
+        threshold, image_size = decision_settings(mlflow.models.get_model_info(model_uri).metadata, model_uri)
         name, version = _resolve_registered(model_uri)
         return cls(
             model=mlflow.tensorflow.load_model(model_uri),
-            threshold=float(meta.get("threshold", 0.5)),
-            image_size=int(meta.get("image_size", 128)),
+            threshold=threshold,
+            image_size=image_size,
             model_name=name,
             model_version=version,
         )
@@ -51,10 +70,11 @@ class Predictor:
         import keras
 
         meta = json.loads((path / "model.json").read_text())
+        threshold, image_size = decision_settings(meta, str(path / "model.json"))
         return cls(
             model=keras.saving.load_model(path / "model.keras"),
-            threshold=float(meta["threshold"]),
-            image_size=int(meta["image_size"]),
+            threshold=threshold,
+            image_size=image_size,
             model_name=meta.get("name", meta.get("family", "model")),
             model_version=str(meta.get("version", meta.get("mlflow_run_id", ""))),
         )
@@ -66,7 +86,6 @@ class Predictor:
 
         from components.core import storage
 
-        uri = "s3://" + uri.split("://", 1)[1]
         with tempfile.TemporaryDirectory(prefix="skin-cancer-model-") as tmp:
             for name in ("model.json", "model.keras"):
                 Path(tmp, name).write_bytes(storage.read_bytes(storage.join(uri, name)))

@@ -30,6 +30,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from components.core import settings
 from components.core.dataset import SplitArrays
 from components.core.metrics import classification_metrics
 
@@ -37,10 +38,7 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-DEFAULT_MODEL_NAME = "skin-cancer-classifier"
 LOCK_SUFFIX = ".champion-lock"
-DEFAULT_LOCK_TTL = 900.0
-DEFAULT_LOCK_WAIT = 1800.0
 
 
 class RegistryError(RuntimeError):
@@ -73,10 +71,10 @@ def evaluate_model_uri(model_uri: str, val: SplitArrays, test: SplitArrays) -> d
     """Score a registered model on this run's validation and test data at its own threshold."""
     import mlflow
 
+    from components.core.predictor import decision_settings
     from components.core.training import predict_proba
 
-    info = mlflow.models.get_model_info(model_uri)
-    threshold = float((info.metadata or {}).get("threshold", 0.5))
+    threshold, _ = decision_settings(mlflow.models.get_model_info(model_uri).metadata, model_uri)
     model = mlflow.tensorflow.load_model(model_uri)
     return {
         "threshold": threshold,
@@ -139,11 +137,6 @@ def register_once(client, winner: dict, name: str, tags: dict[str, str]):
     return versions[0]
 
 
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    return float(raw) if raw else default
-
-
 @contextmanager
 def champion_lock(client, name: str, ttl: float | None = None, wait: float | None = None, poll: float = 0.5):
     """Hold ``<name>.champion-lock`` while the champion is read, compared and moved.
@@ -153,8 +146,8 @@ def champion_lock(client, name: str, ttl: float | None = None, wait: float | Non
     and taken by another writer) so the caller can check right before it writes."""
     from mlflow.exceptions import MlflowException
 
-    ttl = ttl if ttl is not None else _env_seconds("SKIN_CANCER_REGISTRY_LOCK_TTL", DEFAULT_LOCK_TTL)
-    wait = wait if wait is not None else _env_seconds("SKIN_CANCER_REGISTRY_LOCK_WAIT", DEFAULT_LOCK_WAIT)
+    ttl = ttl if ttl is not None else settings.env_number("SKIN_CANCER_REGISTRY_LOCK_TTL", float)
+    wait = wait if wait is not None else settings.env_number("SKIN_CANCER_REGISTRY_LOCK_WAIT", float)
     lock = f"{name}{LOCK_SUFFIX}"
     token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
     deadline = time.monotonic() + wait

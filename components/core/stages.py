@@ -76,21 +76,17 @@ def run_train(
     mlflow_tracking_uri: str,
     experiment_name: str,
     data_fingerprint: str,
-    pipeline_run: str,
     model_artifact=None,
     metrics_artifact=None,
     roc_artifact=None,
 ) -> str:
-    """Plain-Python body of the train component; returns the result as JSON for selection."""
+    """Plain-Python body of the train component: train and log to MLflow (tracking.log_training),
+    then write the KFP outputs; returns the result as JSON for selection."""
     import json
     import logging
 
-    import mlflow
-    import numpy as np
-
     from components.core import tracking
-    from components.core.dataset import CLASSES, open_splits
-    from components.core.metrics import roc_points
+    from components.core.dataset import open_splits
     from components.core.training import TrainConfig, configure_devices, train_model
 
     logging.basicConfig(level=logging.INFO)
@@ -105,48 +101,42 @@ def run_train(
             "preprocess and train must use the same image_size"
         )
     _, device = configure_devices(cfg.precision)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
-        mlflow.set_tags({"stage": "train", "model_name": name, "family": cfg.family, "device": device,
-                         "pipeline_run": pipeline_run, "data_fingerprint": data_fingerprint})
-        mlflow.log_params({k: v for k, v in cfg.to_dict().items() if k != "extra"} | cfg.extra)
-
-        def on_epoch(epoch, logs):
-            mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
-
-        result = train_model(cfg, *splits, on_epoch=on_epoch)
-        mlflow.log_metrics(tracking.flat_metrics("val", result.val) | tracking.flat_metrics("test", result.test)
-                           | {"train_seconds": result.seconds, "params": result.params})
-        for fold in result.fold_scores:
-            mlflow.log_metrics({"fold_accuracy": fold["accuracy"], "fold_auc": fold["auc"]}, step=fold["fold"])
-        if result.fold_scores:
-            accs = [f["accuracy"] for f in result.fold_scores]
-            mlflow.log_metrics({"cv_accuracy_mean": float(np.mean(accs)),
-                                "cv_accuracy_sd": float(np.std(accs))})
-        tracking.log_json({"val": result.val, "test": result.test, "folds": result.fold_scores,
-                           "threshold": result.threshold, "history": result.history}, "evaluation.json")
-        info = tracking.log_model(result.model, result.threshold, cfg.image_size, cfg.family)
+    result, logged = tracking.log_training(
+        lambda on_epoch: train_model(cfg, *splits, on_epoch=on_epoch), cfg, name, experiment_id,
+        {"device": device, "data_fingerprint": data_fingerprint})
     summary = {
-        "name": name, "family": cfg.family, "run_id": run.info.run_id, "model_uri": info.model_uri,
+        "name": name, "family": cfg.family, "run_id": logged.run_id, "model_uri": logged.model_uri,
         "threshold": result.threshold, "val": result.val, "test": result.test, "folds": result.fold_scores,
         "params": result.params, "seconds": result.seconds, "config": cfg.to_dict(), "device": device,
         # Where the Model artifact (model.keras + model.json) lives: s3:// on a cluster. Serving runs it.
         "artifact_uri": getattr(model_artifact, "uri", "") or "",
     }
+    write_train_outputs(result, cfg, logged, splits[2].labels, model_artifact, metrics_artifact, roc_artifact)
+    print(json.dumps({k: summary[k] for k in ("name", "val", "test", "threshold", "seconds")}, default=float))
+    return json.dumps(summary, default=float)
+
+
+def write_train_outputs(result, cfg, logged, test_labels, model_artifact=None, metrics_artifact=None,
+                        roc_artifact=None) -> None:
+    """The train task's KFP outputs: the Model artifact (model.keras + model.json, what serving
+    loads), the Metrics the dashboard lists, and the ClassificationMetrics it draws."""
+    from components.core import tracking
+    from components.core.metrics import roc_points
+    from components.core.settings import CLASSES
+
     if model_artifact is not None:
         write_model_dir(model_artifact.path, result.model,
                         {"threshold": result.threshold, "image_size": cfg.image_size, "classes": list(CLASSES),
-                         "family": cfg.family, "mlflow_run_id": run.info.run_id})
-        model_artifact.metadata.update({"framework": "keras", "family": cfg.family, "mlflow_run_id": run.info.run_id,
-                                        "mlflow_model_uri": info.model_uri, "threshold": result.threshold})
+                         "family": cfg.family, "mlflow_run_id": logged.run_id})
+        model_artifact.metadata.update({"framework": "keras", "family": cfg.family, "mlflow_run_id": logged.run_id,
+                                        "mlflow_model_uri": logged.model_uri, "threshold": result.threshold})
     if metrics_artifact is not None:
         for k, v in (tracking.flat_metrics("val", result.val) | tracking.flat_metrics("test", result.test)).items():
             metrics_artifact.log_metric(k, v)
     if roc_artifact is not None:
         roc_artifact.log_confusion_matrix(list(CLASSES), result.test["confusion_matrix"])
-        fpr, tpr, thr = roc_points(splits[2].labels, result.test_scores)
+        fpr, tpr, thr = roc_points(test_labels, result.test_scores)
         roc_artifact.log_roc_curve(fpr, tpr, thr)
-    print(json.dumps({k: summary[k] for k in ("name", "val", "test", "threshold", "seconds")}, default=float))
-    return json.dumps(summary, default=float)
 
 
 def write_model_dir(path: str, model, meta: dict) -> None:
@@ -182,14 +172,13 @@ def run_select_and_register(
     experiment_name: str,
     registered_model_name: str,
     data_fingerprint: str,
-    pipeline_run: str,
     summary_path: str | None = None,
 ):
     import json
     import logging
     from collections import namedtuple
 
-    from components.core import registry, tracking
+    from components.core import registry, settings, tracking
     from components.core.dataset import open_splits
 
     logging.basicConfig(level=logging.INFO)
@@ -197,7 +186,7 @@ def run_select_and_register(
     parsed = [json.loads(r) if isinstance(r, str) else r for r in results]
     winner = registry.select_winner(parsed)
     tags = {
-        "pipeline_run": pipeline_run,
+        "pipeline_run": settings.run_id(),
         "data_fingerprint": data_fingerprint,
         "family": winner["family"],
         "model_name": winner["name"],

@@ -26,12 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
+
+from components.core import settings
 
 DEFAULT_WORKERS = 32
-DEFAULT_MAX_ATTEMPTS = 8
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_READ_TIMEOUT = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -74,28 +73,24 @@ def join(base: str, *parts: str) -> str:
     return str(Path(base, *parts))
 
 
-def _env_number(name: str, default: float, kind=float):
-    raw = os.environ.get(name, "")
-    try:
-        value = kind(raw) if raw else default
-    except ValueError:
-        raise StorageError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise StorageError(f"{name} must be positive, got {raw!r}")
-    return value
-
-
 def max_attempts() -> int:
     """Attempts per S3 request (first try included): ``AWS_MAX_ATTEMPTS``, default 8."""
-    return int(_env_number("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, int))
+    return _setting("AWS_MAX_ATTEMPTS", int)
 
 
 def timeouts() -> tuple[float, float]:
     """(connect, read) timeout of one S3 attempt, in seconds."""
     return (
-        _env_number("SKIN_CANCER_S3_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
-        _env_number("SKIN_CANCER_S3_READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
+        _setting("SKIN_CANCER_S3_CONNECT_TIMEOUT", float),
+        _setting("SKIN_CANCER_S3_READ_TIMEOUT", float),
     )
+
+
+def _setting(name: str, kind):
+    try:
+        return settings.env_number(name, kind)
+    except settings.SettingError as err:
+        raise StorageError(str(err)) from None
 
 
 def worst_case_seconds() -> float:
@@ -121,8 +116,7 @@ def _s3_client(max_pool: int = DEFAULT_WORKERS):
         max_pool_connections=max_pool,
     )
     # boto3 reads AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 itself; region defaults so MinIO works.
-    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
-    return boto3.session.Session().client("s3", region_name=region, config=config)
+    return boto3.session.Session().client("s3", region_name=settings.s3_region(), config=config)
 
 
 def _explain(uri: str, err: Exception) -> StorageError:
@@ -159,7 +153,7 @@ def _explain(uri: str, err: Exception) -> StorageError:
         # Timeouts, resets and truncated bodies, still failing once every attempt was used.
         return StorageError(
             f"{uri}: network failure talking to S3 after {max_attempts()} attempts "
-            f"({type(err).__name__}); check the endpoint and the network, or raise AWS_MAX_ATTEMPTS"
+            f"(at most {worst_case_seconds():.0f} s) ({type(err).__name__}); check the endpoint and the network, or raise AWS_MAX_ATTEMPTS"
         )
     if isinstance(err, NoCredentialsError):
         return StorageError(f"{uri}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
@@ -261,24 +255,6 @@ def _get_s3(uri: str) -> bytes:
     raise AssertionError("unreachable")
 
 
-def read_many(uris: Iterable[str], workers: int = DEFAULT_WORKERS) -> Iterator[tuple[str, bytes | Exception]]:
-    """Read many objects concurrently; yields ``(uri, bytes or the error)`` in input order.
-
-    Errors are yielded rather than raised, each one a :class:`StorageError` raised only
-    after every retry was used: the caller decides whether it may go on (it must not
-    count an unreachable object as a bad file; see ``dataset.write_split``).
-    """
-
-    def fetch(uri: str) -> tuple[str, bytes | Exception]:
-        try:
-            return uri, read_bytes(uri)
-        except StorageError as err:
-            return uri, err
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(fetch, uris)
-
-
 def write_bytes(uri: str, data: bytes) -> None:
     """Write one object. Local writes go through a temporary file and a rename so
     readers never see a half-written file; S3 PUTs are atomic by nature."""
@@ -297,17 +273,6 @@ def write_bytes(uri: str, data: bytes) -> None:
         raise
     except Exception as err:
         raise _explain(uri, err) from err
-
-
-def upload_dir(local_dir: str, uri: str) -> list[str]:
-    """Copy a local directory tree to ``uri`` (S3 prefix or local path); returns written URIs."""
-    written = []
-    for path in sorted(Path(local_dir).rglob("*")):
-        if path.is_file():
-            dest = join(uri, path.relative_to(local_dir).as_posix())
-            write_bytes(dest, path.read_bytes())
-            written.append(dest)
-    return written
 
 
 def fingerprint(objects: Iterable[ObjectInfo]) -> str:

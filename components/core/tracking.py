@@ -18,11 +18,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-DEFAULT_EXPERIMENT = "skin-cancer"
+from components.core import settings
 
 
 class TrackingError(RuntimeError):
@@ -35,7 +37,7 @@ def local_tracking_uri(workdir: str) -> str:
 
 def resolve_tracking_uri(uri: str | None) -> str:
     """A pipeline parameter wins, then ``MLFLOW_TRACKING_URI``; one of them must be set."""
-    resolved = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    resolved = uri or settings.tracking_uri()
     if not resolved:
         raise TrackingError("no MLflow tracking URI: pass mlflow_tracking_uri or set MLFLOW_TRACKING_URI")
     return resolved
@@ -49,12 +51,12 @@ def use_uri_credentials(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not (parts.username or parts.password):
         return uri
-    if parts.username and not os.environ.get("MLFLOW_TRACKING_USERNAME"):
+    if parts.username and not settings.env("MLFLOW_TRACKING_USERNAME"):
         os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username)
-    if parts.password and not os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+    if parts.password and not settings.env("MLFLOW_TRACKING_PASSWORD"):
         os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
     bare = _redact(uri)
-    if os.environ.get("MLFLOW_TRACKING_URI") == uri:
+    if settings.tracking_uri() == uri:
         os.environ["MLFLOW_TRACKING_URI"] = bare  # child processes inherit the bare URI
     return bare
 
@@ -64,8 +66,8 @@ def _probe(uri: str, experiment: str) -> None:
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
 
-    retries = int(os.environ.get("SKIN_CANCER_MLFLOW_STARTUP_RETRIES", "3"))
-    timeout = float(os.environ.get("SKIN_CANCER_MLFLOW_STARTUP_TIMEOUT", "10"))
+    retries = settings.env_number("SKIN_CANCER_MLFLOW_STARTUP_RETRIES", int, positive=False)
+    timeout = settings.env_number("SKIN_CANCER_MLFLOW_STARTUP_TIMEOUT", float)
     try:
         response = http_request(
             get_default_host_creds(uri), "/api/2.0/mlflow/experiments/get-by-name", "GET",
@@ -90,7 +92,7 @@ def _probe(uri: str, experiment: str) -> None:
     # 200 (experiment exists) and 404 (not yet) both prove the server answers.
 
 
-def setup(tracking_uri: str | None, experiment: str = DEFAULT_EXPERIMENT) -> str:
+def setup(tracking_uri: str | None, experiment: str = settings.EXPERIMENT) -> str:
     """Point MLflow at ``tracking_uri``, check it answers, and return the experiment id."""
     import mlflow
 
@@ -140,6 +142,41 @@ def _redact(uri: str) -> str:
     return uri
 
 
+@dataclass
+class LoggedRun:
+    run_id: str
+    model_uri: str
+
+
+def log_training(train: Callable, cfg, name: str, experiment_id: str, tags: dict):
+    """One MLflow run for one model: tags (the KFP run, the data), every hyperparameter, the
+    per-epoch history, validation and test metrics, cross-validation folds, the evaluation and
+    the model with its threshold. ``train(on_epoch)`` trains and returns a TrainResult.
+    Returns ``(result, LoggedRun)``."""
+    import mlflow
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+        mlflow.set_tags({"stage": "train", "model_name": name, "family": cfg.family,
+                         "pipeline_run": settings.run_id(), **tags})
+        mlflow.log_params({k: v for k, v in cfg.to_dict().items() if k != "extra"} | cfg.extra)
+
+        def on_epoch(epoch, logs):
+            mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
+
+        result = train(on_epoch)
+        mlflow.log_metrics(flat_metrics("val", result.val) | flat_metrics("test", result.test)
+                           | {"train_seconds": result.seconds, "params": result.params})
+        for fold in result.fold_scores:
+            mlflow.log_metrics({"fold_accuracy": fold["accuracy"], "fold_auc": fold["auc"]}, step=fold["fold"])
+        if result.fold_scores:
+            accs = [f["accuracy"] for f in result.fold_scores]
+            mlflow.log_metrics({"cv_accuracy_mean": float(np.mean(accs)), "cv_accuracy_sd": float(np.std(accs))})
+        log_json({"val": result.val, "test": result.test, "folds": result.fold_scores,
+                  "threshold": result.threshold, "history": result.history}, "evaluation.json")
+        info = log_model(result.model, result.threshold, cfg.image_size, cfg.family)
+    return result, LoggedRun(run.info.run_id, info.model_uri)
+
+
 def log_model(model, threshold: float, image_size: int, family: str):
     """Log a Keras model with signature, raw-pixel input example and its decision threshold."""
     import mlflow
@@ -158,7 +195,7 @@ def log_model(model, threshold: float, image_size: int, family: str):
         signature=signature,
         input_example=example,
         metadata={"threshold": float(threshold), "image_size": int(image_size), "family": family,
-                  "classes": ["benign", "malignant"], "output": "p_malignant"},
+                  "classes": list(settings.CLASSES), "output": "p_malignant"},
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from components.core.dataset import SplitArrays
+from components.core import settings
 from components.core.metrics import choose_threshold, classification_metrics
 
 log = logging.getLogger(__name__)
@@ -24,17 +25,19 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
     learning_rate: float = 1e-3
-    image_size: int = 128
+    image_size: int = settings.IMAGE_SIZE
     augment: bool = True
     early_stopping_patience: int = 4
     class_weights: bool = True
-    seed: int = 42
+    seed: int = settings.SEED
     folds: int = 3  # only for the "crossval" family
     weights: str | None = None
     dropout: float = 0.3
     width: int = 32
     weight_decay: float = 1e-4
-    min_sensitivity: float = 0.85  # threshold: best validation accuracy at this malignant recall
+    # Threshold: the highest whose validation malignant recall reaches this plus one standard
+    # error (metrics.choose_threshold).
+    min_sensitivity: float = 0.85
     precision: str = "auto"  # see configure_devices
     tta: bool = True  # average over flips at inference (in the saved graph)
     deterministic: bool = False  # bit-identical reruns (slower; for tests and audits)

@@ -1,7 +1,8 @@
-"""The benchmark machinery (pipelines/bench.py) on a tiny SYNTHETIC data set.
+"""The benchmark machinery (the ``benchmarks`` package) on a tiny SYNTHETIC data set, and its pure helpers.
 
 Checks the report's structure and that every figure is a positive number; no timing
 assertions (timed assertions are flaky on shared machines: the benchmark reports ratios).
+In the default ``pytest`` run.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ import json
 
 import pytest
 
-from pipelines import bench
+from benchmarks.data import copy_key
+from benchmarks.end_to_end import parse_kfp_log
+from benchmarks.report import GPU_NOT_MEASURED, README_END, README_START, TARGETS, markdown
+from benchmarks.suite import run_bench
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +24,8 @@ def tiny_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     data = root / "raw"
     write_demo_data(str(data), train_per_class=20, test_per_class=6, size=48, seed=3)
-    (root / "README.md").write_text(f"# x\n\n{bench.README_START}\nold table\n{bench.README_END}\n\nafter\n")
-    report = bench.run_bench(
+    (root / "README.md").write_text(f"# x\n\n{README_START}\nold table\n{README_END}\n\nafter\n")
+    report = run_bench(
         data=data, out=root / "out", skip_e2e=True, compare_size=48, project_size=32, batch_size=8,
         train_steps=2, train_epochs=2, scale_factors=(1, 2), readme=root / "README.md", log=lambda *_: None,
     )
@@ -61,9 +65,9 @@ def test_report_structure_and_positive_figures(tiny_report):
         assert p["ok"] and p["images_per_s"] > 0 and p["peak_rss_mb"] > 0
     assert report["scaling"]["points"][1]["images"] == 2 * report["scaling"]["points"][0]["images"]
     assert report["end_to_end"]["skipped"] and "skip-e2e" in report["end_to_end"]["note"]
-    assert report["gpu"] == {"measured": False, "note": bench.GPU_NOT_MEASURED}
+    assert report["gpu"] == {"measured": False, "note": GPU_NOT_MEASURED}
     ids = {t["id"] for t in report["targets"]}
-    assert ids == set(bench.TARGETS)
+    assert ids == set(TARGETS)
     for t in report["targets"]:
         if t["id"] != "end_to_end_seconds":
             assert t["measured"] is not None and t["met"] in (True, False), t
@@ -75,10 +79,10 @@ def test_markdown_and_readme_match_the_report(tiny_report):
     root, report = tiny_report
     table = (root / "out" / "bench.md").read_text()
     assert "| Target | Measured | Target | Met |" in table and "SUBSET" in table
-    assert bench.GPU_NOT_MEASURED in table
+    assert GPU_NOT_MEASURED in table
     readme = (root / "README.md").read_text()
     assert "old table" not in readme and readme.endswith("after\n")
-    assert bench.markdown(report) in readme
+    assert markdown(report) in readme
 
 
 def test_reference_params_differ_only_by_head(tiny_report):
@@ -99,7 +103,7 @@ def test_parse_kfp_log():
         "00:00:11.800 - INFO - Executing task 'train'\n"
         "00:00:12.800 - INFO - Task 'train' finished with status FAILURE\n"
     )
-    stages = bench.parse_kfp_log(text)
+    stages = parse_kfp_log(text)
     assert stages == [
         {"task": "preprocess", "seconds": 3.5, "status": "SUCCESS"},
         {"task": "train", "seconds": 10.0, "status": "SUCCESS"},
@@ -108,4 +112,4 @@ def test_parse_kfp_log():
 
 
 def test_copy_keys_are_new_keys_in_the_same_folder():
-    assert bench.copy_key("train/benign/12.jpg", 3) == "train/benign/copy3-12.jpg"
+    assert copy_key("train/benign/12.jpg", 3) == "train/benign/copy3-12.jpg"

@@ -1,0 +1,72 @@
+"""``skin-cancer predict | serve``: use a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from components.core.settings import REGISTERED_MODEL_NAME
+from pipelines.commands.local_jobs import DEFAULT_WORKDIR
+
+
+def _use_local_registry(args: argparse.Namespace) -> None:
+    """Without MLFLOW_TRACKING_URI, a registry URI means the store `skin-cancer run` left in --workdir."""
+    from components.core import settings, tracking
+
+    if args.model_uri.startswith(("models:/", "runs:/")) and not settings.tracking_uri():
+        # The registry `skin-cancer run` wrote, so `run` then `serve` needs no setup.
+        if not Path(args.workdir, "mlflow.db").is_file():
+            raise ValueError(f"no MLflow registry to load {args.model_uri} from: set MLFLOW_TRACKING_URI, or run "
+                             f"`skin-cancer run` first (looked for {Path(args.workdir, 'mlflow.db')})")
+        os.environ["MLFLOW_TRACKING_URI"] = tracking.local_tracking_uri(args.workdir)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from components.core.predictor import Predictor
+
+    _use_local_registry(args)
+    predictor = Predictor.load(args.model_uri)
+    for image in args.images:
+        result = predictor.predict_bytes(Path(image).read_bytes())
+        print(json.dumps({"image": image, "label": result["label"], "p_malignant": result["p_malignant"]}))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from components.core.serving import ServingSettings, serve
+
+    _use_local_registry(args)
+    limits = ServingSettings.from_env(
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024) if args.max_upload_mb is not None else None,
+        max_pixels=args.max_pixels, max_batch=args.max_batch,
+        model_name=args.model_name, model_version=args.model_version,
+    )
+    serve(args.model_uri, host=args.host, port=args.port, settings=limits)
+    return 0
+
+
+def register(sub) -> None:
+    pr = sub.add_parser("predict", help="classify images with a registered model")
+    pr.add_argument("--model-uri", default=f"models:/{REGISTERED_MODEL_NAME}@champion")
+    pr.add_argument("--workdir", default=DEFAULT_WORKDIR, help="where `skin-cancer run` left its MLflow store")
+    pr.add_argument("images", nargs="+")
+    pr.set_defaults(func=cmd_predict)
+    sv = sub.add_parser("serve", help="inference server: V2 protocol, /predict and the clinician page at /")
+    sv.add_argument("--model-uri", default=f"models:/{REGISTERED_MODEL_NAME}@champion",
+                    help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a Model artifact "
+                         "directory (local or s3://) holding model.keras and model.json")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
+    sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument("--model-name", help="name in the V2 paths and answers (default: the registered name)")
+    sv.add_argument("--model-version", help="version reported in answers (default: the registry's version)")
+    sv.add_argument("--max-upload-mb", type=float,
+                    help="largest request body in MiB (default: $SKIN_CANCER_MAX_UPLOAD_MB or 20)")
+    sv.add_argument("--max-pixels", type=int,
+                    help="largest image in pixels, against decompression bombs (default: $SKIN_CANCER_MAX_PIXELS "
+                         "or 40,000,000)")
+    sv.add_argument("--max-batch", type=int, help="most images in one V2 request (default 32)")
+    sv.add_argument("--workdir", default=DEFAULT_WORKDIR,
+                    help="where `skin-cancer run` kept its MLflow store; used when MLFLOW_TRACKING_URI is unset")
+    sv.set_defaults(func=cmd_serve)

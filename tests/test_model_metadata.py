@@ -1,0 +1,55 @@
+"""No silent defaults for what decides a diagnosis: a model without its stored threshold or
+input size is refused by name, wherever it is loaded (predict and serve load through
+Predictor; the registry scores the champion through decision_settings)."""
+
+import json
+
+import keras
+import pytest
+
+from components.core.predictor import ModelMetadataError, Predictor, decision_settings
+
+
+def test_decision_settings_are_read_never_assumed():
+    assert decision_settings({"threshold": 0.31, "image_size": 96}, "m") == (0.31, 96)
+    with pytest.raises(ModelMetadataError, match=r"^models:/x/3: the model's metadata has no threshold, so"):
+        decision_settings({"image_size": 96}, "models:/x/3")
+    with pytest.raises(ModelMetadataError, match="has no threshold and no image_size"):
+        decision_settings(None, "models:/x/3")
+    with pytest.raises(ModelMetadataError, match="has no image_size"):
+        decision_settings({"threshold": 0.4, "image_size": ""}, "m")
+
+
+def _tiny_model_dir(path, meta: dict):
+    inputs = keras.Input((None, None, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255)(keras.layers.Resizing(8, 8)(inputs))
+    outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(x))
+    path.mkdir()
+    keras.Model(inputs, outputs).save(path / "model.keras")
+    (path / "model.json").write_text(json.dumps(meta))
+    return path
+
+
+def test_a_model_artifact_without_a_threshold_is_refused_by_predict_and_serve(tmp_path):
+    ok = Predictor.load(str(_tiny_model_dir(tmp_path / "ok", {"threshold": 0.25, "image_size": 8})))
+    assert (ok.threshold, ok.image_size) == (0.25, 8)
+    bare = _tiny_model_dir(tmp_path / "bare", {"image_size": 8, "family": "basic"})
+    with pytest.raises(ModelMetadataError, match=rf"{bare / 'model.json'}: the model's metadata has no threshold"):
+        Predictor.load(str(bare))
+
+
+def test_the_registry_refuses_to_score_a_registered_model_without_a_threshold(mlflow_server):
+    import mlflow
+
+    from components.core.registry import evaluate_model_uri
+
+    mlflow.set_tracking_uri(mlflow_server)
+    inputs = keras.Input((32, 32, 3), dtype="float32")
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs)))
+    with mlflow.start_run():
+        info = mlflow.tensorflow.log_model(model, name="model", registered_model_name="no-threshold-model",
+                                           metadata={"image_size": 32})
+    assert str(info.registered_model_version) == "1"
+    # Refused before any data is read or the model loaded.
+    with pytest.raises(ModelMetadataError, match="models:/no-threshold-model/1: the model's metadata has no threshold"):
+        evaluate_model_uri("models:/no-threshold-model/1", val=None, test=None)
