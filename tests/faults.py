@@ -12,6 +12,8 @@ request to the real server, except where its plan says to inject a fault:
 - ``"truncate"``: the server's answer is cut off half way through its body, then reset
 - ``"slow"``: the answer is held back ``slow_seconds`` (longer than the client's read timeout)
 - ``"hang"``: no answer at all until the client gives up
+- ``"trickle"``: the answer's headers at once, then its body one byte every ``trickle_seconds``
+  (each byte within the client's read timeout, the whole body far beyond any sane deadline)
 
 Every request is recorded in :attr:`FaultProxy.log` as ``(n, method, path, fault)``.
 Nothing here patches a client: the faults travel over real sockets.
@@ -107,13 +109,14 @@ def combine(*plans: Plan) -> Plan:
 
 class FaultProxy:
     def __init__(self, upstream: str, plan: Plan | None = None, slow_seconds: float = 3.0,
-                 hang_seconds: float = 60.0):
+                 hang_seconds: float = 60.0, trickle_seconds: float = 0.2):
         parts = urlsplit(upstream)
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
         self.plan = plan or (lambda n, m, p: None)
         self.slow_seconds = slow_seconds
         self.hang_seconds = hang_seconds
+        self.trickle_seconds = trickle_seconds
         self.log: list[tuple[int, str, str, str | None]] = []
         self._count = 0
         self._lock = threading.Lock()
@@ -162,7 +165,8 @@ class FaultProxy:
                 finally:
                     conn.close()
 
-            def _send(self, status: int, reason: str, headers, data: bytes, cut: bool = False) -> None:
+            def _send(self, status: int, reason: str, headers, data: bytes, cut: bool = False,
+                      trickle: bool = False) -> None:
                 self.send_response(status, reason)
                 length = None
                 for k, v in headers:
@@ -179,6 +183,17 @@ class FaultProxy:
                 if cut:
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()
+                    self._reset()
+                    return
+                if trickle:
+                    for i in range(len(data)):
+                        if proxy._stopping.wait(proxy.trickle_seconds):
+                            break
+                        try:
+                            self.wfile.write(data[i:i + 1])
+                            self.wfile.flush()
+                        except OSError:  # the client gave up
+                            break
                     self._reset()
                     return
                 self.wfile.write(data)
@@ -211,7 +226,8 @@ class FaultProxy:
                     self._reset()
                     return
                 small = len(data) < 2
-                self._send(status, reason, headers, data, cut=(fault == "truncate" and not small))
+                self._send(status, reason, headers, data, cut=(fault == "truncate" and not small),
+                           trickle=(fault == "trickle"))
 
             def handle_one_request(self):
                 try:

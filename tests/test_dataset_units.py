@@ -1,5 +1,5 @@
 """Unit tests of the data set's pure pieces, with expected values worked out by hand:
-the label rule, the stratified split, duplicates and leakage, class balance, the bad-file rule."""
+the label rule, the hash split, duplicates and leakage, class balance, the bad-file rule."""
 
 import random
 
@@ -11,8 +11,9 @@ from components.core.dataset import (
     class_balance,
     find_duplicates,
     label_of,
+    hash_split,
     leakage_groups,
-    stratified_split,
+    side_number,
 )
 from components.core.dataset.checks import check_bad_fraction, imbalance_warnings
 
@@ -37,31 +38,41 @@ def test_label_of_benign_is_0_malignant_is_1():
         label_of("melanoma")
 
 
-# --- the train/validation split -----------------------------------------------------------------
+# --- the train/validation split (more in tests/test_dataset_split.py) ------------------------------
 
-def test_stratified_split_takes_the_fraction_of_each_class():
-    # 8 benign + 4 malignant, a quarter to validation: 2 benign and 1 malignant (3 = 12 / 4).
-    train, val = stratified_split(_raw(8, 4), val_fraction=0.25, seed=0)
-    assert _counts(val) == (2, 1)
-    assert _counts(train) == (6, 3)
-    assert sorted(i.relpath for i in train + val) == sorted(i.relpath for i in _raw(8, 4))
-    assert [i.relpath for i in val] == sorted(i.relpath for i in val)  # both halves come back sorted
+def test_hash_split_side_is_a_function_of_seed_and_key_only():
+    import hashlib
+
+    expected = int.from_bytes(hashlib.sha256(b"42:train/benign/07.jpg").digest()[:8], "big") / 2**64
+    assert side_number("train/benign/07.jpg", 42) == expected
+    assert side_number("train/benign/07.jpg", 43) != expected
 
 
-def test_stratified_split_is_seeded_and_ignores_input_order():
-    items = _raw(20, 10)
+def test_hash_split_is_order_independent_and_keeps_every_image_once():
+    items = _raw(60, 40)
     shuffled = list(items)
     random.Random(1).shuffle(shuffled)
-    first = stratified_split(items, 0.2, seed=7)
-    assert stratified_split(items, 0.2, seed=7) == first
-    assert stratified_split(shuffled, 0.2, seed=7) == first
-    assert _counts(first[1]) == (4, 2) and _counts(first[0]) == (16, 8)
+    first = hash_split(items, 0.2, seed=7)
+    assert hash_split(shuffled, 0.2, seed=7) == first
+    assert sorted(i.relpath for i in first[0] + first[1]) == sorted(i.relpath for i in items)
+    assert [i.relpath for i in first[1]] == sorted(i.relpath for i in first[1])  # both halves come back sorted
+    # Each image is on the side its own number says (no class here is near the tiny-class guard).
+    assert {i.relpath for i in first[1]} == {i.relpath for i in items if side_number(i.relpath, 7) < 0.2}
+
+
+def test_a_tiny_class_keeps_one_image_on_each_side():
+    # 2 malignant images whose numbers may both fall on one side: one crosses over, the lowest to val.
+    train, val = hash_split(_raw(0, 2), 0.15, seed=0)
+    assert len(train) == len(val) == 1
+    low = min(_raw(0, 2), key=lambda i: side_number(i.relpath, 0))
+    assert val == [low]
+    assert hash_split(_raw(0, 1), 0.15, seed=0)[1] in ([], _raw(0, 1))  # one image: no guard possible
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])
-def test_stratified_split_refuses_a_fraction_outside_0_1(fraction):
+def test_hash_split_refuses_a_fraction_outside_0_1(fraction):
     with pytest.raises(ValueError, match="val_fraction must be between 0 and 1"):
-        stratified_split(_raw(4, 4), fraction, seed=0)
+        hash_split(_raw(4, 4), fraction, seed=0)
 
 
 # --- duplicates and leakage -----------------------------------------------------------------------

@@ -28,7 +28,8 @@ def via(s3_endpoint, monkeypatch):
     proxies = []
 
     def start(plan, **env) -> FaultProxy:
-        proxy = FaultProxy(s3_endpoint, plan, slow_seconds=env.pop("slow_seconds", 3.0)).start()
+        proxy = FaultProxy(s3_endpoint, plan, slow_seconds=env.pop("slow_seconds", 3.0),
+                           trickle_seconds=env.pop("trickle_seconds", 0.2)).start()
         proxies.append(proxy)
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         for key, value in env.items():
@@ -120,12 +121,43 @@ def test_permanent_errors_fail_at_once_naming_the_uri(tmp_path, s3_bucket, via):
 
 def test_an_unresponsive_endpoint_fails_within_the_bounded_time(s3_bucket, via):
     storage.write_bytes(f"s3://{s3_bucket}/k.bin", b"x")
-    proxy = via(always("hang"), AWS_MAX_ATTEMPTS=2, SKIN_CANCER_S3_READ_TIMEOUT=1, SKIN_CANCER_S3_CONNECT_TIMEOUT=1)
+    proxy = via(always("hang"), AWS_MAX_ATTEMPTS=2, SKIN_CANCER_S3_READ_TIMEOUT=1, SKIN_CANCER_S3_CONNECT_TIMEOUT=1,
+                SKIN_CANCER_S3_BODY_DEADLINE=2)
     bound = storage.worst_case_seconds()
-    assert bound == 2 * (1 + 1) + 20
+    assert bound == 2 * (1 + 2 * 1 + 2) + 20  # attempts x (connect + 2 reads + body deadline) + backoff
     started = time.monotonic()
     with pytest.raises(storage.StorageError, match=r"network failure talking to S3 after 2 attempts"):
         storage.read_bytes(f"s3://{s3_bucket}/k.bin")
     elapsed = time.monotonic() - started
     assert elapsed < min(bound, 15), f"took {elapsed:.1f} s"
     assert len(proxy.log) == 2
+
+
+def test_a_body_that_trickles_is_cut_off_at_the_deadline(s3_bucket, via):
+    """Each byte arrives within the read timeout, so only the whole-body deadline can end it."""
+    storage.write_bytes(f"s3://{s3_bucket}/big.bin", bytes(range(200)))
+    proxy = via(always("trickle", methods=["GET"]), AWS_MAX_ATTEMPTS=2, SKIN_CANCER_S3_READ_TIMEOUT=1,
+                SKIN_CANCER_S3_CONNECT_TIMEOUT=1, SKIN_CANCER_S3_BODY_DEADLINE=1.5, trickle_seconds=0.1)
+    bound = storage.worst_case_seconds()
+    started = time.monotonic()
+    with pytest.raises(storage.StorageError, match=r"big.bin: network failure talking to S3 after 2 attempts "
+                                                   r"\(BodyDeadlineExceeded; at most 29 s per object\)"):
+        storage.read_bytes(f"s3://{s3_bucket}/big.bin")
+    elapsed = time.monotonic() - started
+    # 200 bytes at 0.1 s would take 20 s an attempt; the deadline ends each after ~1.5 s.
+    assert elapsed < 2 * (1.5 + 1) + 1, f"took {elapsed:.1f} s (bound {bound:.0f} s)"
+    assert len(proxy.requests_to("big.bin")) == 2
+
+
+def test_one_retry_layer_an_object_never_costs_more_than_max_attempts_requests(s3_bucket, via):
+    """Resets (a request error) and truncated bodies (a body error) in turn: each is one attempt of
+    the one retry loop, never a retry inside a retry (which once cost up to attempts squared)."""
+    storage.write_bytes(f"s3://{s3_bucket}/v.bin", bytes(range(100)))
+    proxy = via(every(1, ["reset", "truncate"], methods=["GET"]), AWS_MAX_ATTEMPTS=4)
+    with pytest.raises(storage.StorageError, match=r"network failure talking to S3 after 4 attempts"):
+        storage.read_bytes(f"s3://{s3_bucket}/v.bin")
+    assert [f for _, _, _, f in proxy.requests_to("v.bin")] == ["reset", "truncate", "reset", "truncate"]
+    # ... and a fault that clears is ridden out within the budget.
+    proxy = via(every(2, ["503"], methods=["GET"]), AWS_MAX_ATTEMPTS=2)
+    assert storage.read_bytes(f"s3://{s3_bucket}/v.bin") == bytes(range(100))
+    assert len(proxy.requests_to("v.bin")) == 2

@@ -41,6 +41,12 @@ CHALLENGER = "challenger"
 LOCK_SUFFIX = ".champion-lock"
 
 
+# The one promotion rule, said the same way here, in the run summary and in the README.
+PROMOTION_RULE = ("The new model becomes @champion when it is at least as good as the current champion on this "
+                  "run's validation data: higher accuracy, or equal accuracy and higher AUC; on an exact tie the "
+                  "newer model (trained on the newer data) wins. Otherwise it is registered as @challenger.")
+
+
 class RegistryError(RuntimeError):
     """The registry could not be updated safely; the message says why and what to do."""
 
@@ -305,6 +311,7 @@ def summary_markdown(results: list[dict], winner: dict, reg: Registration) -> st
         f"{' (changed)' if reg.champion_changed else ' (unchanged)'}.",
         "",
         "Selection uses validation data only; test figures are reported, never used to choose.",
+        PROMOTION_RULE,
     ]
     return "\n".join(rows)
 

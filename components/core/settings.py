@@ -70,6 +70,7 @@ ENV: tuple[EnvVar, ...] = (
     EnvVar("AWS_MAX_ATTEMPTS", "8", "attempts per S3 request, the first included"),
     EnvVar("SKIN_CANCER_S3_CONNECT_TIMEOUT", "10", "seconds to connect to S3, per attempt"),
     EnvVar("SKIN_CANCER_S3_READ_TIMEOUT", "60", "seconds between bytes from S3, per attempt"),
+    EnvVar("SKIN_CANCER_S3_BODY_DEADLINE", "120", "seconds for one GET's whole body, per attempt (a body that trickles)"),
     EnvVar("SKIN_CANCER_REGISTRY_LOCK_TTL", "900", "seconds a champion-lock holder may keep it"),
     EnvVar("SKIN_CANCER_REGISTRY_LOCK_WAIT", "1800", "seconds a run waits for the champion lock"),
     EnvVar("SKIN_CANCER_MAX_UPLOAD_MB", "20", "largest upload the server accepts"),

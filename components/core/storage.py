@@ -5,11 +5,14 @@ S3 settings come from the standard AWS environment (``AWS_ENDPOINT_URL``,
 S3-compatible stores work without code changes.
 
 Faults: transient S3 errors (HTTP 500/502/503/504, ``SlowDown`` and other throttling,
-connection resets, timeouts) are retried by botocore ("standard" mode: exponential
-backoff with jitter) up to ``AWS_MAX_ATTEMPTS`` attempts (default 8); a body that
-breaks off half way is fetched again here, with the same budget. Each attempt is
-bounded by ``SKIN_CANCER_S3_CONNECT_TIMEOUT``/``SKIN_CANCER_S3_READ_TIMEOUT`` seconds,
-so one call can never hang. Permanent errors (no bucket, no key, access denied, bad
+connection resets, timeouts) are retried with exponential backoff and jitter up to
+``AWS_MAX_ATTEMPTS`` attempts (default 8), by ONE retry layer per call: for a GET it is
+:func:`_get_s3`'s loop, which covers the request and the whole body (botocore does not retry
+there, so an object never costs more than ``AWS_MAX_ATTEMPTS`` requests); for listing and
+writing it is botocore's "standard" mode. Each attempt is bounded by
+``SKIN_CANCER_S3_CONNECT_TIMEOUT`` and ``SKIN_CANCER_S3_READ_TIMEOUT`` (between bytes), and a
+GET's whole body by ``SKIN_CANCER_S3_BODY_DEADLINE``, so a body that trickles is cut off too:
+:func:`worst_case_seconds` is the bound per object. Permanent errors (no bucket, no key, access denied, bad
 credentials) are not retried and surface at once as :class:`StorageError` naming
 the URI. Messages never contain credential values.
 """
@@ -93,16 +96,30 @@ def _setting(name: str, kind):
         raise StorageError(str(err)) from None
 
 
+def body_deadline() -> float:
+    return _setting("SKIN_CANCER_S3_BODY_DEADLINE", float)
+
+
+MAX_BACKOFF_S = 20.0
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Full jitter, doubling from 0.1 s, capped at MAX_BACKOFF_S (like botocore's standard mode)."""
+    return random.random() * min(0.05 * 2**attempt, MAX_BACKOFF_S)
+
+
 def worst_case_seconds() -> float:
-    """Upper bound on the time one S3 call can take before it fails: every attempt
-    timing out, plus botocore's capped backoff (20 s at most between attempts)."""
+    """Upper bound on the time one GET can take before it fails: every attempt using its
+    connect timeout, its read timeout before the first byte and its whole-body deadline (plus
+    one read timeout for the chunk in flight), and the capped backoff between attempts."""
     connect, read = timeouts()
     attempts = max_attempts()
-    return attempts * (connect + read) + (attempts - 1) * 20.0
+    return attempts * (connect + 2 * read + body_deadline()) + (attempts - 1) * MAX_BACKOFF_S
 
 
-@lru_cache(maxsize=4)
-def _s3_client(max_pool: int = DEFAULT_WORKERS):
+@lru_cache(maxsize=8)
+def _s3_client(max_pool: int = DEFAULT_WORKERS, retried: bool = True):
+    """The S3 client. ``retried=False`` for GETs: their retry layer is :func:`_get_s3`."""
     import boto3
     from botocore.config import Config
 
@@ -110,7 +127,7 @@ def _s3_client(max_pool: int = DEFAULT_WORKERS):
     config = Config(
         # Transient errors (5xx, throttling, resets, timeouts) retry with exponential backoff
         # and jitter; permanent ones (4xx but throttling) are not retried.
-        retries={"total_max_attempts": max_attempts(), "mode": "standard"},
+        retries={"total_max_attempts": max_attempts() if retried else 1, "mode": "standard"},
         connect_timeout=connect,
         read_timeout=read,
         max_pool_connections=max_pool,
@@ -149,11 +166,12 @@ def _explain(uri: str, err: Exception) -> StorageError:
         return StorageError(f"{uri}: {hints.get(code, code or 'S3 error')} ({code})")
     if isinstance(err, EndpointConnectionError):
         return StorageError(f"{uri}: cannot reach the S3 endpoint; check AWS_ENDPOINT_URL and the network")
-    if isinstance(err, (ConnectionError, HTTPClientError, IncompleteReadError)):
-        # Timeouts, resets and truncated bodies, still failing once every attempt was used.
+    if isinstance(err, (ConnectionError, HTTPClientError, IncompleteReadError, BodyDeadlineExceeded)):
+        # Timeouts, resets, truncated or trickling bodies, still failing once every attempt was used.
         return StorageError(
             f"{uri}: network failure talking to S3 after {max_attempts()} attempts "
-            f"(at most {worst_case_seconds():.0f} s) ({type(err).__name__}); check the endpoint and the network, or raise AWS_MAX_ATTEMPTS"
+            f"({type(err).__name__}; at most {worst_case_seconds():.0f} s per object); check the endpoint "
+            "and the network, or raise AWS_MAX_ATTEMPTS"
         )
     if isinstance(err, NoCredentialsError):
         return StorageError(f"{uri}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
@@ -231,28 +249,69 @@ def read_bytes(uri: str) -> bytes:
         if is_s3(uri):
             return _get_s3(uri)
         return Path(uri).read_bytes()
+    except StorageError:
+        raise
     except Exception as err:
         raise _explain(uri, err) from err
 
 
+class BodyDeadlineExceeded(IOError):
+    """A GET's body did not arrive within SKIN_CANCER_S3_BODY_DEADLINE (it trickled)."""
+
+
 def _get_s3(uri: str) -> bytes:
-    """GET with the body read inside the retry: botocore retries the request, but a body
-    that breaks off (reset, read timeout, short read) surfaces after it and is retried here."""
-    from botocore.exceptions import ConnectionError, HTTPClientError, IncompleteReadError
+    """One retry layer for a GET: the request and the whole body are one attempt, retried here
+    on a transient error (botocore's client for GETs does not retry), so an object costs at most
+    AWS_MAX_ATTEMPTS requests and at most :func:`worst_case_seconds`."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, IncompleteReadError
+    from urllib3.exceptions import HTTPError as Urllib3Error
 
     bucket, key = split_s3(uri)
     attempts = max_attempts()
     for attempt in range(1, attempts + 1):
-        response = _s3_client().get_object(Bucket=bucket, Key=key)
         try:
-            return response["Body"].read()
-        except (ConnectionError, HTTPClientError, IncompleteReadError) as err:
+            response = _s3_client(retried=False).get_object(Bucket=bucket, Key=key)
+            return _read_body(response["Body"], int(response["ContentLength"]), time.monotonic() + body_deadline())
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            if code not in TRANSIENT_CODES:
+                raise  # permanent: no bucket, no key, access denied
             if attempt == attempts:
+                raise StorageError(
+                    f"{uri}: S3 kept failing with a temporary error ({code}) after {attempts} attempt(s); "
+                    "the store is overloaded or down: rerun later, or raise AWS_MAX_ATTEMPTS") from None
+            why = code
+        except (ConnectionError, HTTPClientError, IncompleteReadError, Urllib3Error, BodyDeadlineExceeded) as err:
+            if attempt == attempts:
+                if isinstance(err, Urllib3Error):  # a body read below botocore: say it in its terms
+                    raise IncompleteReadError(actual_bytes=0, expected_bytes=0) from err
                 raise
-            log.warning("%s: body read failed (%s), attempt %d of %d; retrying", uri, type(err).__name__,
-                        attempt, attempts)
-            time.sleep(random.random() * min(0.05 * 2**attempt, 20.0))
+            why = type(err).__name__
+        log.warning("%s: %s, attempt %d of %d; retrying", uri, why, attempt, attempts)
+        time.sleep(backoff_seconds(attempt))
     raise AssertionError("unreachable")
+
+
+def _read_body(body, length: int, deadline: float, chunk: int = 1 << 16) -> bytes:
+    """The whole body (``length`` bytes), or BodyDeadlineExceeded once ``deadline`` (monotonic)
+    has passed. Reads take what one socket read brings (urllib3's ``read1``: botocore's
+    ``read(n)`` would wait for all n bytes of a trickle), each bounded by the read timeout, so
+    the deadline is overshot by at most one read timeout."""
+    from botocore.exceptions import IncompleteReadError
+
+    raw = getattr(body, "_raw_stream", None)  # botocore keeps no public handle on it
+    read = raw.read1 if hasattr(raw, "read1") else body.read
+    parts, got = [], 0
+    while got < length:
+        data = read(min(chunk, length - got))
+        if not data:
+            raise IncompleteReadError(actual_bytes=got, expected_bytes=length)
+        parts.append(data)
+        got += len(data)
+        if got < length and time.monotonic() > deadline:
+            body.close()
+            raise BodyDeadlineExceeded(f"body not complete within {body_deadline():.0f} s")
+    return b"".join(parts)
 
 
 def write_bytes(uri: str, data: bytes) -> None:

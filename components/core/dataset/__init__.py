@@ -4,7 +4,7 @@ One module per job:
 
 - ``layout``: the raw layout ``<root>/{train,test}/{benign,malignant}/<name>.jpg``, splits and
   labels from the folder names, the listing's fingerprint, and :class:`DataError`;
-- ``split``: the train/validation split decision (:func:`stratified_split`);
+- ``split``: the train/validation split decision (:func:`hash_split`: by the hash of each key, stable as data grows);
 - ``shards``: preprocessed splits on disk (uint8 ``.npy`` shards, manifest, checksums, the atomic
   commit) and reading them back (:class:`SplitArrays`, :func:`open_splits`);
 - ``checks``: the bad-file rule, empty classes, duplicates and leakage, class balance;
@@ -29,7 +29,7 @@ from components.core.dataset.shards import (
     SplitReport,
     open_splits,
 )
-from components.core.dataset.split import stratified_split
+from components.core.dataset.split import hash_split, side_number
 from components.core.settings import CLASSES
 
 __all__ = [
@@ -52,5 +52,6 @@ __all__ = [
     "open_splits",
     "preprocess",
     "scan_raw",
-    "stratified_split",
+    "hash_split",
+    "side_number",
 ]

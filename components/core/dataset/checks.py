@@ -65,12 +65,22 @@ def require_every_class(scan: RawScan) -> None:
                 raise DataError(f"{storage.join(scan.data_uri, raw_split, cls)}: no image files in this class")
 
 
-def require_usable_classes(data_uri: str, splits: dict[str, dict]) -> None:
-    """Every raw split needs usable images of every class (after bad files were skipped)."""
-    for raw_split, out_splits in (("train", ("train", "val")), ("test", ("test",))):
-        for cls in CLASSES:
-            if sum(splits[s]["class_counts"][cls] for s in out_splits) == 0:
-                raise DataError(f"{storage.join(data_uri, raw_split, cls)}: no usable images in this class")
+def require_usable_classes(data_uri: str, plan: dict[str, list], splits: dict[str, dict]) -> None:
+    """Every output split needs usable images of every class (after bad files were skipped):
+    training needs both classes, and so do the threshold and AUC on validation and the test
+    report. Checked here, before any library sees the labels, with the counts that explain it."""
+    for split, items in plan.items():
+        raw_split = "test" if split == "test" else "train"
+        for label, cls in enumerate(CLASSES):
+            files = sum(1 for i in items if i.label == label)
+            usable = splits[split]["class_counts"][cls]
+            if usable == 0:
+                where = storage.join(data_uri, raw_split, cls)
+                hint = ("add images of this class" if split == "test" else
+                        "add images of this class, or raise val_fraction" if split == "val" and files == 0 else
+                        "add readable images of this class")
+                raise DataError(f"{where}: no usable image for the {split} split ({files} file(s) assigned to it, "
+                                f"{files - usable} unreadable, {usable} usable); {hint}")
 
 
 # --- duplicates and leakage -----------------------------------------------------------------------

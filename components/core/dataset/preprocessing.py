@@ -19,8 +19,8 @@ from components.core.dataset.layout import RawImage, RawScan, scan_raw
 from components.core.dataset.shards import (
     DEFAULT_SHARD_SIZE, OUTPUT_SPLITS, _build_split, _commit, _partial_dir, _reset_output,
 )
-from components.core.dataset.split import stratified_split
-from components.core.settings import MAX_BAD_FRACTION, SEED, VAL_FRACTION
+from components.core.dataset.split import hash_split
+from components.core.settings import IMAGE_SIZE, MAX_BAD_FRACTION, SEED, VAL_FRACTION
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class _Built:
 def preprocess(
     data_uri: str,
     out_dirs: dict[str, str],
-    image_size: int = 128,
+    image_size: int = IMAGE_SIZE,
     val_fraction: float = VAL_FRACTION,
     seed: int = SEED,
     max_bad_fraction: float = MAX_BAD_FRACTION,
@@ -87,8 +87,8 @@ def preprocess(
     try:
         built = _build_all(plan, partials, scan, image_size, shard_size, workers, progress,
                            {"val_fraction": val_fraction, "seed": seed})
+        checks.require_usable_classes(data_uri, plan, built.splits)
         checks.check_bad_fraction(data_uri, built.skipped, len(scan.images) + len(scan.skipped), max_bad_fraction)
-        checks.require_usable_classes(data_uri, built.splits)
         found = _check_contents(data_uri, built, allow_leakage)
         for name in OUTPUT_SPLITS:
             _commit(partials[name], finals[name])
@@ -102,7 +102,7 @@ def preprocess(
 
 def _plan(scan: RawScan, val_fraction: float, seed: int) -> dict[str, list[RawImage]]:
     """The images of each output split: raw train split into train and val, raw test as it is."""
-    train, val = stratified_split([i for i in scan.images if i.split == "train"], val_fraction, seed)
+    train, val = hash_split([i for i in scan.images if i.split == "train"], val_fraction, seed)
     return {"train": train, "val": val, "test": [i for i in scan.images if i.split == "test"]}
 
 

@@ -83,15 +83,20 @@ class ServedModel:
         return {"model_name": self.name, "model_version": self.version}
 
     def explain_png(self, data: bytes) -> tuple[bytes, float, str]:
-        """Grad-CAM over the image as the model sees it (square-resized): (PNG, p, layer name)."""
+        """Grad-CAM over the image as the model sees it (square-resized): (PNG, p, layer name).
+
+        ``p`` is the served probability, the same number /predict and V2 give for this image
+        (the mean over the flipped views); the heatmap explains the unflipped view, the one a
+        person looks at."""
         from components.core import gradcam
 
         pixels = self.decode(data)
         display = self.decode(data, DISPLAY_SIZE)
+        p = self.predict_pixels(pixels[None])[0]["p_malignant"]
         with self._lock:
             if self._gradcam is None:
                 self._gradcam = gradcam.GradCam(self.predictor.model)
-            heat, p = self._gradcam.heatmap(pixels)
+            heat, _ = self._gradcam.heatmap(pixels)
         return gradcam.to_png(gradcam.overlay(display, heat)), p, self._gradcam.target.name
 
     def metadata(self) -> dict:
