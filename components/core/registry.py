@@ -30,6 +30,8 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
+
 from components.core import settings
 from components.core.dataset import SplitArrays
 from components.core.metrics import classification_metrics
@@ -82,11 +84,64 @@ def evaluate_model_uri(model_uri: str, val: SplitArrays, test: SplitArrays) -> d
 
     threshold, _ = decision_settings(mlflow.models.get_model_info(model_uri).metadata, model_uri)
     model = mlflow.tensorflow.load_model(model_uri)
+    val_scores = predict_proba(model, val)
     return {
         "threshold": threshold,
-        "val": classification_metrics(val.labels, predict_proba(model, val), threshold),
+        "val": classification_metrics(val.labels, val_scores, threshold),
         "test": classification_metrics(test.labels, predict_proba(model, test), threshold),
+        "val_scores": val_scores,  # for the comparison on a subset; not reported
     }
+
+
+# What a registered model trained on: the content hashes of its train split, an artifact of its
+# training run (tracking.log_training). The champion comparison leaves those images out.
+TRAINED_ON_ARTIFACT = "trained_on.json"
+# Fewer unseen validation images than this (or one class missing) cannot decide between two
+# models: the standard error of an accuracy is then at least sqrt(0.25 / 10) ~ 0.16 at p = 0.5,
+# larger than the differences worth acting on. The champion then stays, and the summary says why.
+MIN_UNSEEN_IMAGES = 10
+
+
+def trained_on(version) -> set[str] | None:
+    """The content hashes ``version`` trained on, or None when its run did not record them."""
+    import mlflow
+
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=TRAINED_ON_ARTIFACT)
+    except Exception:  # an older or hand-registered version: its training set is unknown
+        return None
+    import json
+
+    with open(path) as fh:
+        return set(json.load(fh)["sha1"])
+
+
+def unseen_indices(val: SplitArrays, seen: set[str] | None) -> np.ndarray:
+    """Positions of the validation images whose content is not in ``seen`` (all when unknown)."""
+    sources = val.manifest.get("sources") or []
+    if seen is None or len(sources) != len(val):
+        return np.arange(len(val))
+    return np.array([i for i, src in enumerate(sources) if src["sha1"] not in seen], dtype=int)
+
+
+def compare_on_unseen(mine: dict, theirs: dict, val: SplitArrays, seen: set[str] | None) -> dict:
+    """Both models scored on the validation images the champion never trained on (the newcomer
+    trained on none of this run's validation images). Returns their val metrics on that set,
+    its size, and ``decided`` False with the reason when it is too small to decide."""
+    idx = unseen_indices(val, seen)
+    labels = val.labels[idx]
+    out = {"compared_on": int(idx.size), "validation_images": len(val),
+           "champion_training_set": "unknown" if seen is None else "recorded"}
+    if idx.size < MIN_UNSEEN_IMAGES or len(set(labels.tolist())) < 2:
+        out.update(decided=False, reason=(
+            f"only {idx.size} of {len(val)} validation images are unseen by the champion"
+            f"{'' if len(set(labels.tolist())) == 2 else ' and they lack a class'}; at least "
+            f"{MIN_UNSEEN_IMAGES} of both classes are needed to decide, so the champion stays"))
+        return out
+    for who, scored in (("mine", mine), ("theirs", theirs)):
+        out[who] = classification_metrics(labels, scored["val_scores"][idx], scored["threshold"])
+    out["decided"] = True
+    return out
 
 
 def quality_key(scored: dict, version) -> tuple:
@@ -263,13 +318,15 @@ def register_winner(
             if str(champion.version) not in scores:
                 scores[str(champion.version)] = evaluate_model_uri(f"models:/{name}/{champion.version}", val, test)
             theirs = scores[str(champion.version)]
-            previous = {"version": champion.version, **theirs}
-            promote = quality_key(mine, version.version) > quality_key(theirs, champion.version)
-            log.info(
-                "current champion v%s: val accuracy %.4f, AUC %.4f; newcomer v%s: %.4f, %.4f -> %s",
-                champion.version, theirs["val"]["accuracy"], theirs["val"]["auc"], version.version,
-                mine["val"]["accuracy"], mine["val"]["auc"], "promote" if promote else "challenger",
-            )
+            comparison = compare_on_unseen(mine, theirs, val, trained_on(champion))
+            previous = {"version": champion.version, "val": theirs["val"], "test": theirs["test"],
+                        "threshold": theirs["threshold"], "comparison": comparison}
+            promote = comparison["decided"] and (
+                quality_key({"val": comparison["mine"]}, version.version)
+                > quality_key({"val": comparison["theirs"]}, champion.version))
+            log.info("champion v%s vs newcomer v%s on %d of %d validation images unseen by the champion -> %s",
+                     champion.version, version.version, comparison["compared_on"], len(val),
+                     "promote" if promote else f"challenger ({comparison.get('reason', 'not better')})")
         alias = CHAMPION if promote else CHALLENGER
         still_held()
         client.set_registered_model_alias(name, alias, version.version)
@@ -292,6 +349,21 @@ def register_winner(
     )
 
 
+def comparison_lines(previous: dict | None) -> list[str]:
+    """How the newcomer was compared with the champion, for the run summary."""
+    if not previous:
+        return ["", "There was no champion: the new model became @champion."]
+    c = previous["comparison"]
+    where = (f"on the {c['compared_on']} of {c['validation_images']} validation images it never trained on"
+             if c["champion_training_set"] == "recorded" else
+             f"on all {c['validation_images']} validation images (its training set was not recorded)")
+    if not c["decided"]:
+        return ["", f"Champion version {previous['version']} compared {where}: {c['reason']}."]
+    return ["", f"Champion version {previous['version']} compared {where}: accuracy "
+                f"{c['theirs']['accuracy']:.3f} (champion) vs {c['mine']['accuracy']:.3f} (new), AUC "
+                f"{c['theirs']['auc']:.3f} vs {c['mine']['auc']:.3f}."]
+
+
 def summary_markdown(results: list[dict], winner: dict, reg: Registration) -> str:
     rows = [
         "| model | val acc | val AUC | test acc | test AUC | sensitivity | specificity | params | seconds |",
@@ -312,6 +384,7 @@ def summary_markdown(results: list[dict], winner: dict, reg: Registration) -> st
         "",
         "Selection uses validation data only; test figures are reported, never used to choose.",
         PROMOTION_RULE,
+        *comparison_lines(reg.previous_champion),
     ]
     return "\n".join(rows)
 

@@ -103,7 +103,7 @@ def run_train(
     _, device = configure_devices(cfg.precision)
     result, logged = tracking.log_training(
         lambda on_epoch: train_model(cfg, *splits, on_epoch=on_epoch), cfg, name, experiment_id,
-        {"device": device, "data_fingerprint": data_fingerprint})
+        {"device": device, "data_fingerprint": data_fingerprint}, splits[0].manifest.get("sources", []))
     summary = {
         "name": name, "family": cfg.family, "run_id": logged.run_id, "model_uri": logged.model_uri,
         "threshold": result.threshold, "val": result.val, "test": result.test, "folds": result.fold_scores,

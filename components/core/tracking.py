@@ -148,10 +148,12 @@ class LoggedRun:
     model_uri: str
 
 
-def log_training(train: Callable, cfg, name: str, experiment_id: str, tags: dict):
+def log_training(train: Callable, cfg, name: str, experiment_id: str, tags: dict, train_sources: list[dict] = ()):
     """One MLflow run for one model: tags (the KFP run, the data), every hyperparameter, the
     per-epoch history, validation and test metrics, cross-validation folds, the evaluation and
-    the model with its threshold. ``train(on_epoch)`` trains and returns a TrainResult.
+    the model with its threshold, and what it trained on (``trained_on.json``: the content
+    hashes of ``train_sources``, which the champion comparison leaves out of validation).
+    ``train(on_epoch)`` trains and returns a TrainResult.
     Returns ``(result, LoggedRun)``."""
     import mlflow
 
@@ -173,6 +175,8 @@ def log_training(train: Callable, cfg, name: str, experiment_id: str, tags: dict
             mlflow.log_metrics({"cv_accuracy_mean": float(np.mean(accs)), "cv_accuracy_sd": float(np.std(accs))})
         log_json({"val": result.val, "test": result.test, "folds": result.fold_scores,
                   "threshold": result.threshold, "history": result.history}, "evaluation.json")
+        log_json({"sha1": sorted({s["sha1"] for s in train_sources}), "count": len(train_sources)},
+                 "trained_on.json")
         info = log_model(result.model, result.threshold, cfg.image_size, cfg.family)
     return result, LoggedRun(run.info.run_id, info.model_uri)
 

@@ -1,0 +1,72 @@
+"""An honest champion comparison: a champion that trained on some of this run's validation
+images is compared with the newcomer only on the validation images it never saw.
+
+Run 1 splits the data with seed 1 and its model becomes @champion. Run 2 splits the same
+images with seed 2, so part of run 2's validation set was run 1's training set."""
+
+import json
+
+from components.core import dataset, registry
+from components.core.stages import run_train
+
+TINY = {"epochs": 1, "batch_size": 16, "image_size": 32, "seed": 0, "learning_rate": 0.01}
+
+
+def preprocess(raw, out, seed):
+    dataset.preprocess(str(raw), {s: str(out / s) for s in dataset.OUTPUT_SPLITS}, image_size=32,
+                       val_fraction=0.4, seed=seed)
+    return dataset.open_splits(*(str(out / s) for s in ("train", "val", "test")))
+
+
+def train_and_register(splits, paths, uri, name):
+    result = json.loads(run_train({"family": "basic", "width": 4, "augment": False, "early_stopping_patience": 0},
+                                  *paths, TINY, uri, "test-unseen", splits[0].manifest["fingerprint"]))
+    return registry.register_winner(result, name, splits[1], splits[2], {"data_fingerprint": "fp"})
+
+
+def test_the_champion_is_compared_only_on_validation_images_it_never_trained_on(demo_raw, tmp_path,
+                                                                                  mlflow_server):
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server)
+    name = "unseen-comparison-model"
+    first = preprocess(demo_raw, tmp_path / "seed1", seed=1)
+    reg1 = train_and_register(first, [str(tmp_path / "seed1" / s) for s in ("train", "val", "test")],
+                              mlflow_server, name)
+    assert reg1.alias == "champion"
+    champion_trained = {s["sha1"] for s in first[0].manifest["sources"]}
+
+    second = preprocess(demo_raw, tmp_path / "seed2", seed=2)
+    val_sha1 = [s["sha1"] for s in second[1].manifest["sources"]]
+    overlap = sum(h in champion_trained for h in val_sha1)
+    assert 0 < overlap < len(val_sha1)  # the situation this test is about
+
+    reg2 = train_and_register(second, [str(tmp_path / "seed2" / s) for s in ("train", "val", "test")],
+                              mlflow_server, name)
+    comparison = reg2.previous_champion["comparison"]
+    assert comparison["champion_training_set"] == "recorded"
+    assert comparison["validation_images"] == len(val_sha1)
+    assert comparison["compared_on"] == len(val_sha1) - overlap
+    summary = registry.summary_markdown([], {}, reg2)
+    assert f"on the {len(val_sha1) - overlap} of {len(val_sha1)} validation images it never trained on" in summary
+
+
+def test_too_few_unseen_images_keep_the_champion_and_say_why(preprocessed):
+    import numpy as np
+
+    val = dataset.SplitArrays(str(preprocessed / "val"))
+    seen = {s["sha1"] for s in val.manifest["sources"][: len(val) - 3]}  # all but 3 were trained on
+    scored = {"threshold": 0.5, "val_scores": np.full(len(val), 0.7)}
+    out = registry.compare_on_unseen(scored, scored, val, seen)
+    assert (out["decided"], out["compared_on"]) == (False, 3)
+    assert out["reason"].startswith(f"only 3 of {len(val)} validation images are unseen by the champion")
+    everything = registry.compare_on_unseen(scored, scored, val, None)  # training set unknown: all of val
+    assert everything["compared_on"] == len(val) and everything["champion_training_set"] == "unknown"
+    assert registry.unseen_indices(val, set()).tolist() == list(range(len(val)))
+
+
+def test_a_version_without_a_recorded_training_set_is_unknown_not_empty():
+    class Version:
+        run_id = "no-such-run"
+
+    assert registry.trained_on(Version()) is None
