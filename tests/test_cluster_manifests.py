@@ -422,7 +422,8 @@ class _RecordingV2Server:
             def do_POST(self):
                 seen.append(("POST", self.path))
                 n = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["inputs"][0]["shape"][0]
-                self.send_json(200, {"model_name": model_name, "model_version": "1", "outputs": [
+                self.send_json(200, {"model_name": model_name, "model_version": "1",
+                                     "parameters": {"threshold": 0.5}, "outputs": [
                     {"name": "p_malignant", "datatype": "FP32", "shape": [n], "data": [0.25] * n},
                     {"name": "label", "datatype": "BYTES", "shape": [n], "data": ["benign"] * n}]})
 

@@ -483,6 +483,10 @@ class _LyingServer:
     ({"model_name": MODEL_NAME, "parameters": {"threshold": 0.5},
       "outputs": [{"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [0.9]},
                   {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["benign"]}]}, "disagrees"),
+    # A served model that states no threshold is refused: nothing may assume 0.5.
+    ({"model_name": MODEL_NAME, "outputs": [{"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [0.9]},
+                                            {"name": "label", "datatype": "BYTES", "shape": [1],
+                                             "data": ["malignant"]}]}, "states no decision threshold"),
 ])
 def test_smoke_test_fails_on_a_malformed_answer(demo_raw, answer, message):
     from components.core import smoke

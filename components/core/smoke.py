@@ -116,7 +116,11 @@ def check_answer(answer: dict, n: int, model_name: str) -> tuple[list[float], li
                 if label not in CLASSES:
                     problems.append(f"image {i}: label {label!r} is not one of {list(CLASSES)}")
     threshold = (answer.get("parameters") or {}).get("threshold")
-    if threshold is not None and not problems:
+    if threshold is None or isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        # The served model must say at which threshold it decides; no 0.5 is ever assumed.
+        problems.append(f"the answer states no decision threshold (parameters.threshold = {threshold!r}); "
+                        "the served model must be one with a stored threshold")
+    elif not problems:
         for i, (p, label) in enumerate(zip(probs, labels)):
             if label != CLASSES[int(p >= threshold)]:
                 problems.append(f"image {i}: label {label!r} disagrees with p={p:.4f} at threshold {threshold:.4f}")
