@@ -4,7 +4,7 @@ import json
 
 from kfp import dsl
 
-from components.core.dataset import SplitArrays
+from components.core.dataset import SplitArrays, hash_split, scan_raw
 from components.preprocess import preprocess
 from components.train import train
 
@@ -15,8 +15,12 @@ def test_preprocess_component_under_kfp_local(kfp_local, demo_raw, mlflow_server
         mlflow_tracking_uri=mlflow_server, experiment_name="test-components", data_fingerprint="",
     )
     train_art = pre.outputs["train_data"]
-    assert train_art.metadata["count"] == 36 and train_art.metadata["image_size"] == 32
-    assert train_art.metadata["class_counts"] == {"benign": 18, "malignant": 18}
+    # The split is decided by the hash of each key (dataset/split.py): the same counts here.
+    train, _ = hash_split([i for i in scan_raw(str(demo_raw)).images if i.split == "train"], 0.25, seed=1)
+    expected = {c: sum(i.label == n for i in train) for n, c in enumerate(("benign", "malignant"))}
+    assert train_art.metadata["count"] == len(train) == sum(expected.values())
+    assert train_art.metadata["image_size"] == 32 and train_art.metadata["class_counts"] == expected
+    assert 24 <= len(train) <= 40  # 48 train images, about a quarter to validation
     assert len(pre.outputs["fingerprint"]) == 16
     assert SplitArrays(pre.outputs["test_data"].path).labels.tolist().count(1) == 8
 

@@ -94,10 +94,10 @@ def test_no_credential_value_reaches_any_output(tmp_path, s3_bucket, mlflow_serv
         {"family": "basic", "width": 4, "augment": False, "early_stopping_patience": 0, "extra": {"blocks": 1}},
         art["train"].path, art["val"].path, art["test"].path,
         {"epochs": 1, "batch_size": 16, "learning_rate": 0.01, "image_size": 32, "seed": 1},
-        "", experiment, pre.fingerprint, "run-secrets", model_art, metrics_art, roc_art,
+        "", experiment, pre.fingerprint, model_art, metrics_art, roc_art,
     )
     reg = stages.run_select_and_register([result], art["val"].path, art["test"].path, "", experiment, name,
-                                         pre.fingerprint, "run-secrets", str(tmp_path / "summary.md"))
+                                         pre.fingerprint, str(tmp_path / "summary.md"))
     outputs += [pre.report, result, reg.summary_json, (tmp_path / "summary.md").read_text()]
     outputs += [json.dumps(a.metadata, default=str) for a in (*art.values(), model_art, metrics_art)]
     outputs += [f.read_text(errors="replace") for f in (tmp_path / "model").glob("*.json")]
