@@ -6,6 +6,8 @@ images with seed 2, so part of run 2's validation set was run 1's training set."
 
 import json
 
+import pytest
+
 from components.core import dataset, registry
 from components.core.stages import run_train
 
@@ -24,6 +26,7 @@ def train_and_register(splits, paths, uri, name):
     return registry.register_winner(result, name, splits[1], splits[2], {"data_fingerprint": "fp"})
 
 
+@pytest.mark.slow
 def test_the_champion_is_compared_only_on_validation_images_it_never_trained_on(demo_raw, tmp_path,
                                                                                   mlflow_server):
     import mlflow

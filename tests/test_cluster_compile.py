@@ -220,6 +220,7 @@ def test_fingerprint_of_s3_data_changes_when_an_image_lands(s3_bucket, demo_raw)
     assert scan_raw(uri).fingerprint != first
 
 
+@pytest.mark.slow
 def test_recurring_runs_reuse_preprocessing_only_while_the_data_is_unchanged(tmp_path, demo_raw):
     """Three runs with KFP's local cache on: unchanged data -> preprocessing comes from the cache;
     one new image under the same URI -> the fingerprint changes and preprocessing runs again."""

@@ -500,6 +500,7 @@ def test_the_mlflow_image_in_the_manifests_is_the_one_make_builds(rendered):
         assert by_kind(objects, "Deployment")["mlflow"]["spec"]["template"]["spec"]["containers"][0]["image"] == built
 
 
+@pytest.mark.slow
 def test_the_mlflow_server_command_accepts_in_cluster_host_names(rendered, tmp_path):
     """Run the Deployment's own command line and Host allow-list (MLflow 3 rejects unknown Host
     headers) with a local SQLite store in place of PostgreSQL and S3."""

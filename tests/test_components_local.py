@@ -1,3 +1,4 @@
+import pytest
 """Components run through KFP's own local runner (kfp.local.SubprocessRunner), not only as functions."""
 
 import json
@@ -41,6 +42,7 @@ def preprocess_then_train(data_uri: str, tracking_uri: str) -> str:
     return task.outputs["Output"]
 
 
+@pytest.mark.slow
 def test_train_component_under_kfp_local(kfp_local, demo_raw, mlflow_server, monkeypatch):
     import mlflow
 

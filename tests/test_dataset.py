@@ -42,11 +42,15 @@ def test_labels_benign_0_malignant_1_match_the_pixels(tmp_path):
         assert set(split.labels) == {0, 1}
 
 
-def test_stratified_seeded_split_and_counts(tmp_path):
+def test_hash_split_and_counts(tmp_path):
     raw = make_raw(tmp_path / "raw", train=20, test=5)
     a = run(raw, tmp_path / "a", val_fraction=0.25, seed=7)
-    assert a.splits["val"]["class_counts"] == {"benign": 5, "malignant": 5}
-    assert a.splits["train"]["class_counts"] == {"benign": 15, "malignant": 15}
+    # Each image's side is its key's hash (tests/test_dataset_split.py): the expected counts follow.
+    listed = [i for i in dataset.scan_raw(str(raw)).images if i.split == "train"]
+    _, val = dataset.hash_split(listed, 0.25, seed=7)
+    val_counts = {c: sum(i.label == n for i in val) for n, c in enumerate(dataset.CLASSES)}
+    assert a.splits["val"]["class_counts"] == val_counts and all(1 <= v <= 10 for v in val_counts.values())
+    assert a.splits["train"]["class_counts"] == {c: 20 - v for c, v in val_counts.items()}
     assert a.splits["test"]["class_counts"] == {"benign": 5, "malignant": 5}
     run(raw, tmp_path / "b", val_fraction=0.25, seed=7)
     keys = lambda r, s: [x["key"] for x in json.loads((r / s / "manifest.json").read_text())["sources"]]
@@ -104,7 +108,8 @@ def test_class_without_usable_images_fails(tmp_path):
     raw = make_raw(tmp_path / "raw")
     for f in (raw / "test" / "benign").iterdir():
         f.write_bytes(b"broken")
-    with pytest.raises(dataset.DataError, match=r"test/benign: no usable images"):
+    with pytest.raises(dataset.DataError, match=r"test/benign: no usable image for the test split "
+                                                r"\(4 file\(s\) assigned to it, 4 unreadable, 0 usable\)"):
         run(raw, tmp_path / "out", max_bad_fraction=1.0)
 
 

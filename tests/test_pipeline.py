@@ -24,6 +24,7 @@ def run_pipeline(demo_raw, tracking_uri, models, name):
     return json.loads(task.output)
 
 
+@pytest.mark.slow
 def test_champion_challenger_and_takeover(kfp_local, demo_raw, mlflow_server, monkeypatch):
     monkeypatch.setenv("KFP_RUN_ID", "run-under-test")
     name = "pipeline-test-model"

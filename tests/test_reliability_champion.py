@@ -42,6 +42,7 @@ def pool(slow_alias_writes):
         yield executor
 
 
+@pytest.mark.slow
 def test_concurrent_registrations_never_leave_the_alias_on_the_worse_model(pool, slow_alias_writes, mlflow_server,
                                                                           tmp_path):
     from mlflow import MlflowClient

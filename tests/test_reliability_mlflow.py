@@ -59,6 +59,7 @@ def test_tracking_server_down_fails_fast_and_before_any_work(preprocessed, demo_
     assert not (tmp_path / "artifacts").exists()
 
 
+@pytest.mark.slow
 def test_blips_during_a_run_are_retried_and_registration_happens_once(mlflow_server, tmp_path):
     import mlflow
     from mlflow import MlflowClient
@@ -92,6 +93,7 @@ def test_blips_during_a_run_are_retried_and_registration_happens_once(mlflow_ser
     assert direct.get_model_version_by_alias(name, registry.CHAMPION).version == reg.version
 
 
+@pytest.mark.slow
 def test_registering_the_same_run_twice_gives_one_version(mlflow_server, tmp_path):
     from mlflow import MlflowClient
 

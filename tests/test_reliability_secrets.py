@@ -59,6 +59,7 @@ def _mlflow_texts(server: str, experiment: str) -> list[str]:
     return texts
 
 
+@pytest.mark.slow
 def test_no_credential_value_reaches_any_output(tmp_path, s3_bucket, mlflow_server, monkeypatch, capfd, caplog):
     from kfp import compiler
 

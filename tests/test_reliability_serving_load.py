@@ -62,6 +62,9 @@ KEEP_ALIVE_REUSE_S = 3.0  # reuse a connection idle for less than this (the serv
 
 # --- request bodies ---------------------------------------------------------------------------
 
+# Minutes of load on a shared machine: the slow tier (bash scripts/test.sh -m slow).
+pytestmark = pytest.mark.slow
+
 
 def multipart(data: bytes, filename: str, content_type: str, boundary: str = "loadtest-boundary") -> tuple[bytes, str]:
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"

@@ -200,6 +200,7 @@ def _unaudited(why: str):
     pytest.skip(why)
 
 
+@pytest.mark.slow
 def test_pip_audit_of_the_pinned_set():
     pytest.importorskip("pip_audit", reason="pip-audit is in the dev extra: pip install -e '.[dev]'")
     ignored = _ignored()
@@ -238,6 +239,7 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
+@pytest.mark.slow
 def test_a_model_carrying_a_pickle_is_refused_not_executed(tmp_path):
     import cloudpickle
     import mlflow

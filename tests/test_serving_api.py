@@ -398,6 +398,7 @@ def test_tta_is_the_mean_over_the_four_flips():
 # --- the champion from the registry -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_serve_loads_the_champion_from_mlflow(tiny_model_dir, tmp_path, images):
     """`skin-cancer serve` with its default --model-uri models:/skin-cancer-classifier@champion."""
     import keras

@@ -17,7 +17,8 @@ def splits(preprocessed):
     return [SplitArrays(str(preprocessed / s)) for s in ("train", "val", "test")]
 
 
-@pytest.mark.parametrize("family", ["basic", "resnet50", "efficientnet", "mobilenetv3"])
+@pytest.mark.parametrize("family", ["basic", *(pytest.param(f, marks=pytest.mark.slow)
+                                               for f in ("resnet50", "efficientnet", "mobilenetv3"))])
 def test_each_family_builds_and_trains_a_step(family, splits):
     cfg = TrainConfig(family=family, width=8, **TINY)
     model, history = fit_one(cfg, splits[0], splits[1])
@@ -42,6 +43,7 @@ def test_registry_lists_all_families():
         models.build_model(models.ModelSpec(family="nope", image_size=32))
 
 
+@pytest.mark.slow
 def test_learning_rate_reaches_the_optimizer(splits):
     cfg = TrainConfig(family="basic", width=4, learning_rate=0.0123, **TINY)
     model, _ = fit_one(cfg, splits[0], splits[1])
@@ -64,6 +66,7 @@ def test_input_pipeline_yields_uint8_batches(splits):
     assert np.array_equal(labels, splits[0].labels.astype(np.float32))
 
 
+@pytest.mark.slow
 def test_crossval_logs_k_folds_and_keeps_a_model(splits):
     result = train_model(TrainConfig(family="crossval", folds=3, width=4, **TINY), *splits)
     assert [f["fold"] for f in result.fold_scores] == [0, 1, 2]
@@ -72,6 +75,7 @@ def test_crossval_logs_k_folds_and_keeps_a_model(splits):
     assert 0 <= result.test["accuracy"] <= 1 and len(result.test["confusion_matrix"]) == 2
 
 
+@pytest.mark.slow
 def test_training_run_logged_to_mlflow_and_reloads_identically(splits, preprocessed, mlflow_server, tmp_path,
                                                                 monkeypatch):
     import mlflow

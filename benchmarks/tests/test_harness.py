@@ -38,6 +38,7 @@ def _positive(m: dict) -> None:
     assert m["peak_rss_mb"] > 0 and m["machine"]
 
 
+@pytest.mark.slow
 def test_report_structure_and_positive_figures(tiny_report):
     root, report = tiny_report
     assert report["failures"] == []
@@ -75,6 +76,7 @@ def test_report_structure_and_positive_figures(tiny_report):
     assert on_disk["targets"] == report["targets"]
 
 
+@pytest.mark.slow
 def test_markdown_and_readme_match_the_report(tiny_report):
     root, report = tiny_report
     table = (root / "out" / "bench.md").read_text()
@@ -85,6 +87,7 @@ def test_markdown_and_readme_match_the_report(tiny_report):
     assert markdown(report) in readme
 
 
+@pytest.mark.slow
 def test_reference_params_differ_only_by_head(tiny_report):
     _, report = tiny_report
     basic = report["training_input"]["basic"]
