@@ -93,9 +93,6 @@ def evaluate_model_uri(model_uri: str, val: SplitArrays, test: SplitArrays) -> d
     }
 
 
-# What a registered model trained on: the content hashes of its train split, an artifact of its
-# training run (tracking.log_training). The champion comparison leaves those images out.
-TRAINED_ON_ARTIFACT = "trained_on.json"
 # Fewer unseen validation images than this (or one class missing) cannot decide between two
 # models: the standard error of an accuracy is then at least sqrt(0.25 / 10) ~ 0.16 at p = 0.5,
 # larger than the differences worth acting on. The champion then stays, and the summary says why.
@@ -104,14 +101,16 @@ MIN_UNSEEN_IMAGES = 10
 
 def trained_on(version) -> set[str] | None:
     """The content hashes ``version`` trained on, or None when its run did not record them."""
-    import mlflow
-
-    try:
-        path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=TRAINED_ON_ARTIFACT)
-    except Exception:  # an older or hand-registered version: its training set is unknown
-        return None
     import json
 
+    import mlflow
+
+    from components.core import tracking
+
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=tracking.TRAINED_ON_ARTIFACT)
+    except Exception:  # an older or hand-registered version: its training set is unknown
+        return None
     with open(path) as fh:
         return set(json.load(fh)["sha1"])
 
@@ -130,12 +129,13 @@ def compare_on_unseen(mine: dict, theirs: dict, val: SplitArrays, seen: set[str]
     its size, and ``decided`` False with the reason when it is too small to decide."""
     idx = unseen_indices(val, seen)
     labels = val.labels[idx]
+    both_classes = len(set(labels.tolist())) == 2
     out = {"compared_on": int(idx.size), "validation_images": len(val),
            "champion_training_set": "unknown" if seen is None else "recorded"}
-    if idx.size < MIN_UNSEEN_IMAGES or len(set(labels.tolist())) < 2:
+    if idx.size < MIN_UNSEEN_IMAGES or not both_classes:
         out.update(decided=False, reason=(
             f"only {idx.size} of {len(val)} validation images are unseen by the champion"
-            f"{'' if len(set(labels.tolist())) == 2 else ' and they lack a class'}; at least "
+            f"{'' if both_classes else ' and they lack a class'}; at least "
             f"{MIN_UNSEEN_IMAGES} of both classes are needed to decide, so the champion stays"))
         return out
     for who, scored in (("mine", mine), ("theirs", theirs)):

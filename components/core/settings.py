@@ -124,7 +124,6 @@ def images(image: str | None = None, train_image: str | None = None) -> tuple[st
     """(runtime, training) images: flags, then ``SKIN_CANCER_IMAGE``/``SKIN_CANCER_TRAIN_IMAGE``,
     then this version's defaults. A runtime image given alone serves for training too."""
     default_runtime, default_train = default_images()
-    runtime = image or env("SKIN_CANCER_IMAGE") or default_runtime
-    train = train_image or env("SKIN_CANCER_TRAIN_IMAGE") or (runtime if (image or env("SKIN_CANCER_IMAGE"))
-                                                              else default_train)
-    return runtime, train
+    chosen = image or env("SKIN_CANCER_IMAGE")
+    runtime = chosen or default_runtime
+    return runtime, train_image or env("SKIN_CANCER_TRAIN_IMAGE") or (runtime if chosen else default_train)

@@ -136,7 +136,9 @@ def _s3_client(max_pool: int = DEFAULT_WORKERS, retried: bool = True):
     return boto3.session.Session().client("s3", region_name=settings.s3_region(), config=config)
 
 
-def _explain(uri: str, err: Exception) -> StorageError:
+def _explain(uri: str, err: Exception, attempts: int | None = None) -> StorageError:
+    """The error a person reads. ``attempts``: how many the caller's own retry loop made
+    (otherwise botocore's count of its retries is used)."""
     from botocore.exceptions import (
         ClientError,
         ConnectionError,
@@ -145,10 +147,11 @@ def _explain(uri: str, err: Exception) -> StorageError:
         IncompleteReadError,
         NoCredentialsError,
     )
+    from urllib3.exceptions import HTTPError as Urllib3Error
 
     if isinstance(err, ClientError):
         code = str(err.response.get("Error", {}).get("Code", ""))
-        tries = err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+        tries = attempts or err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
         if code in TRANSIENT_CODES:
             return StorageError(
                 f"{uri}: S3 kept failing with a temporary error ({code}) after {tries} attempt(s); "
@@ -166,10 +169,11 @@ def _explain(uri: str, err: Exception) -> StorageError:
         return StorageError(f"{uri}: {hints.get(code, code or 'S3 error')} ({code})")
     if isinstance(err, EndpointConnectionError):
         return StorageError(f"{uri}: cannot reach the S3 endpoint; check AWS_ENDPOINT_URL and the network")
-    if isinstance(err, (ConnectionError, HTTPClientError, IncompleteReadError, BodyDeadlineExceeded)):
-        # Timeouts, resets, truncated or trickling bodies, still failing once every attempt was used.
+    if isinstance(err, (ConnectionError, HTTPClientError, IncompleteReadError, Urllib3Error, BodyDeadlineExceeded)):
+        # Timeouts, resets, truncated or trickling bodies (urllib3's errors: a body read below
+        # botocore), still failing once every attempt was used.
         return StorageError(
-            f"{uri}: network failure talking to S3 after {max_attempts()} attempts "
+            f"{uri}: network failure talking to S3 after {attempts or max_attempts()} attempts "
             f"({type(err).__name__}; at most {worst_case_seconds():.0f} s per object); check the endpoint "
             "and the network, or raise AWS_MAX_ATTEMPTS"
         )
@@ -267,38 +271,35 @@ def _get_s3(uri: str) -> bytes:
     from urllib3.exceptions import HTTPError as Urllib3Error
 
     bucket, key = split_s3(uri)
-    attempts = max_attempts()
+    attempts, deadline_s = max_attempts(), body_deadline()
     for attempt in range(1, attempts + 1):
         try:
             response = _s3_client(retried=False).get_object(Bucket=bucket, Key=key)
-            return _read_body(response["Body"], int(response["ContentLength"]), time.monotonic() + body_deadline())
+            return _read_body(response["Body"], int(response["ContentLength"]), deadline_s)
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
             if code not in TRANSIENT_CODES:
                 raise  # permanent: no bucket, no key, access denied
             if attempt == attempts:
-                raise StorageError(
-                    f"{uri}: S3 kept failing with a temporary error ({code}) after {attempts} attempt(s); "
-                    "the store is overloaded or down: rerun later, or raise AWS_MAX_ATTEMPTS") from None
+                raise _explain(uri, err, attempts) from None
             why = code
         except (ConnectionError, HTTPClientError, IncompleteReadError, Urllib3Error, BodyDeadlineExceeded) as err:
             if attempt == attempts:
-                if isinstance(err, Urllib3Error):  # a body read below botocore: say it in its terms
-                    raise IncompleteReadError(actual_bytes=0, expected_bytes=0) from err
-                raise
+                raise _explain(uri, err, attempts) from err
             why = type(err).__name__
         log.warning("%s: %s, attempt %d of %d; retrying", uri, why, attempt, attempts)
         time.sleep(backoff_seconds(attempt))
     raise AssertionError("unreachable")
 
 
-def _read_body(body, length: int, deadline: float, chunk: int = 1 << 16) -> bytes:
-    """The whole body (``length`` bytes), or BodyDeadlineExceeded once ``deadline`` (monotonic)
-    has passed. Reads take what one socket read brings (urllib3's ``read1``: botocore's
+def _read_body(body, length: int, deadline_s: float, chunk: int = 1 << 16) -> bytes:
+    """The whole body (``length`` bytes), or BodyDeadlineExceeded once ``deadline_s`` seconds
+    have passed. Reads take what one socket read brings (urllib3's ``read1``: botocore's
     ``read(n)`` would wait for all n bytes of a trickle), each bounded by the read timeout, so
     the deadline is overshot by at most one read timeout."""
     from botocore.exceptions import IncompleteReadError
 
+    deadline = time.monotonic() + deadline_s
     raw = getattr(body, "_raw_stream", None)  # botocore keeps no public handle on it
     read = raw.read1 if hasattr(raw, "read1") else body.read
     parts, got = [], 0
@@ -310,7 +311,7 @@ def _read_body(body, length: int, deadline: float, chunk: int = 1 << 16) -> byte
         got += len(data)
         if got < length and time.monotonic() > deadline:
             body.close()
-            raise BodyDeadlineExceeded(f"body not complete within {body_deadline():.0f} s")
+            raise BodyDeadlineExceeded(f"body not complete within {deadline_s:.0f} s")
     return b"".join(parts)
 
 

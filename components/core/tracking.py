@@ -142,6 +142,11 @@ def _redact(uri: str) -> str:
     return uri
 
 
+# What a training run trained on (content hashes of its train split); the champion comparison
+# (registry.compare_on_unseen) leaves those images out of validation.
+TRAINED_ON_ARTIFACT = "trained_on.json"
+
+
 @dataclass
 class LoggedRun:
     run_id: str
@@ -176,7 +181,7 @@ def log_training(train: Callable, cfg, name: str, experiment_id: str, tags: dict
         log_json({"val": result.val, "test": result.test, "folds": result.fold_scores,
                   "threshold": result.threshold, "history": result.history}, "evaluation.json")
         log_json({"sha1": sorted({s["sha1"] for s in train_sources}), "count": len(train_sources)},
-                 "trained_on.json")
+                 TRAINED_ON_ARTIFACT)
         info = log_model(result.model, result.threshold, cfg.image_size, cfg.family)
     return result, LoggedRun(run.info.run_id, info.model_uri)
 
