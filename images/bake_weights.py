@@ -48,15 +48,25 @@ def load_zoo(path: str):
     return module
 
 
-def bake(zoo, family: str) -> None:
-    zoo.build_model(zoo.ModelSpec(family=family, image_size=224, weights="imagenet", augment=False))
+def bake(zoo, family: str) -> bool:
+    """Bake one family's download; False for families whose weights come from an installed
+    package instead (efficientnet-lite0: ``python3 -m components.core.pretrained`` converts them)."""
+    try:
+        zoo.build_model(zoo.ModelSpec(family=family, image_size=224, weights="imagenet", augment=False))
+    except ModuleNotFoundError as err:
+        if (err.name or "").startswith("components"):
+            return False
+        raise
+    return True
 
 
 def bake_all(zoo_path: str) -> list[Path]:
     zoo = load_zoo(zoo_path)
     for family in zoo.family_names():
-        bake(zoo, family)
-        print(f"baked ImageNet weights for {family}")
+        if bake(zoo, family):
+            print(f"baked ImageNet weights for {family}")
+        else:
+            print(f"{family}: weights from an installed package (converted by components.core.pretrained)")
     files = cached_files()
     if not files:
         raise SystemExit(f"no weight files in {keras_home() / 'models'} after baking")

@@ -66,7 +66,7 @@ def test_compiled_pipeline_structure(tmp_path):
     params = root["inputDefinitions"]["parameters"]
     assert {"data_uri", "models", "image_size", "epochs", "batch_size", "learning_rate", "seed",
             "mlflow_tracking_uri", "registered_model_name"} <= set(params)
-    assert params["models"]["defaultValue"][0]["family"] == "basic"
+    assert params["models"]["defaultValue"][0]["family"] == "efficientnet-lite0"
     assert params["models"].get("description")
     tasks = root["dag"]["tasks"]
     loop_name, loop = next((n, t) for n, t in tasks.items() if "parameterIterator" in t)
@@ -94,6 +94,7 @@ def test_imagenet_gpu_preset_compiles_into_the_parameter_defaults(tmp_path):
     assert params["image_size"]["defaultValue"] == 224
     families = {m["family"]: m for m in params["models"]["defaultValue"]}
     assert families["efficientnet"]["weights"] == "imagenet" and families["resnet50"]["weights"] == "imagenet"
+    assert families["efficientnet-lite0"]["weights"] == "imagenet"
     # The uncompiled pipeline's own defaults are the CPU preset.
     plain = tmp_path / "plain.yaml"
     compiler.Compiler().compile(build_pipeline(), str(plain))

@@ -51,15 +51,28 @@ def _np_load_calls(text: str) -> list[str]:
     return calls
 
 
+# The one reviewed exception: the legacy PyTorch checkpoint reader subclasses pickle.Unpickler
+# with a find_class that resolves four names and raises for every other (tests/test_pretrained.py
+# proves a payload is refused, not run).
+RESTRICTED_UNPICKLER = "components/core/pretrained/torch_legacy.py"
+
+
+def _restricted(rel: str, text: str, what: str) -> bool:
+    return (rel == RESTRICTED_UNPICKLER and what == "loads a pickle"
+            and "class _RestrictedUnpickler(pickle.Unpickler)" in text
+            and re.search(r"def find_class\(.*?\n(?:.*\n)*?\s+raise CheckpointError", text) is not None)
+
+
 def test_no_pickle_on_any_load_path():
     assert SOURCES, "no sources found"
     problems = []
     for path in SOURCES:
         text = path.read_text()
-        rel = path.relative_to(ROOT)
+        rel = str(path.relative_to(ROOT))
         for pattern, what in FORBIDDEN:
             for m in pattern.finditer(text):
-                problems.append(f"{rel}:{text[: m.start()].count(chr(10)) + 1}: {what}")
+                if not _restricted(rel, text, what):
+                    problems.append(f"{rel}:{text[: m.start()].count(chr(10)) + 1}: {what}")
         for args in _np_load_calls(text):
             if not re.search(r"allow_pickle\s*=\s*False", args):
                 problems.append(f"{rel}: np.load({args.strip()[:60]}...) without allow_pickle=False")

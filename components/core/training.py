@@ -27,6 +27,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     image_size: int = settings.IMAGE_SIZE
     augment: bool = True
+    augmentation: str = "full"  # "light": flips and colour only (models.augmentation)
     early_stopping_patience: int = 4
     class_weights: bool = True
     seed: int = settings.SEED
@@ -40,6 +41,13 @@ class TrainConfig:
     min_sensitivity: float = 0.85
     precision: str = "auto"  # see configure_devices
     tta: bool = True  # average over flips at inference (in the saved graph)
+    # Transfer learning: the first head_epochs train only the head (the pretrained backbone
+    # frozen, its batch norm in inference mode) at learning_rate; the rest fine-tune every
+    # layer from fine_tune_learning_rate with cosine decay. 0: one phase, all layers.
+    head_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_from: str = ""  # backbone layers before the first with this name prefix stay frozen
+    calibrate: bool = False  # temperature scaling on validation (calibration.py), before the threshold
     deterministic: bool = False  # bit-identical reruns (slower; for tests and audits)
     extra: dict = field(default_factory=dict)
 
@@ -148,12 +156,14 @@ def class_weight_for(labels: np.ndarray) -> dict[int, float]:
     return {i: float(labels.size / (2 * counts[i])) for i in range(2)}
 
 
-def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
+def compile_model(model, cfg: TrainConfig, steps_per_epoch: int, learning_rate: float | None = None,
+                  epochs: int | None = None):
     import keras
 
     # Cosine decay over the planned steps: the learning rate given is the one the optimizer starts at.
     schedule = keras.optimizers.schedules.CosineDecay(
-        cfg.learning_rate, decay_steps=max(1, cfg.epochs * steps_per_epoch), alpha=0.05
+        cfg.learning_rate if learning_rate is None else learning_rate,
+        decay_steps=max(1, (cfg.epochs if epochs is None else epochs) * steps_per_epoch), alpha=0.05,
     )
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
@@ -175,6 +185,7 @@ def fit_one(
     """Train one model; early stopping on validation AUC restores the best weights."""
     import keras
 
+    from components.core import progress
     from components.core.models import ModelSpec, build_model
 
     strategy, _ = configure_devices(cfg.precision)
@@ -190,15 +201,41 @@ def fit_one(
         weights=cfg.weights,
         dropout=cfg.dropout,
         augment=cfg.augment,
+        augmentation=cfg.augmentation,
         width=cfg.width,
         extra=cfg.extra,
     )
     with strategy.scope():
-        model = compile_model(build_model(spec, seed=cfg.seed), cfg, steps)
+        model = build_model(spec, seed=cfg.seed)
     train_ds = make_dataset(train, cfg.batch_size, idx, shuffle=True, seed=cfg.seed)
     eval_split = val_split or val
     val_ds = make_dataset(eval_split, cfg.batch_size, val_idx) if eval_split is not None else None
-    callbacks = []
+    callbacks = [progress.callback(cfg.epochs)]  # a line per epoch (components/core/progress.py)
+    if on_epoch is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=on_epoch))
+    fit = dict(x=train_ds, validation_data=val_ds, shuffle=False,  # the tf.data pipeline shuffles
+               class_weight=class_weight_for(train.labels[idx]) if cfg.class_weights else None, verbose=0)
+    history: dict[str, list[float]] = {}
+    backbone = None
+    if cfg.head_epochs > 0 or cfg.fine_tune_from:
+        from components.core.models import backbone_of, freeze_below
+
+        backbone = backbone_of(model)
+        if backbone is None:
+            raise ValueError(f"head_epochs and fine_tune_from need a pretrained backbone; family {cfg.family!r} has none")
+    if cfg.head_epochs > 0:
+        backbone.trainable = False
+        with strategy.scope():
+            compile_model(model, cfg, steps, cfg.learning_rate, cfg.head_epochs)
+        _extend(history, model.fit(epochs=cfg.head_epochs, callbacks=callbacks, **fit))
+        backbone.trainable = True
+    if cfg.fine_tune_from:
+        freeze_below(backbone, cfg.fine_tune_from)
+    with strategy.scope():
+        if cfg.head_epochs > 0:
+            compile_model(model, cfg, steps, cfg.fine_tune_learning_rate, cfg.epochs - cfg.head_epochs)
+        else:
+            compile_model(model, cfg, steps)
     if val_ds is not None and cfg.early_stopping_patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -207,21 +244,17 @@ def fit_one(
                 patience=cfg.early_stopping_patience,
                 restore_best_weights=True,
                 # Early epochs at the peak learning rate are noisy: do not stop on them.
-                start_from_epoch=cfg.epochs // 3,
+                start_from_epoch=max(cfg.head_epochs, cfg.epochs // 3),
             )
         )
-    if on_epoch is not None:
-        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=on_epoch))
-    history = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=cfg.epochs,
-        class_weight=class_weight_for(train.labels[idx]) if cfg.class_weights else None,
-        callbacks=callbacks,
-        shuffle=False,  # the tf.data pipeline shuffles
-        verbose=2,
-    )
-    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if cfg.epochs > cfg.head_epochs:
+        _extend(history, model.fit(initial_epoch=cfg.head_epochs, epochs=cfg.epochs, callbacks=callbacks, **fit))
+    return model, history
+
+
+def _extend(history: dict[str, list[float]], fitted) -> None:
+    for k, vals in fitted.history.items():
+        history.setdefault(k, []).extend(float(v) for v in vals)
 
 
 def predict_proba(model, split: SplitArrays, batch_size: int = 64, indices: np.ndarray | None = None) -> np.ndarray:
@@ -240,8 +273,23 @@ class TrainResult:
     val_scores: np.ndarray
     test_scores: np.ndarray
     fold_scores: list[dict]
+    temperature: float  # 1.0: not calibrated
     seconds: float
     params: int
+
+
+def calibrate(model, cfg: TrainConfig, val: SplitArrays) -> float:
+    """Fit the temperature on validation (over the views the served model averages) and fold
+    it into ``model``'s head; returns it."""
+    from components.core.calibration import apply_temperature, fit_temperature
+    from components.core.models import view_outputs
+
+    views = view_outputs(model) if cfg.tta else model
+    probs = views.predict(make_dataset(val, cfg.batch_size, with_labels=False), verbose=0)
+    temperature = fit_temperature(np.asarray(probs, dtype=np.float64), val.labels)
+    apply_temperature(model, temperature)
+    log.info("temperature %.3f fitted on %d validation images", temperature, len(val))
+    return temperature
 
 
 def cross_validate(cfg: TrainConfig, train: SplitArrays) -> list[dict]:
@@ -271,6 +319,7 @@ def train_model(cfg: TrainConfig, train: SplitArrays, val: SplitArrays, test: Sp
     fold_scores = cross_validate(cfg, train) if cfg.family == "crossval" else []
     # The final model (crossval included) trains on the whole train split, so there is a real artifact.
     model, history = fit_one(cfg, train, val, on_epoch=on_epoch)
+    temperature = calibrate(model, cfg, val) if cfg.calibrate else 1.0
     if cfg.tta:
         from components.core.models import with_tta
 
@@ -288,6 +337,7 @@ def train_model(cfg: TrainConfig, train: SplitArrays, val: SplitArrays, test: Sp
         val_scores=p_val,
         test_scores=p_test,
         fold_scores=fold_scores,
+        temperature=temperature,
         seconds=time.perf_counter() - started,
         params=int(model.count_params()),
     )
