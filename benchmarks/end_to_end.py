@@ -59,7 +59,8 @@ def m_end_to_end(data_uri: str, workdir: str, run_timeout: float, extra_args: li
     work.mkdir(parents=True, exist_ok=True)
     summary_path = work / "summary.json"
     log_path = work / "run.log"
-    cmd = [sys.executable, "-m", "pipelines.cli", "run", "--data", data_uri, "--workdir", str(work),
+    # -v: kfp.local's task lines (parse_kfp_log reads them) on the console, as well as in the run's log file.
+    cmd = [sys.executable, "-m", "pipelines.cli", "-v", "run", "--data", data_uri, "--workdir", str(work),
            "--summary-json", str(summary_path), *(extra_args or [])]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # the local default store
     started = time.perf_counter()

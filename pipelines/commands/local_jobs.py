@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 from components.core.settings import CLASSES, EXPERIMENT, MAX_BAD_FRACTION, REGISTERED_MODEL_NAME, SEED, VAL_FRACTION
+from pipelines.console import duration
 from pipelines.presets import PRESETS
 
 DEFAULT_WORKDIR = "runs"
@@ -32,6 +34,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
     from components.core import dataset
+    from pipelines.console import isatty
 
     out = Path(args.out)
     report = dataset.preprocess(
@@ -41,7 +44,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         max_bad_fraction=args.max_bad_fraction,
-        progress=True,
+        progress=isatty(sys.stderr),  # tqdm's bars; in a pipe or CI log they would be one garbled line
         allow_leakage=args.allow_leakage,
     )
     for name, split in report.splits.items():
@@ -62,19 +65,44 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from components.core import settings, tracking
+    from pipelines.console import Session, log_path, quiet_tensorflow_start
+
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    image_size = _split_image_size(args.data)  # a missing preprocess output fails before anything starts
+    with Session(log_path(args.workdir, "train"), verbose=args.verbose) as session:
+        if not args.verbose:
+            quiet_tensorflow_start(session.path)
+        return _train(args, image_size, session)
+
+
+def _train(args: argparse.Namespace, image_size: int, session) -> int:
+    """Stage 2 in this process: its output goes to the log, its epochs to a progress bar."""
+    from components.core import progress, settings, tracking
     from components.core.stages import run_train
+    from pipelines.console import ModelProgress
 
     uri = settings.tracking_uri() or tracking.local_tracking_uri(args.workdir)
-    Path(args.workdir).mkdir(parents=True, exist_ok=True)
     config = {"family": args.model, **json.loads(args.config)}
     defaults = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-                "image_size": _split_image_size(args.data), "seed": args.seed}
+                "image_size": image_size, "seed": args.seed}
     data = Path(args.data)
-    result = json.loads(run_train(config, str(data / "train"), str(data / "val"), str(data / "test"), defaults,
-                                  uri, args.experiment, ""))
-    _print_table([result])
-    print(f"MLflow run {result['run_id']}, model {result['model_uri']}")
+    bars = ModelProgress(session.console, config.get("name", args.model))
+    if not args.verbose:
+        progress.set_sink(bars.event)
+    started = time.perf_counter()
+    try:
+        result = json.loads(run_train(config, str(data / "train"), str(data / "val"), str(data / "test"), defaults,
+                                      uri, args.experiment, ""))
+    finally:
+        progress.set_sink(None)
+        bars.close()
+    say = session.console.result
+    say(f"trained {result['name']} in {duration(time.perf_counter() - started)}")
+    say()
+    _print_table([result], say)
+    say()
+    say(f"MLflow run {result['run_id']}, model {result['model_uri']}")
+    _where_to_look(say, uri, args.experiment, [result], session.path)
     return 0
 
 
@@ -87,25 +115,34 @@ def _split_image_size(data_dir: str) -> int:
     return int(json.loads(manifest.read_text())["image_size"])
 
 
-def _print_table(models: list[dict]) -> None:
+def _print_table(models: list[dict], say=print) -> None:
     """Validation figures chose the model and its threshold; test figures are reported only."""
-    print(f"{'model':<14} {'val acc':>8} {'val auc':>8} {'test acc':>8} {'test auc':>8} {'sens':>6} {'spec':>6} "
-          f"{'brier':>6} {'ece':>6} {'seconds':>8}")
+    say(f"{'model':<14} {'val acc':>8} {'val auc':>8} {'test acc':>8} {'test auc':>8} {'sens':>6} {'spec':>6} "
+        f"{'brier':>6} {'ece':>6} {'seconds':>8}")
     for m in models:
         v, t = m["val"], m["test"]
-        print(f"{m['name']:<14} {v['accuracy']:8.3f} {v['auc']:8.3f} {t['accuracy']:8.3f} {t['auc']:8.3f} "
-              f"{t['sensitivity']:6.3f} {t['specificity']:6.3f} {t.get('brier', float('nan')):6.3f} "
-              f"{t.get('ece', float('nan')):6.3f} {m['seconds']:8.0f}")
+        say(f"{m['name']:<14} {v['accuracy']:8.3f} {v['auc']:8.3f} {t['accuracy']:8.3f} {t['auc']:8.3f} "
+            f"{t['sensitivity']:6.3f} {t['specificity']:6.3f} {t.get('brier', float('nan')):6.3f} "
+            f"{t.get('ece', float('nan')):6.3f} {m['seconds']:8.0f}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.console import Session, log_path
+
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    with Session(log_path(workdir, "run"), verbose=args.verbose) as session:
+        return _run(args, workdir, session)
+
+
+def _run(args: argparse.Namespace, workdir: Path, session) -> int:
+    """The main job; everything it prints goes to ``session``'s log, a person sees the console."""
     from kfp import local
 
     from components.core import settings, tracking
     from pipelines.training_pipeline import CompileSettings, build_pipeline
 
-    workdir = Path(args.workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    console = session.console
     data = args.data
     if not data:
         from components.core.demo_data import write_demo_data
@@ -113,7 +150,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         data = str(workdir / "demo-data")
         if not Path(data, "README.txt").exists():
             write_demo_data(data)
-        print(f"no --data given: using SYNTHETIC demo data at {data}")
+        console.status(f"no --data given: using SYNTHETIC demo data at {data}")
+    console.status(f"log: {session.path}" + ("" if args.verbose else "  (everything the tasks print; -v shows it here)"))
+    local_store = not settings.tracking_uri()
     uri = settings.tracking_uri() or tracking.local_tracking_uri(str(workdir))
     uri = tracking.use_uri_credentials(uri)  # user:password@ go to the environment, never to a parameter
     tracking.setup(uri, args.experiment)  # fail now, with a clear message, if MLflow is unusable
@@ -131,19 +170,87 @@ def cmd_run(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
     started = time.perf_counter()
-    task = pipeline(**params)
+    try:
+        task = pipeline(**params)
+    except RuntimeError as err:  # kfp.local: a task failed
+        session.watcher.report_failure(err, session.path)
+        return 1
     summary = json.loads(task.output)
     summary["wall_seconds"] = time.perf_counter() - started
     summary["mlflow_tracking_uri"] = tracking._redact(uri)
-    print()
-    _print_table(summary["models"])
-    reg = summary["registered_model"]
-    print(f"\nregistered {reg['name']} version {reg['version']} as @{reg['alias']}; "
-          f"champion: version {reg['champion_version']} ({'changed' if reg['champion_changed'] else 'unchanged'})")
-    print(f"MLflow: {summary['mlflow_tracking_uri']}   wall time: {summary['wall_seconds']:.0f} s")
+    summary["log"] = str(session.path)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=1, default=float))
+    say = console.result
+    say()
+    _print_table(summary["models"], say)
+    reg = summary["registered_model"]
+    say(f"\nregistered {reg['name']} version {reg['version']} as @{reg['alias']}; "
+        f"champion: version {reg['champion_version']} ({'changed' if reg['champion_changed'] else 'unchanged'})")
+    say(f"wall time: {duration(summary['wall_seconds'])}")
+    say()
+    _where_to_look(say, uri, args.experiment, summary["models"], session.path, _select_outputs(workdir, started),
+                   args.summary_json, "skin-cancer serve" + (f" --workdir {workdir}" if local_store else ""))
     return 0
+
+
+def _select_outputs(workdir: Path, since: float) -> dict[str, Path]:
+    """This run's select-and-register files a person reads: its summary, dashboard and model card."""
+    wall_start = time.time() - (time.perf_counter() - since)
+    runs = [d for d in Path(workdir, "pipeline-root").glob("*/select-and-register") if d.stat().st_mtime >= wall_start]
+    if not runs:
+        return {}
+    folder = max(runs, key=lambda d: d.stat().st_mtime)
+    names = {"summary": "summary", "dashboard": "dashboard", "model_card": "model card"}
+    return {label: folder / name for name, label in names.items() if (folder / name).is_file()}
+
+
+def _where_to_look(say, uri: str, experiment: str, models: list[dict], log: Path, files: dict | None = None,
+                   summary_json: str | None = None, serve: str | None = None) -> None:
+    """Where the results live: MLflow (runs, metrics, figures), the run's files, the log."""
+    from components.core import tracking
+
+    rows = []
+    if uri.startswith("sqlite:"):
+        rows.append(("MLflow", f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000, "
+                               f"experiment {experiment!r})"))
+    else:
+        rows.append(("MLflow", f"{tracking.redact(uri)}   (experiment {experiment!r})"))
+    for name, where in _figure_folders(uri, models):
+        rows.append((f"figures {name}", where))
+    rows += [(label, str(path)) for label, path in (files or {}).items()]
+    if summary_json:
+        rows.append(("summary json", str(Path(summary_json).resolve())))
+    rows.append(("log", str(log)))
+    if serve:
+        rows.append(("serve it", serve))
+    say("where to look:")
+    width = max(len(label) for label, _ in rows)
+    for label, where in rows:
+        say(f"  {label:<{width}}  {where}")
+
+
+def _figure_folders(uri: str, models: list[dict]) -> list[tuple[str, str]]:
+    """Each model's MLflow figures (run artifacts under ``figures/``): a local folder, or where in MLflow."""
+    from urllib.parse import unquote, urlsplit
+
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    found = []
+    for m in models:
+        try:
+            if not client.list_artifacts(m["run_id"], "figures"):
+                continue
+            artifact_uri = client.get_run(m["run_id"]).info.artifact_uri
+        except Exception:  # noqa: BLE001 - a hint, never a reason to fail a finished run
+            continue
+        parts = urlsplit(artifact_uri)
+        if parts.scheme in ("", "file"):
+            found.append((m["name"], str(Path(unquote(parts.path)) / "figures")))
+        else:
+            found.append((m["name"], f"MLflow run {m['run_id']}, artifacts figures/"))
+    return found
 
 
 def register(sub) -> None:
@@ -166,7 +273,7 @@ def register(sub) -> None:
     pp.set_defaults(func=cmd_preprocess)
     t = sub.add_parser("train", help="train one model family on preprocessed arrays")
     t.add_argument("--data", required=True, help="output folder of `skin-cancer preprocess`")
-    t.add_argument("--model", required=True, help="model family (basic, crossval, resnet50, efficientnet, mobilenetv3)")
+    t.add_argument("--model", required=True, help="model family (basic, crossval, efficientnet-lite0, resnet50, efficientnet, mobilenetv3)")
     t.add_argument("--epochs", type=int, default=PRESETS["local-cpu"]["epochs"])
     t.add_argument("--batch-size", type=int, default=PRESETS["local-cpu"]["batch_size"])
     t.add_argument("--learning-rate", type=float, default=PRESETS["local-cpu"]["learning_rate"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -25,8 +26,11 @@ def _use_local_registry(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from components.core.predictor import Predictor
+    from pipelines.console import quiet_tensorflow_start, startup_log
 
     _use_local_registry(args)
+    if not args.verbose:  # stdout stays one JSON line per image; TensorFlow's start-up goes to a log
+        quiet_tensorflow_start(startup_log(args.workdir, "predict"))
     predictor = Predictor.load(args.model_uri)
     for image in args.images:
         result = predictor.predict_bytes(Path(image).read_bytes())
@@ -34,10 +38,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StartupLine(logging.Filter):
+    """The server logs its start-up line ("loaded NAME version V from URI ...; serving on
+    http://HOST:PORT") at WARNING, so that it shows at the default level. It is news, not a
+    warning: the console shows it as a plain line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and "; serving on http" in record.getMessage():
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+class _QuietUvicornStart(logging.Filter):
+    """Leaves out uvicorn's start-up and shutdown steps ("Uvicorn running on ..." and "Shutting
+    down" stay, as do the access log and every warning or error)."""
+
+    STEPS = ("Started server process", "Waiting for application startup", "Application startup complete",
+             "Waiting for application shutdown", "Application shutdown complete", "Finished server process")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.STEPS)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from components.core.serving import ServingSettings, serve
+    from pipelines.console import quiet_tensorflow_start, startup_log
 
     _use_local_registry(args)
+    if not args.verbose:
+        quiet_tensorflow_start(startup_log(args.workdir, "serve"))
+        logging.getLogger("uvicorn.error").addFilter(_QuietUvicornStart())  # kept by uvicorn's dictConfig
+    logging.getLogger("components.core.serving.app").addFilter(_StartupLine())
     limits = ServingSettings.from_env(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024) if args.max_upload_mb is not None else None,
         max_pixels=args.max_pixels, max_batch=args.max_batch,
