@@ -5,7 +5,7 @@ only if it is at least as good as the model already serving."""
 from typing import List, NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Markdown, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Output
 
 from components.core.settings import default_images
 
@@ -21,6 +21,8 @@ def select_and_register(
     registered_model_name: str,
     data_fingerprint: str,
     summary: Output[Markdown],
+    dashboard: Output[HTML],
+    model_card: Output[Markdown],
 ) -> NamedTuple(
     "Registration", model_name=str, model_version=str, model_uri=str, champion_changed=bool, summary_json=str,
     model_artifact_uri=str,
@@ -28,10 +30,12 @@ def select_and_register(
     """Collect every trained model's result, select, compare with @champion and register.
 
     ``model_artifact_uri`` is the winner's KFP Model artifact (model.keras + model.json; s3://
-    on a cluster): the deploy step serves it when the winner became @champion."""
+    on a cluster): the deploy step serves it when the winner became @champion. ``dashboard``:
+    every model's ROC and precision-recall curves, the winner and why; ``model_card``: the
+    registered version's card (also in its MLflow run and beside the Model artifact)."""
     from components.core.stages import run_select_and_register
 
     return run_select_and_register(
         results, val_data.path, test_data.path, mlflow_tracking_uri, experiment_name,
-        registered_model_name, data_fingerprint, summary.path,
+        registered_model_name, data_fingerprint, summary.path, dashboard.path, model_card.path,
     )

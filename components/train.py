@@ -25,8 +25,10 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     roc: Output[ClassificationMetrics],
+    pipeline_images: str = "",
 ) -> str:
-    """Train the model described by ``model_config`` (its keys override the pipeline defaults)."""
+    """Train the model described by ``model_config`` (its keys override the pipeline defaults).
+    ``pipeline_images``: the images the compiled pipeline runs, recorded with the model."""
     from components.core.stages import run_train
 
     return run_train(
@@ -34,4 +36,9 @@ def train(
         {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
          "image_size": image_size, "seed": seed},
         mlflow_tracking_uri, experiment_name, data_fingerprint, model, metrics, roc,
+        # Lineage for MLflow's dataset view: the raw data (preprocess put it in the artifacts'
+        # metadata) and the artifacts' own URIs (s3:// on a cluster), not this pod's local paths.
+        data_uri=str(train_data.metadata.get("source", "")),
+        split_uris={"train": train_data.uri, "val": val_data.uri, "test": test_data.uri},
+        pipeline_images=pipeline_images,
     )

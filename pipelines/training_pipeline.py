@@ -74,6 +74,11 @@ class CompileSettings:
     parameter_defaults: dict = field(default_factory=dict)
     retry_backoff: str = "30s"
 
+    def image_refs(self) -> str:
+        """The images, as the training step records them with each model (lineage.py). A constant
+        task input, not an environment variable: the compiled containers carry no env at all."""
+        return f"runtime={self.image},train={self.train_image}"
+
 
 def build_pipeline(compile_settings: "CompileSettings | None" = None):
     s = compile_settings or CompileSettings()
@@ -148,6 +153,7 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
                 epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                 image_size=image_size, seed=seed, mlflow_tracking_uri=mlflow_tracking_uri,
                 experiment_name=experiment_name, data_fingerprint=pre.outputs["fingerprint"],
+                pipeline_images=s.image_refs(),
             ).set_display_name("Train model")
             trained.set_cpu_request(s.train_cpu).set_memory_request(s.train_memory)
             trained.set_accelerator_type(s.accelerator_type).set_accelerator_limit(s.gpus_per_model)

@@ -174,7 +174,8 @@ def test_dashboard_names_description_and_visual_outputs(compiled):
                for name, c in spec["components"].items()}
     assert outputs["comp-train"] == {"model": "system.Model", "metrics": "system.Metrics",
                                      "roc": "system.ClassificationMetrics"}
-    assert outputs["comp-select-and-register"] == {"summary": "system.Markdown"}
+    assert outputs["comp-select-and-register"] == {"summary": "system.Markdown", "dashboard": "system.HTML",
+                                                   "model_card": "system.Markdown"}
 
 
 def test_retries_can_be_switched_off(tmp_path):

@@ -3,8 +3,6 @@
 Playwright cannot download its own browsers here, so it drives /usr/bin/chromium (Debian's
 package; scripts/test.sh installs it). The test skips, saying why, when either is missing."""
 
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -12,22 +10,6 @@ from tests.serving_helpers import MODEL_NAME, MODEL_VERSION, sample_images
 
 # The model and server fixtures, registered once so both serving test modules share one server.
 pytest_plugins = ["tests.serving_fixtures"]
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium not installed (apt-get install chromium; scripts/test.sh does it as root)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[dev]')")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
 
 @pytest.fixture
 def page(browser, server):

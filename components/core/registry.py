@@ -303,21 +303,28 @@ def register_winner(
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     version = register_once(client, winner, name, tags)
-    mine = evaluate_model_uri(f"models:/{name}/{version.version}", val, test)
-    scores: dict[str, dict] = {str(version.version): mine}
+    scores: dict[str, dict] = {}
+
+    def score(v) -> dict:
+        # Loaded from the registry and scored only when there is a champion to compare with:
+        # a first registration skips the (minutes-long, at 224 px on a CPU) evaluation.
+        if str(v) not in scores:
+            scores[str(v)] = evaluate_model_uri(f"models:/{name}/{v}", val, test)
+        return scores[str(v)]
+
     # Score the champion seen now outside the lock (loading a model is the slow part); under
     # the lock it is re-read and scored again only if it changed meanwhile.
     seen = current_champion(client, name)
-    if seen is not None and str(seen.version) not in scores:
-        scores[str(seen.version)] = evaluate_model_uri(f"models:/{name}/{seen.version}", val, test)
+    if seen is not None and str(seen.version) != str(version.version):
+        score(version.version)
+        score(seen.version)
     with champion_lock(client, name) as still_held:
         champion = current_champion(client, name)
         previous = None
         promote = True
         if champion is not None and str(champion.version) != str(version.version):
-            if str(champion.version) not in scores:
-                scores[str(champion.version)] = evaluate_model_uri(f"models:/{name}/{champion.version}", val, test)
-            theirs = scores[str(champion.version)]
+            mine = score(version.version)
+            theirs = score(champion.version)
             comparison = compare_on_unseen(mine, theirs, val, trained_on(champion))
             previous = {"version": champion.version, "val": theirs["val"], "test": theirs["test"],
                         "threshold": theirs["threshold"], "comparison": comparison}
@@ -352,7 +359,7 @@ def register_winner(
 def comparison_lines(previous: dict | None) -> list[str]:
     """How the newcomer was compared with the champion, for the run summary."""
     if not previous:
-        return ["", "There was no champion: the new model became @champion."]
+        return []  # nothing was compared; decision() says there was no champion
     c = previous["comparison"]
     where = (f"on the {c['compared_on']} of {c['validation_images']} validation images it never trained on"
              if c["champion_training_set"] == "recorded" else
@@ -362,6 +369,21 @@ def comparison_lines(previous: dict | None) -> list[str]:
     return ["", f"Champion version {previous['version']} compared {where}: accuracy "
                 f"{c['theirs']['accuracy']:.3f} (champion) vs {c['mine']['accuracy']:.3f} (new), AUC "
                 f"{c['theirs']['auc']:.3f} vs {c['mine']['auc']:.3f}."]
+
+
+def decision(reg: Registration) -> str:
+    """One sentence: why the new version became @champion, or why the champion stayed."""
+    previous = reg.previous_champion
+    if reg.alias == CHAMPION and not previous:
+        return (f"Version {reg.version} is @champion: there was no champion before it"
+                if reg.champion_changed else f"Version {reg.version} was already @champion (a rerun)")
+    if reg.champion_changed:
+        return (f"Version {reg.version} became @champion: it is at least as good as champion version "
+                f"{previous['version']} on the validation images the champion never trained on")
+    comparison = (previous or {}).get("comparison", {})
+    why = comparison.get("reason") if not comparison.get("decided", True) else (
+        "the champion is better on the validation images it never trained on")
+    return f"Champion version {reg.champion_version} stayed and version {reg.version} is @{reg.alias}: {why}"
 
 
 def summary_markdown(results: list[dict], winner: dict, reg: Registration) -> str:
@@ -380,7 +402,7 @@ def summary_markdown(results: list[dict], winner: dict, reg: Registration) -> st
         "",
         f"Registered **{reg.name}** version **{reg.version}** as `@{reg.alias}`; "
         f"champion is version {reg.champion_version}"
-        f"{' (changed)' if reg.champion_changed else ' (unchanged)'}.",
+        f"{' (changed)' if reg.champion_changed else ' (unchanged)'}. {decision(reg)}.",
         "",
         "Selection uses validation data only; test figures are reported, never used to choose.",
         PROMOTION_RULE,

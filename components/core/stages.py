@@ -79,13 +79,20 @@ def run_train(
     model_artifact=None,
     metrics_artifact=None,
     roc_artifact=None,
+    data_uri: str = "",
+    split_uris: dict | None = None,
+    pipeline_images: str = "",
 ) -> str:
     """Plain-Python body of the train component: train and log to MLflow (tracking.log_training),
-    then write the KFP outputs; returns the result as JSON for selection."""
+    then write the KFP outputs; returns the result as JSON for selection.
+
+    ``data_uri`` (the raw images) and ``split_uris`` (the preprocessed artifacts' URIs, by split;
+    default: the paths) are what the run records as its MLflow datasets (lineage.py), and
+    ``pipeline_images`` the images the pipeline runs (``runtime=REF,train=REF``)."""
     import json
     import logging
 
-    from components.core import tracking
+    from components.core import lineage, tracking
     from components.core.dataset import open_splits
     from components.core.training import TrainConfig, configure_devices, train_model
 
@@ -101,19 +108,40 @@ def run_train(
             "preprocess and train must use the same image_size"
         )
     _, device = configure_devices(cfg.precision)
+    # The data_fingerprint parameter, else the one in the splits' manifest (open_splits checked that
+    # all three agree). Under kfp.local (2.17) a task output passed into a ParallelFor arrives as the
+    # loop item instead (kfp/local/orchestrator/task_spec_utils.py,
+    # create_parameter_loop_iteration_task_spec): there the parameter holds the model config.
+    given = data_fingerprint if isinstance(data_fingerprint, str) else ""
+    fingerprint = given or str(splits[0].manifest.get("fingerprint", ""))
+    uris = {"train": train_path, "val": val_path, "test": test_path, **(split_uris or {})}
+    inputs = lineage.describe(data_uri, fingerprint, uris,
+                              dict(zip(("train", "val", "test"), (s.manifest for s in splits))), pipeline_images)
     result, logged = tracking.log_training(
         lambda on_epoch: train_model(cfg, *splits, on_epoch=on_epoch), cfg, name, experiment_id,
-        {"device": device, "data_fingerprint": data_fingerprint}, splits[0].manifest.get("sources", []))
+        {"device": device, "data_fingerprint": fingerprint, **lineage.version_tags(inputs)},
+        splits[0].manifest.get("sources", []), inputs=inputs,
+        figures=lambda r: _evaluation_pngs(name, r, splits[1].labels, splits[2].labels))
     summary = {
         "name": name, "family": cfg.family, "run_id": logged.run_id, "model_uri": logged.model_uri,
         "threshold": result.threshold, "val": result.val, "test": result.test, "folds": result.fold_scores,
         "params": result.params, "seconds": result.seconds, "config": cfg.to_dict(), "device": device,
+        "temperature": result.temperature,
         # Where the Model artifact (model.keras + model.json) lives: s3:// on a cluster. Serving runs it.
         "artifact_uri": getattr(model_artifact, "uri", "") or "",
+        "lineage": inputs, "figures": logged.figures,
     }
     write_train_outputs(result, cfg, logged, splits[2].labels, model_artifact, metrics_artifact, roc_artifact)
     print(json.dumps({k: summary[k] for k in ("name", "val", "test", "threshold", "seconds")}, default=float))
     return json.dumps(summary, default=float)
+
+
+def _evaluation_pngs(name: str, result, val_labels, test_labels) -> dict:
+    """The per-model figures (figures.py imports matplotlib: only here, when they are drawn)."""
+    from components.core import figures
+
+    return figures.evaluation_pngs(name, result.threshold, result.history, val_labels, result.val_scores,
+                                   test_labels, result.test_scores)
 
 
 def write_train_outputs(result, cfg, logged, test_labels, model_artifact=None, metrics_artifact=None,
@@ -173,12 +201,17 @@ def run_select_and_register(
     registered_model_name: str,
     data_fingerprint: str,
     summary_path: str | None = None,
+    dashboard_path: str | None = None,
+    card_path: str | None = None,
 ):
+    """Select on validation, register, compare with @champion; then what people look at: the
+    Markdown summary, the model card (MLflow, KFP output, beside the Model artifact) and the
+    dashboard's HTML page with every model's curves."""
     import json
     import logging
     from collections import namedtuple
 
-    from components.core import registry, settings, tracking
+    from components.core import lineage, model_card, registry, settings, tracking
     from components.core.dataset import open_splits
 
     logging.basicConfig(level=logging.INFO)
@@ -194,13 +227,20 @@ def run_select_and_register(
         "val_auc": f"{winner['val']['auc']:.4f}",
         "test_accuracy": f"{winner['test']['accuracy']:.4f}",
         "threshold": f"{winner['threshold']:.4f}",
+        **lineage.version_tags(winner.get("lineage")),
+        "model_card": f"runs:/{winner['run_id']}/{model_card.CARD_FILE}",
     }
     val, test = open_splits(val_path, test_path)
     reg = registry.register_winner(winner, registered_model_name, val, test, tags)
     markdown = registry.summary_markdown(parsed, winner, reg)
-    if summary_path:
-        with open(summary_path, "w") as fh:
-            fh.write(markdown)
+    card, page, problem = selection_report(parsed, winner, reg, val, test)
+    if problem:
+        markdown += (f"\n\nThe model card is in MLflow but not beside the Model artifact ({problem}); "
+                     "a server started from that folder has no /model-card.")
+    for path, text in ((summary_path, markdown), (card_path, card), (dashboard_path, page)):
+        if path:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
     print(markdown)
     summary = {
         "models": [{k: r[k] for k in ("name", "family", "val", "test", "threshold", "params", "seconds", "run_id")}
@@ -216,3 +256,61 @@ def run_select_and_register(
                                       "model_artifact_uri"])
     return out(reg.name, reg.version, reg.model_uri, reg.champion_changed, json.dumps(summary, default=float),
                winner.get("artifact_uri", ""))
+
+
+def selection_report(parsed: list[dict], winner: dict, reg, val, test) -> tuple[str, str, str | None]:
+    """What the selection step shows, kept with the registered version: the comparison figures
+    (MLflow ``selection/``), the model card (MLflow ``model_card.md`` and beside the Model
+    artifact) and the dashboard page (MLflow ``selection/dashboard.html``).
+    Returns (card, page, why the card is not beside the Model artifact, or None)."""
+    import logging
+
+    from components.core import model_card, tracking
+
+    comparisons, missing = _comparison_pngs(parsed, winner, val, test)
+    selection_figures = tracking.log_pngs(comparisons, "selection", run_id=winner["run_id"]) if comparisons else []
+    card = model_card.build(winner, reg, parsed, [*winner.get("figures", []), *selection_figures])
+    tracking.log_text(card, model_card.CARD_FILE, winner["run_id"])
+    problem = model_card.write_beside_model(card, winner.get("artifact_uri", ""))
+    if problem:
+        logging.getLogger(__name__).warning("model card not written beside the Model artifact: %s", problem)
+    page = _dashboard_page(parsed, winner, reg, comparisons, card, missing)
+    tracking.log_text(page, "selection/dashboard.html", winner["run_id"])
+    return card, page, problem
+
+
+def _comparison_pngs(parsed: list[dict], winner: dict, val, test) -> tuple[dict[str, bytes], list[str]]:
+    """Every model's curves on validation and on test, from the scores each training run kept
+    in MLflow; and the models without scores (an older run). A drawing failure leaves the
+    registration standing: it is logged and the page says so."""
+    import logging
+
+    import numpy as np
+
+    from components.core import tracking
+
+    curves: dict[str, list] = {"val": [], "test": []}
+    missing = []
+    try:
+        from components.core import figures
+
+        for r in parsed:
+            scores = tracking.load_scores(r["run_id"])
+            if not scores or len(scores["val"]) != len(val) or len(scores["test"]) != len(test):
+                missing.append(f"{r['name']} (its MLflow run kept no scores for these images)")
+                continue
+            for split, labels in (("val", val.labels), ("test", test.labels)):
+                curves[split].append(figures.Scored(r["name"], np.asarray(labels).astype(int),
+                                                    np.asarray(scores[split], dtype=float), r["threshold"]))
+        return ({f"compare_{split}.png": figures.comparison_png(models, split, winner["name"])
+                 for split, models in curves.items() if models}, missing)
+    except Exception as err:
+        logging.getLogger(__name__).exception("could not draw the comparison figures")
+        return {}, [f"any model (drawing failed: {type(err).__name__}: {err})"]
+
+
+def _dashboard_page(parsed, winner, reg, comparisons: dict[str, bytes], card: str, missing: list[str]) -> str:
+    from components.core import dashboard
+
+    by_split = {name[len("compare_"):-len(".png")]: png for name, png in comparisons.items()}
+    return dashboard.render(parsed, winner, reg, by_split, card, missing)

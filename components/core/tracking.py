@@ -16,15 +16,18 @@ bare URI, so they cannot reach its "View run at" lines, exception messages or lo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from components.core import settings
+
+log = logging.getLogger(__name__)
 
 
 class TrackingError(RuntimeError):
@@ -145,34 +148,55 @@ def _redact(uri: str) -> str:
 # What a training run trained on (content hashes of its train split); the champion comparison
 # (registry.compare_on_unseen) leaves those images out of validation.
 TRAINED_ON_ARTIFACT = "trained_on.json"
+# Every model's validation and test scores, for the selection step's comparison figures.
+SCORES_ARTIFACT = "scores.json"
+FIGURES_DIR = "figures"
 
 
 @dataclass
 class LoggedRun:
     run_id: str
     model_uri: str
+    figures: list[str] = field(default_factory=list)  # artifact paths under the run, e.g. figures/val_roc.png
 
 
-def log_training(train: Callable, cfg, name: str, experiment_id: str, tags: dict, train_sources: list[dict] = ()):
+def log_training(train: Callable, cfg, name: str, experiment_id: str, tags: dict, train_sources: list[dict] = (),
+                 inputs: dict | None = None, figures: Callable | None = None):
     """One MLflow run for one model: tags (the KFP run, the data), every hyperparameter, the
-    per-epoch history, validation and test metrics, cross-validation folds, the evaluation and
-    the model with its threshold, and what it trained on (``trained_on.json``: the content
-    hashes of ``train_sources``, which the champion comparison leaves out of validation).
+    datasets it read (``inputs``: :func:`components.core.lineage.describe`'s result), the
+    per-epoch history, the model with its threshold, validation and test metrics (linked to
+    the logged model and to the dataset each was computed on), cross-validation folds, the
+    evaluation and scores, what it trained on (``trained_on.json``: the content hashes of
+    ``train_sources``, which the champion comparison leaves out of validation) and the figures
+    (``figures(result)`` returns PNG bytes by file name; logged under ``figures/``).
     ``train(on_epoch)`` trains and returns a TrainResult.
     Returns ``(result, LoggedRun)``."""
     import mlflow
+
+    from components.core import lineage
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.set_tags({"stage": "train", "model_name": name, "family": cfg.family,
                          "pipeline_run": settings.run_id(), **tags})
         mlflow.log_params({k: v for k, v in cfg.to_dict().items() if k != "extra"} | cfg.extra)
+        datasets = lineage.log_inputs(inputs) if inputs else {}
 
         def on_epoch(epoch, logs):
             mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
 
         result = train(on_epoch)
-        mlflow.log_metrics(flat_metrics("val", result.val) | flat_metrics("test", result.test)
-                           | {"train_seconds": result.seconds, "params": result.params})
+        info = log_model(result.model, result.threshold, cfg.image_size, cfg.family)
+        # The logged model carries the run's lineage too (the registry's version links to it).
+        mlflow.set_logged_model_tags(info.model_id, {k: str(v) for k, v in tags.items() if v not in ("", None)})
+        # Linked to the logged model and the dataset: the model's page lists them per dataset.
+        # At the step after the last epoch: Keras logged its own val_accuracy (at 0.5, not the
+        # chosen threshold) per epoch, and MLflow's run table shows a metric's highest step.
+        after = max((len(v) for v in result.history.values()), default=0)
+        for split, metrics in (("val", result.val), ("test", result.test)):
+            mlflow.log_metrics(flat_metrics(split, metrics), step=after, model_id=info.model_id,
+                               dataset=datasets.get(split))
+        mlflow.log_metrics({"train_seconds": result.seconds, "params": result.params,
+                            "temperature": result.temperature})
         for fold in result.fold_scores:
             mlflow.log_metrics({"fold_accuracy": fold["accuracy"], "fold_auc": fold["auc"]}, step=fold["fold"])
         if result.fold_scores:
@@ -182,8 +206,63 @@ def log_training(train: Callable, cfg, name: str, experiment_id: str, tags: dict
                   "threshold": result.threshold, "history": result.history}, "evaluation.json")
         log_json({"sha1": sorted({s["sha1"] for s in train_sources}), "count": len(train_sources)},
                  TRAINED_ON_ARTIFACT)
-        info = log_model(result.model, result.threshold, cfg.image_size, cfg.family)
-    return result, LoggedRun(run.info.run_id, info.model_uri)
+        log_json({"threshold": result.threshold, "val": _rounded(result.val_scores),
+                  "test": _rounded(result.test_scores)}, SCORES_ARTIFACT)
+        logged = _log_figures(figures, result) if figures is not None else []
+    return result, LoggedRun(run.info.run_id, info.model_uri, logged)
+
+
+def _log_figures(figures: Callable, result) -> list[str]:
+    """The run's figures. A plotting failure must not throw away a trained and logged model:
+    it is logged with its traceback and named in the run's ``figures_error`` tag instead."""
+    import mlflow
+
+    try:
+        return log_pngs(figures(result), FIGURES_DIR)
+    except Exception as err:
+        log.exception("could not draw or log the evaluation figures")
+        mlflow.set_tag("figures_error", f"{type(err).__name__}: {err}"[:500])
+        return []
+
+
+def _rounded(scores) -> list[float]:
+    """Six decimals: exact enough for any curve, a third of the size of full floats."""
+    return [round(float(v), 6) for v in np.asarray(scores).reshape(-1)]
+
+
+def log_pngs(pngs: dict[str, bytes], artifact_path: str, run_id: str | None = None) -> list[str]:
+    """Log PNGs (file name -> bytes) under ``artifact_path`` in one upload; returns their paths."""
+    import mlflow
+
+    if not pngs:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        for filename, data in pngs.items():
+            Path(tmp, filename).write_bytes(data)
+        if run_id:
+            mlflow.MlflowClient().log_artifacts(run_id, tmp, artifact_path)
+        else:
+            mlflow.log_artifacts(tmp, artifact_path)
+    return [f"{artifact_path}/{filename}" for filename in sorted(pngs)]
+
+
+def log_text(text: str, artifact_file: str, run_id: str) -> None:
+    """A text artifact (Markdown, HTML: MLflow's artifact view renders both) in run ``run_id``."""
+    from mlflow import MlflowClient
+
+    MlflowClient().log_text(run_id, text, artifact_file)
+
+
+def load_scores(run_id: str) -> dict | None:
+    """A training run's :data:`SCORES_ARTIFACT`, or None when the run has none (an older run)."""
+    import mlflow
+
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=SCORES_ARTIFACT)
+    except Exception:
+        return None
+    with open(path) as fh:
+        return json.load(fh)
 
 
 def log_model(model, threshold: float, image_size: int, family: str):

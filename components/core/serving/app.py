@@ -6,9 +6,11 @@ Every error is ``{"error": "<what went wrong>"}`` with a 4xx for bad input, so t
 serving. A client that hangs up mid-request is logged at INFO, not as a server error.
 """
 
+import html
 import logging
 import time
 from importlib import resources
+from string import Template
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -19,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from components.core import settings as project_settings
+from components.core.model_card import find as find_model_card
 from components.core.serving.config import ServingSettings
 from components.core.serving.limits import BodyLimit, check_upload_name, media_type
 from components.core.serving.model import ServedModel
@@ -30,8 +33,8 @@ v2 = APIRouter()  # KServe's Open Inference Protocol (V2)
 uploads = APIRouter()  # multipart uploads and the page, for people and scripts
 
 
-def static_page() -> str:
-    return resources.files("components.core").joinpath("static/index.html").read_text(encoding="utf-8")
+def static_page(name: str = "index.html") -> str:
+    return resources.files("components.core").joinpath(f"static/{name}").read_text(encoding="utf-8")
 
 
 def _served(request: Request) -> ServedModel:
@@ -169,11 +172,38 @@ async def index(request: Request):
     return HTMLResponse(request.app.state.page)
 
 
+def _card(request: Request) -> str:
+    card = request.app.state.model_card
+    if card is None:
+        model = _served(request)
+        raise InputError(f"no model card for {model.name} version {model.version or '(unversioned)'}: a card is "
+                         "model_card.md beside model.keras in the model's folder, or in its MLflow run; the "
+                         "pipeline's selection step writes one for every version it registers", 404)
+    return card
+
+
+@uploads.get("/model-card", response_class=HTMLResponse)
+async def model_card_page(request: Request):
+    """The served model's card (what it is for, its data, metrics with intervals, limits)."""
+    card = _card(request)
+    model = _served(request)
+    page = Template(static_page("model_card.html")).safe_substitute(
+        name=html.escape(model.name), version=html.escape(model.version or "(unversioned)"), card=html.escape(card))
+    return HTMLResponse(page)
+
+
+@uploads.get("/model-card.md")
+async def model_card_markdown(request: Request):
+    return Response(_card(request), media_type="text/markdown; charset=utf-8")
+
+
 # --- the app and the server ---------------------------------------------------------------------
 
 
-def create_app(predictor, settings: ServingSettings | None = None, warm_up: bool = True) -> FastAPI:
-    """The FastAPI app around one loaded ``predictor`` (tests build it with a tiny model)."""
+def create_app(predictor, settings: ServingSettings | None = None, warm_up: bool = True,
+               model_card: str | None = None) -> FastAPI:
+    """The FastAPI app around one loaded ``predictor`` (tests build it with a tiny model);
+    ``model_card``: its card's Markdown (``GET /model-card``), None when it has none."""
     settings = settings or ServingSettings.from_env()
     model = ServedModel(predictor, settings)
     if warm_up:  # the first call traces the graph: pay for it before the first request
@@ -182,6 +212,7 @@ def create_app(predictor, settings: ServingSettings | None = None, warm_up: bool
                   description="Decision support only: not a diagnosis.", docs_url="/docs", redoc_url=None)
     app.state.model = model
     app.state.page = static_page()
+    app.state.model_card = model_card
     app.state.started = time.time()
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes, timeout_s=settings.body_timeout_s)
     for exc_class, handler in ERROR_HANDLERS.items():
@@ -206,9 +237,10 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 8080, settings: S
         raise
     except Exception as err:  # MLflow: no such model, alias or server; say which URI
         raise ValueError(f"cannot load model {model_uri!r}: {type(err).__name__}: {err}") from err
-    app = create_app(predictor, settings)
+    card = find_model_card(model_uri, predictor.model_name, predictor.model_version)
+    app = create_app(predictor, settings, model_card=card)
     model = app.state.model
-    log.warning("loaded %s version %s from %s in %.1f s (threshold %.3f); serving on http://%s:%d",
+    log.warning("loaded %s version %s from %s in %.1f s (threshold %.3f; %s); serving on http://%s:%d",
                 model.name, model.version or "?", model_uri, time.perf_counter() - started,
-                predictor.threshold, host, port)
+                predictor.threshold, "with its model card" if card else "no model card", host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
