@@ -192,9 +192,17 @@ def test_pipeline_tasks_in_the_runtime_image_match_kfp_local(runtime_image, s3_e
     # train: deterministic, so the same model bit for bit.
     trained, local_trained = in_image.only("train"), local_run["train"]
     result, local_result = json.loads(trained.parameters["Output"]), json.loads(local_trained["parameters"]["Output"])
-    per_run = {"run_id", "model_uri", "artifact_uri", "seconds"}
+    per_run = {"run_id", "model_uri", "artifact_uri", "seconds", "lineage"}
     assert {k: v for k, v in result.items() if k not in per_run} == \
         {k: v for k, v in local_result.items() if k not in per_run}
+
+    def without_split_uris(lineage: dict) -> dict:  # each run's artifacts live under its own root
+        return {**lineage, "datasets": {k: {f: v for f, v in d.items() if f != "uri" or k == "raw"}
+                                        for k, d in lineage["datasets"].items()}}
+
+    assert without_split_uris(result["lineage"]) == without_split_uris(local_result["lineage"])
+    for split in ("train", "val", "test"):
+        assert result["lineage"]["datasets"][split]["uri"] == pre.artifacts[f"{split}_data"]["uri"]
     assert result["artifact_uri"] == trained.artifacts["model"]["uri"]
     model_dir, local_model_dir = fetched(trained.artifacts["model"]["uri"]), local_trained["artifacts"]["model"][0]
     config, weights = keras_contents((model_dir / "model.keras").read_bytes())
