@@ -267,21 +267,24 @@ def selection_report(parsed: list[dict], winner: dict, reg, val, test) -> tuple[
 
     from components.core import model_card, tracking
 
-    comparisons, missing = _comparison_pngs(parsed, winner, val, test)
-    selection_figures = tracking.log_pngs(comparisons, "selection", run_id=winner["run_id"]) if comparisons else []
+    by_split, missing = _comparison_pngs(parsed, winner, val, test)
+    pngs = {f"compare_{split}.png": png for split, png in by_split.items()}
+    selection_figures = tracking.log_pngs(pngs, "selection", run_id=winner["run_id"]) if pngs else []
     card = model_card.build(winner, reg, parsed, [*winner.get("figures", []), *selection_figures])
     tracking.log_text(card, model_card.CARD_FILE, winner["run_id"])
     problem = model_card.write_beside_model(card, winner.get("artifact_uri", ""))
     if problem:
         logging.getLogger(__name__).warning("model card not written beside the Model artifact: %s", problem)
-    page = _dashboard_page(parsed, winner, reg, comparisons, card, missing)
+    from components.core import dashboard
+
+    page = dashboard.render(parsed, winner, reg, by_split, card, missing)
     tracking.log_text(page, "selection/dashboard.html", winner["run_id"])
     return card, page, problem
 
 
 def _comparison_pngs(parsed: list[dict], winner: dict, val, test) -> tuple[dict[str, bytes], list[str]]:
-    """Every model's curves on validation and on test, from the scores each training run kept
-    in MLflow; and the models without scores (an older run). A drawing failure leaves the
+    """Every model's curves on validation and on test (PNG by split), from the scores each
+    training run kept in MLflow; and the models without scores (an older run). A drawing failure leaves the
     registration standing: it is logged and the page says so."""
     import logging
 
@@ -302,15 +305,9 @@ def _comparison_pngs(parsed: list[dict], winner: dict, val, test) -> tuple[dict[
             for split, labels in (("val", val.labels), ("test", test.labels)):
                 curves[split].append(figures.Scored(r["name"], np.asarray(labels).astype(int),
                                                     np.asarray(scores[split], dtype=float), r["threshold"]))
-        return ({f"compare_{split}.png": figures.comparison_png(models, split, winner["name"])
+        return ({split: figures.comparison_png(models, split, winner["name"])
                  for split, models in curves.items() if models}, missing)
     except Exception as err:
         logging.getLogger(__name__).exception("could not draw the comparison figures")
         return {}, [f"any model (drawing failed: {type(err).__name__}: {err})"]
 
-
-def _dashboard_page(parsed, winner, reg, comparisons: dict[str, bytes], card: str, missing: list[str]) -> str:
-    from components.core import dashboard
-
-    by_split = {name[len("compare_"):-len(".png")]: png for name, png in comparisons.items()}
-    return dashboard.render(parsed, winner, reg, by_split, card, missing)
