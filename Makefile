@@ -5,9 +5,11 @@ REPOSITORY ?= ghcr.io/skin-cancer-kfp
 IMAGE ?= $(REPOSITORY)/skin-cancer:$(VERSION)
 TRAIN_IMAGE ?= $(REPOSITORY)/skin-cancer-gpu:$(VERSION)
 
-.PHONY: install test run compile bench
+.PHONY: install lock test run compile bench
 install:
-	python3 -m venv .venv && .venv/bin/pip install -e ".[dev]"
+	bash scripts/install.sh
+lock:
+	bash scripts/lock.sh
 test:
 	bash scripts/test.sh
 run: install
@@ -21,12 +23,10 @@ compile: install
 DOCKER ?= docker
 MLFLOW_IMAGE ?= $(REPOSITORY)/mlflow:$(VERSION)
 BAKE_IMAGENET_WEIGHTS ?= 1
-.PHONY: images images-push images-lock
+.PHONY: images images-push
 images:
 	$(DOCKER) build -f images/Dockerfile --target runtime -t $(IMAGE) .
 	$(DOCKER) build -f images/Dockerfile --target train-gpu --build-arg BAKE_IMAGENET_WEIGHTS=$(BAKE_IMAGENET_WEIGHTS) -t $(TRAIN_IMAGE) .
 	$(DOCKER) build -f images/Dockerfile --target mlflow -t $(MLFLOW_IMAGE) .
 images-push: images
 	$(DOCKER) push $(IMAGE) && $(DOCKER) push $(TRAIN_IMAGE) && $(DOCKER) push $(MLFLOW_IMAGE)
-images-lock:
-	.venv/bin/python images/lock.py

@@ -48,7 +48,7 @@ def run_bench(
     import importlib.util
 
     if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
-        raise RuntimeError("the benchmark's S3 endpoint needs moto[server]: pip install -e '.[dev]'")
+        raise RuntimeError("the benchmark's S3 endpoint needs moto[server]: bash scripts/install.sh")
     data_dir = Path(data) if data else find_default_data()
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: no data; pass --data DIR with {{train,test}}/{{benign,malignant}}/*.jpg")

