@@ -17,6 +17,7 @@ def train(
     epochs: int,
     batch_size: int,
     learning_rate: float,
+    refer_coverage: float,
     image_size: int,
     seed: int,
     mlflow_tracking_uri: str,
@@ -34,7 +35,7 @@ def train(
     return run_train(
         model_config, train_data.path, val_data.path, test_data.path,
         {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-         "image_size": image_size, "seed": seed},
+         "refer_coverage": refer_coverage, "image_size": image_size, "seed": seed},
         mlflow_tracking_uri, experiment_name, data_fingerprint, model, metrics, roc,
         # Lineage for MLflow's dataset view: the raw data (preprocess put it in the artifacts'
         # metadata) and the artifacts' own URIs (s3:// on a cluster), not this pod's local paths.

@@ -93,6 +93,7 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
         epochs: int = LOCAL_CPU["epochs"],
         batch_size: int = LOCAL_CPU["batch_size"],
         learning_rate: float = LOCAL_CPU["learning_rate"],
+        refer_coverage: float = settings.REFER_COVERAGE,
         seed: int = settings.SEED,
         val_fraction: float = settings.VAL_FRACTION,
         max_bad_fraction: float = settings.MAX_BAD_FRACTION,
@@ -117,6 +118,7 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
             epochs: Maximum epochs per model (early stopping on validation AUC may end sooner).
             batch_size: Training batch size.
             learning_rate: Initial AdamW learning rate (cosine decay).
+            refer_coverage: Conformal coverage level of each class's prediction set, fitted on validation; an image whose set is not exactly the threshold's class is referred as uncertain (default 0.9).
             seed: Seed for the train/validation split, initialisation and augmentation.
             val_fraction: Share of the train folder held out for validation (selection and threshold).
             max_bad_fraction: Fail when more than this share of files is unreadable.
@@ -150,7 +152,7 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
                 train_data=pre.outputs["train_data"],
                 val_data=pre.outputs["val_data"],
                 test_data=pre.outputs["test_data"],
-                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, refer_coverage=refer_coverage,
                 image_size=image_size, seed=seed, mlflow_tracking_uri=mlflow_tracking_uri,
                 experiment_name=experiment_name, data_fingerprint=pre.outputs["fingerprint"],
                 pipeline_images=s.image_refs(),

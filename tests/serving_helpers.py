@@ -30,7 +30,8 @@ def train_tiny_model(preprocessed: Path, out: Path) -> Path:
     splits = open_splits(*(str(preprocessed / s) for s in ("train", "val", "test")))
     result = train_model(cfg, *splits)
     write_model_dir(str(out), result.model, {"threshold": result.threshold, "image_size": 32,
-                                              "classes": list(CLASSES), "family": "basic", "mlflow_run_id": "tiny"})
+                                              "classes": list(CLASSES), "family": "basic", "mlflow_run_id": "tiny"},
+                    result.policy.files())
     return out
 
 

@@ -265,3 +265,27 @@ def test_keras_cache_is_read_only_when_the_user_may_write_it(runtime_image):
         assert root_owned.returncode != 0 and "127.0.0.1:9/unreachable" in root_owned.stderr, root_owned.stderr
     finally:
         subprocess.run(["buildah", "rm", ctr], capture_output=True)
+
+
+def test_the_runtime_image_holds_exactly_the_runtime_lock(runtime_image):
+    """Issue 21: every distribution in the image is one images/requirements.lock pins, at its
+    version (pip installed them with --require-hashes: each file's hash was checked against the
+    lock), and every package the lock pins for the image's Python is there. Beside them only pip
+    (the installer that came with the venv) and the project's own wheel."""
+    from tests.lockfile import RUNTIME_LOCK, exported_pins
+
+    probe = ("import json, platform, sys; from importlib import metadata as m; "
+             "print(json.dumps({'python': platform.python_version(), 'dists': "
+             "{d.metadata['Name']: d.version for d in m.distributions()}}))")
+    out = BuildahRunner(runtime_image)(["python3", "-c", probe], {}, {}, timeout=120)
+    found = json.loads(out.strip().splitlines()[-1])
+    from packaging.markers import default_environment
+    from packaging.utils import canonicalize_name
+
+    environment = {**default_environment(), "python_full_version": found["python"],
+                   "python_version": ".".join(found["python"].split(".")[:2]), "sys_platform": "linux"}
+    want = {name: version for name, (version, _) in exported_pins(RUNTIME_LOCK, environment).items()}
+    have = {canonicalize_name(n): v for n, v in found["dists"].items()}
+    extra = {n: v for n, v in have.items() if n not in want}
+    assert set(extra) == {"pip", "skin-cancer-kfp"}, extra
+    assert {n: (v, have.get(n)) for n, v in want.items() if have.get(n) != v} == {}

@@ -5,7 +5,11 @@ Predictor; the registry scores the champion through decision_settings)."""
 import json
 
 import keras
+import numpy as np
 import pytest
+
+from components.core.decision import DecisionPolicy, PolicyError
+from components.core.decision.scope import ScopeModel
 
 from components.core.predictor import ModelMetadataError, Predictor, decision_settings
 
@@ -20,13 +24,17 @@ def test_decision_settings_are_read_never_assumed():
         decision_settings({"threshold": 0.4, "image_size": ""}, "m")
 
 
-def _tiny_model_dir(path, meta: dict):
+def _tiny_model_dir(path, meta: dict, with_policy: bool = True):
     inputs = keras.Input((None, None, 3), dtype="uint8")
     x = keras.layers.Rescaling(1 / 255)(keras.layers.Resizing(8, 8)(inputs))
     outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(x))
     path.mkdir()
     keras.Model(inputs, outputs).save(path / "model.keras")
     (path / "model.json").write_text(json.dumps(meta))
+    if with_policy:
+        scope = ScopeModel(np.eye(4, dtype=np.float32), 0.2, 0.01)
+        DecisionPolicy(meta.get("threshold", 0.5), {"benign_max_p": 0.5, "malignant_min_p": 0.5, "level": 0.9},
+                       scope).save(path)
     return path
 
 
@@ -35,6 +43,13 @@ def test_a_model_artifact_without_a_threshold_is_refused_by_predict_and_serve(tm
     assert (ok.threshold, ok.image_size) == (0.25, 8)
     bare = _tiny_model_dir(tmp_path / "bare", {"image_size": 8, "family": "basic"})
     with pytest.raises(ModelMetadataError, match=rf"{bare / 'model.json'}: the model's metadata has no threshold"):
+        Predictor.load(str(bare))
+
+
+def test_a_model_artifact_without_a_decision_policy_is_refused_by_name(tmp_path):
+    """No consumer may decide without the policy (issue 26): no silent fall-back to the threshold."""
+    bare = _tiny_model_dir(tmp_path / "no-policy", {"threshold": 0.25, "image_size": 8}, with_policy=False)
+    with pytest.raises(PolicyError, match=rf"^{bare}: the model has no decision policy \(decision.json, scope.npz missing\)"):
         Predictor.load(str(bare))
 
 

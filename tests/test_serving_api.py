@@ -76,7 +76,8 @@ def test_health_and_metadata(server):
     meta = requests.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=10).json()
     assert meta["name"] == MODEL_NAME and meta["versions"] == [MODEL_VERSION]
     assert {i["datatype"] for i in meta["inputs"]} == {"BYTES", "UINT8"}
-    assert {(o["name"], o["datatype"]) for o in meta["outputs"]} == {("p_malignant", "FP32"), ("label", "BYTES")}
+    assert {(o["name"], o["datatype"]) for o in meta["outputs"]} == {
+        ("p_malignant", "FP32"), ("label", "BYTES"), ("decision", "BYTES"), ("refer_reason", "BYTES")}
     assert requests.get(f"{server.url}/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}", timeout=10).ok
     assert requests.get(f"{server.url}/v2/models/{MODEL_NAME}/ready", timeout=10).json()["ready"] is True
     r = requests.get(f"{server.url}/v2/models/other-model", timeout=10)
@@ -411,8 +412,12 @@ def test_serve_loads_the_champion_from_mlflow(tiny_model_dir, tmp_path, images):
     tracking.setup(uri, "serving-test")
     meta = json.loads((tiny_model_dir / "model.json").read_text())
     model = keras.saving.load_model(tiny_model_dir / "model.keras")
+    from components.core.decision import DecisionPolicy
+
+    policy = DecisionPolicy.load(tiny_model_dir)
     with mlflow.start_run():
-        info = tracking.log_model(model, meta["threshold"], meta["image_size"], "basic")
+        info = tracking.log_model(model, meta["threshold"], meta["image_size"], "basic", policy.summary())
+        tracking.log_policy_files(policy)
     version = mlflow.register_model(info.model_uri, MODEL_NAME)
     MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", version.version)
     srv = Server([], tmp_path / "server.log", env={"MLFLOW_TRACKING_URI": uri})
@@ -467,7 +472,27 @@ class _LyingServer:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def _decided(label: str, p: float) -> dict:
+    """A well-formed single answer that decides ``label`` whatever the image."""
+    return {"model_name": MODEL_NAME, "parameters": {"threshold": 0.5}, "outputs": [
+        {"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [p]},
+        {"name": "label", "datatype": "BYTES", "shape": [1], "data": [label]},
+        {"name": "decision", "datatype": "BYTES", "shape": [1], "data": [label]},
+        {"name": "refer_reason", "datatype": "BYTES", "shape": [1], "data": [""]}]}
+
+
 @pytest.mark.parametrize("answer,message", [
+    # Well-formed answers that never refer: the flat grey probe comes back benign.
+    (_decided("benign", 0.2), r"out-of-scope probe \(a flat grey frame\): answered 'benign'"),
+    ({**_decided("benign", 0.2), "outputs": _decided("benign", 0.2)["outputs"][:2]}, "must include decision and refer_reason"),
+    ({**_decided("benign", 0.2), "outputs": [*_decided("benign", 0.2)["outputs"][:2],
+                                            {"name": "decision", "datatype": "BYTES", "shape": [1], "data": ["refer"]},
+                                            {"name": "refer_reason", "datatype": "BYTES", "shape": [1], "data": [""]}]},
+     "decision 'refer' with refer_reason ''"),
+    ({**_decided("benign", 0.2), "outputs": [*_decided("benign", 0.2)["outputs"][:2],
+                                            {"name": "decision", "datatype": "BYTES", "shape": [1], "data": ["malignant"]},
+                                            {"name": "refer_reason", "datatype": "BYTES", "shape": [1], "data": [""]}]},
+     "decision 'malignant' but label 'benign'"),
     ({"model_name": MODEL_NAME, "outputs": [{"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [1.5]},
                                             {"name": "label", "datatype": "BYTES", "shape": [1],
                                              "data": ["malignant"]}]}, "not a probability"),
@@ -516,3 +541,66 @@ def test_predictor_loads_a_model_artifact_from_s3(tiny_model_dir, s3_bucket, ima
     assert loaded.threshold == reference.threshold and loaded.image_size == reference.image_size
     assert loaded.predict_bytes(data)["p_malignant"] == pytest.approx(reference.predict_bytes(data)["p_malignant"],
                                                                       abs=1e-6)
+
+
+# --- the decision policy: every consumer decides the same way (issue 26) ------------------------
+
+
+def test_every_consumer_gives_the_same_decision_for_the_same_image(server, images, reference, tiny_model_dir, tmp_path):
+    """The predictor in this process, `skin-cancer predict`, /predict, V2 (BYTES) and the smoke
+    test's check all carry one decision per image, the same one: lesion images, a photograph of a
+    palace and a flat grey frame."""
+    import subprocess
+    import sys
+
+    from components.core import smoke
+    from tests.drawn_images import package_photographs
+
+    files = {p.name: p.read_bytes() for p in (*images["benign"][:2], *images["malignant"][:2])}
+    files["china.jpg"] = package_photographs()["china.jpg"]
+    files["grey.png"] = smoke.out_of_scope_probe()
+    paths = []
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        paths.append(str(tmp_path / name))
+    keys = ("decision", "refer_reason", "prediction_set")
+    direct = [reference.predict_bytes(data) for data in files.values()]
+    cli = subprocess.run([sys.executable, "-m", "pipelines.cli", "predict", "--model-uri", str(tiny_model_dir),
+                          *paths], capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    lines = [json.loads(line) for line in cli.stdout.splitlines()]
+    assert [set(line) for line in lines] == [{"image", "label", "p_malignant", *keys, "ood_score"}] * len(files)
+    uploads = [post_file(server.url, data, filename=name,
+                         content_type="image/png" if name.endswith(".png") else "image/jpeg").json()
+               for name, data in files.items()]
+    answer = requests.post(server.url + INFER, json=v2_bytes(*files.values()), timeout=60).json()
+    _, labels, _, pairs = smoke.check_answer(answer, len(files), MODEL_NAME)
+    for i, name in enumerate(files):
+        want = tuple(direct[i][k] for k in keys)
+        assert tuple(lines[i][k] for k in keys) == want, name
+        assert tuple(uploads[i][k] for k in keys) == want, name
+        assert pairs[i] == (want[0], want[1] or ""), name
+        assert lines[i]["ood_score"] == pytest.approx(direct[i]["ood_score"], rel=1e-4), name
+        assert uploads[i]["p_malignant"] == pytest.approx(direct[i]["p_malignant"], abs=1e-5), name
+    by_name = dict(zip(files, direct))
+    assert (by_name["grey.png"]["decision"], by_name["grey.png"]["refer_reason"]) == ("refer", "out_of_scope")
+    assert (by_name["china.jpg"]["decision"], by_name["china.jpg"]["refer_reason"]) == ("refer", "out_of_scope")
+    assert "does not look like a dermoscopic image" in uploads[list(files).index("china.jpg")]["refer_text"]
+
+
+def test_v2_metadata_describes_the_decision_outputs(server):
+    meta = requests.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=30).json()
+    outs = {o["name"]: o for o in meta["outputs"]}
+    assert outs["decision"]["datatype"] == outs["refer_reason"]["datatype"] == "BYTES"
+    assert "refer" in outs["decision"]["parameters"]["content"]
+    policy = meta["parameters"]["decision_policy"]
+    assert 0 < policy["sets"]["level"] < 1 and policy["scope"]["limit"] > 0
+
+
+def test_explain_gives_no_heatmap_for_an_out_of_scope_image(server, images):
+    from components.core import smoke
+
+    r = post_file(server.url, smoke.out_of_scope_probe(), filename="grey.png", content_type="image/png", path="/explain")
+    assert r.status_code == 422 and "does not look like a dermoscopic image" in r.json()["error"]
+    r = post_file(server.url, images["malignant"][0].read_bytes(), path="/explain")
+    assert r.status_code == 200 and r.headers["x-decision"] in ("benign", "malignant", "refer")

@@ -129,7 +129,8 @@ def test_malformed_binary_data(binary, size, message):
 
 # --- the answer ----------------------------------------------------------------------------------
 
-RESULTS = [{"label": "benign", "p_malignant": 0.25}, {"label": "malignant", "p_malignant": 0.75}]
+RESULTS = [{"label": "benign", "p_malignant": 0.25, "decision": "benign", "refer_reason": None},
+           {"label": "malignant", "p_malignant": 0.75, "decision": "refer", "refer_reason": "uncertain"}]
 IDENTITY = {"model_name": "skin-cancer-classifier", "model_version": "7"}
 
 
@@ -142,6 +143,9 @@ def test_infer_response_is_the_exact_v2_answer():
         "outputs": [
             {"name": "p_malignant", "datatype": "FP32", "shape": [2], "data": [0.25, 0.75]},
             {"name": "label", "datatype": "BYTES", "shape": [2], "data": ["benign", "malignant"]},
+            {"name": "decision", "datatype": "BYTES", "shape": [2], "data": ["benign", "refer"]},
+            # a BYTES tensor has no null: a decided image's reason is ""
+            {"name": "refer_reason", "datatype": "BYTES", "shape": [2], "data": ["", "uncertain"]},
         ],
         "parameters": {"threshold": 0.5},
     }
@@ -158,7 +162,7 @@ def test_infer_response_gives_the_outputs_asked_for_in_their_order():
 
 
 @pytest.mark.parametrize("outputs,message", [
-    ([{"name": "logits"}], "unknown output(s) ['logits']; this model has ['label', 'p_malignant']"),
+    ([{"name": "logits"}], "unknown output(s) ['logits']; this model has ['decision', 'label', 'p_malignant', 'refer_reason']"),
     ("label", "'outputs' must be a list of objects with a 'name'"),
 ])
 def test_infer_response_refuses_bad_output_requests(outputs, message):

@@ -32,17 +32,25 @@ def _models_table(results: list[dict], winner: dict) -> str:
     from components.core.registry import rank_key
 
     head = ("<tr><th>model</th><th>val acc</th><th>val AUC</th><th>test acc</th><th>test AUC</th>"
-            "<th>sensitivity</th><th>specificity</th><th>threshold</th><th>params</th><th>seconds</th></tr>")
+            "<th>sensitivity</th><th>specificity</th><th>threshold</th><th>test refer rate</th>"
+            "<th>test decided acc</th><th>test decided recall</th><th>params</th><th>seconds</th></tr>")
     rows = []
     for r in sorted(results, key=rank_key, reverse=True):
         won = r is winner
         cells = [f"{html.escape(r['name'])}{' (winner)' if won else ''}",
                  *(f"{r[s][k]:.3f}" for s, k in (("val", "accuracy"), ("val", "auc"), ("test", "accuracy"),
                                                   ("test", "auc"), ("test", "sensitivity"), ("test", "specificity"))),
-                 f"{r['threshold']:.3f}", f"{r['params']:,}", f"{r['seconds']:.0f}"]
+                 f"{r['threshold']:.3f}", *_referral_cells(r), f"{r['params']:,}", f"{r['seconds']:.0f}"]
         attr = ' class="winner"' if won else ""
         rows.append(f"<tr{attr}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _referral_cells(r: dict) -> list[str]:
+    """How the model's decision policy did on test (model_card's "When the model refers" has all)."""
+    test = (r.get("referral") or {}).get("test") or {}
+    return [f"{test[k]:.3f}" if isinstance(test.get(k), float) and test[k] == test[k] else "n/a"
+            for k in ("refer_rate", "decided_accuracy", "decided_malignant_recall")]
 
 
 def render(results: list[dict], winner: dict, reg, comparisons: dict[str, bytes], card: str,

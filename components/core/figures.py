@@ -171,10 +171,36 @@ def training_curves_png(history: dict[str, Sequence[float]], name: str) -> bytes
     return png_bytes(fig)
 
 
+def risk_coverage_png(name: str, curves: dict[str, list[dict]], level: float, referral: dict | None = None) -> bytes:
+    """Accuracy of the images the model decides against the share it refers as uncertain, one
+    point per conformal coverage level (decision/evaluation.risk_coverage), per split; the
+    chosen level is marked, and, where given, the operating point with out-of-scope refers too."""
+    fig, (ax,) = _figure()
+    for split, points in curves.items():
+        pts = sorted((p for p in points if p["accuracy"] == p["accuracy"]), key=lambda p: p["refer_rate"])
+        line, = ax.plot([p["refer_rate"] for p in pts], [p["accuracy"] for p in pts], marker=".",
+                        label=SPLIT_TITLES[split].split(" (")[0])
+        chosen = [p for p in pts if abs(p["level"] - level) < 1e-9]
+        if chosen:
+            ax.plot([chosen[0]["refer_rate"]], [chosen[0]["accuracy"]], **{**THRESHOLD_STYLE, "color": line.get_color()})
+        if referral and split in referral:
+            r = referral[split]
+            ax.plot([r["refer_rate"]], [r["decided_accuracy"]], marker="*", markersize=12, color=line.get_color(),
+                    linestyle="none", label=f"operating point, {split} (with out-of-scope)")
+    ax.set_xlabel("share referred (uncertain)")
+    ax.set_ylabel("accuracy of the decided images")
+    ax.set_title(f"{name}: risk-coverage, coverage level {level:.2f} marked", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return png_bytes(fig)
+
+
 def evaluation_pngs(name: str, threshold: float, history: dict, val_labels, val_scores, test_labels,
-                    test_scores) -> dict[str, bytes]:
+                    test_scores, referral: dict | None = None, level: float | None = None) -> dict[str, bytes]:
     """Every per-model figure, keyed by its file name under the run's ``figures/`` artifacts."""
     out: dict[str, bytes] = {}
+    if referral and referral.get("risk_coverage") and level is not None:
+        out["risk_coverage.png"] = risk_coverage_png(name, referral["risk_coverage"], level, referral)
     for split, labels, scores in (("val", val_labels, val_scores), ("test", test_labels, test_scores)):
         s = Scored(name, np.asarray(labels).astype(int), np.asarray(scores, dtype=float).reshape(-1), threshold)
         out[f"{split}_roc.png"] = roc_png(s, split)

@@ -26,6 +26,15 @@ def has_image_extension(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def original_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the file's header, without decoding it; None when unreadable."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+
+
 def decode_image(data: bytes, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode JPEG/PNG bytes (any mode: L, RGBA, CMYK, P...) to ``(size, size, 3)`` uint8 RGB.
 

@@ -29,8 +29,9 @@ INTENDED_USE = (
 LIMITS = (
     "Dermoscopic images only: clinical (non-dermoscopic) and phone photographs differ in light, scale "
     "and colour, and were never seen in training.",
-    "Two classes only (benign, malignant): it names no diagnosis (melanoma, basal cell carcinoma, ...) "
-    "and has no 'unknown' answer for lesions outside the data set's kinds.",
+    "Two classes only (benign, malignant): it names no diagnosis (melanoma, basal cell carcinoma, ...). "
+    "It refers images that do not look like dermoscopy and cases it cannot call (\"When the model refers\"), "
+    "but a dermoscopic image of a lesion kind the data set lacks looks in scope and still gets an answer.",
     "Trained and evaluated on this data set's population only (ISIC-derived public images; the ISIC "
     "archive under-represents darker skin types): performance on other populations, skin types, cameras "
     "and clinics is unknown.",
@@ -81,6 +82,56 @@ def data_table(lineage: dict) -> list[str]:
         rows.append(f"| {split} | " + " | ".join(str(counts.get(c, 0)) for c in CLASSES)
                     + f" | {sum(counts.values())} | `{d['name']}` ({d['digest']}) |")
     return rows
+
+
+REFERRAL_ROWS = (
+    ("refer_rate", "referred, all reasons"), ("refer_rate_out_of_scope", "referred: out of scope"),
+    ("refer_rate_uncertain", "referred: uncertain"), ("decided_accuracy", "accuracy of the decided images"),
+    ("decided_malignant_recall", "malignant recall of the decided images"),
+    ("decided_specificity", "specificity of the decided images"),
+    ("coverage_benign", "conformal coverage, benign"), ("coverage_malignant", "conformal coverage, malignant"),
+)
+
+
+def referral_table(referral: dict) -> list[str]:
+    rows = ["| | validation | test |", "|---|---|---|"]
+    for key, label in REFERRAL_ROWS:
+        rows.append(f"| {label} | {_pct(referral.get('val', {}).get(key))} | {_pct(referral.get('test', {}).get(key))} |")
+    rows.append(f"| images (decided) | {int(referral.get('val', {}).get('n', 0))} "
+                f"({int(referral.get('val', {}).get('decided', 0))}) | {int(referral.get('test', {}).get('n', 0))} "
+                f"({int(referral.get('test', {}).get('decided', 0))}) |")
+    return rows
+
+
+def referral_section(winner: dict) -> list[str]:
+    """"When the model refers": the decision policy stored with the model and its measured figures."""
+    policy, referral = winner.get("decision"), winner.get("referral")
+    if not policy or not referral:
+        return ["## When the model refers", "", "This model was trained without a decision policy: it cannot "
+                "refer, and the predictor and server refuse it.", ""]
+    sets, scope = policy["sets"], policy["scope"]
+    return [
+        "## When the model refers",
+        "",
+        "Every prediction is `benign`, `malignant` or `refer`; a refer is never a result. "
+        "The policy is fitted in training on held-out data, stored with the model (`decision.json`, "
+        "`scope.npz`) and applied by every consumer (components/core/decision):",
+        "",
+        "- **Out of scope**: plain image checks (too small, blank, no colour, too dark, overexposed), then the "
+        f"{scope.get('method', 'distance')} among the {scope.get('train_images', '?')} training images, on ImageNet "
+        f"features ({scope['features']}); the limit is set so that {100 * scope['false_flag_rate']:.1f} % of "
+        "validation images are flagged. An out-of-scope image gets no benign or malignant answer, whatever p says.",
+        f"- **Uncertain**: class-conditional split conformal prediction at coverage level {sets['level']:.2f}, "
+        f"calibrated on validation: benign is in the prediction set when p(malignant) <= {sets['benign_max_p']:.4f}, "
+        f"malignant when p(malignant) >= {sets['malignant_min_p']:.4f}. The model decides only when the set is "
+        "exactly the class the threshold gives; otherwise it refers.",
+        "",
+        *referral_table(referral),
+        "",
+        "Coverage is the share of each class's images whose prediction set holds their true class; the test "
+        "split is reported only. `figures/risk_coverage.png` shows the accuracy bought by each refer rate.",
+        "",
+    ]
 
 
 def build(winner: dict, reg, results: list[dict], figure_paths: list[str] | None = None) -> str:
@@ -140,6 +191,7 @@ def build(winner: dict, reg, results: list[dict], figure_paths: list[str] | None
         + "A probability is not a diagnosis: read the reliability "
         "diagrams below before reading a p(malignant) as a frequency.",
         "",
+        *referral_section(winner),
         "## Figures",
         "",
         f"In the MLflow run `{winner['run_id']}` (artifacts):",

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from components.core.decision import DECISION_FILE, OOD_FILE, DecisionPolicy, reason_text
+from components.core.images import decode_image, original_size
 from components.core.settings import CLASSES
-from components.core.images import decode_image
 
 
 class ModelMetadataError(ValueError):
@@ -42,6 +43,7 @@ class Predictor:
     image_size: int
     model_name: str
     model_version: str
+    policy: DecisionPolicy  # benign / malignant / refer (components/core/decision); never absent
 
     @classmethod
     def load(cls, model_uri: str) -> "Predictor":
@@ -55,7 +57,12 @@ class Predictor:
             return cls._load_s3_dir(model_uri)
         import mlflow
 
-        threshold, image_size = decision_settings(mlflow.models.get_model_info(model_uri).metadata, model_uri)
+        from components.core import tracking
+
+        info = mlflow.models.get_model_info(model_uri)
+        threshold, image_size = decision_settings(info.metadata, model_uri)
+        # The policy's files are the training run's artifacts (decision/); refused by name when absent.
+        policy = DecisionPolicy.from_files(tracking.load_decision_files(info.run_id) if info.run_id else {}, model_uri)
         name, version = _resolve_registered(model_uri)
         return cls(
             model=mlflow.tensorflow.load_model(model_uri),
@@ -63,6 +70,7 @@ class Predictor:
             image_size=image_size,
             model_name=name,
             model_version=version,
+            policy=policy,
         )
 
     @classmethod
@@ -71,25 +79,34 @@ class Predictor:
 
         meta = json.loads((path / "model.json").read_text())
         threshold, image_size = decision_settings(meta, str(path / "model.json"))
+        policy = DecisionPolicy.load(path)
         return cls(
             model=keras.saving.load_model(path / "model.keras"),
             threshold=threshold,
             image_size=image_size,
             model_name=meta.get("name", meta.get("family", "model")),
             model_version=str(meta.get("version", meta.get("mlflow_run_id", ""))),
+            policy=policy,
         )
 
     @classmethod
     def _load_s3_dir(cls, uri: str) -> "Predictor":
-        """Copy ``model.keras`` and ``model.json`` from an S3 Model artifact, then load them."""
+        """Copy ``model.keras``, ``model.json`` and the decision policy from an S3 Model artifact,
+        then load them."""
         import tempfile
 
         from components.core import storage
 
+        present = {o.relpath for o in storage.list_objects(uri)}
         with tempfile.TemporaryDirectory(prefix="skin-cancer-model-") as tmp:
-            for name in ("model.json", "model.keras"):
+            for name in ("model.json", "model.keras", DECISION_FILE, OOD_FILE):
+                if name in (DECISION_FILE, OOD_FILE) and name not in present:
+                    continue  # DecisionPolicy.load names what is missing
                 Path(tmp, name).write_bytes(storage.read_bytes(storage.join(uri, name)))
-            return cls._load_dir(Path(tmp))
+            try:
+                return cls._load_dir(Path(tmp))
+            except ValueError as err:
+                raise type(err)(str(err).replace(tmp, uri)) from None
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """p(malignant) for a uint8 batch ``(n, h, w, 3)``."""
@@ -98,17 +115,37 @@ class Predictor:
     def label_for(self, p: float) -> str:
         return CLASSES[int(p >= self.threshold)]
 
+    def predict_pixels(self, pixels: np.ndarray, original_sizes: list | None = None, forward=None) -> list[dict]:
+        """One result per image of a uint8 batch: ``label`` and ``p_malignant`` (what the threshold
+        alone says), and the decision policy's ``decision``, ``refer_reason``, ``prediction_set``,
+        ``ood_score`` and ``refer_text`` (what a clinician reads; "" when decided).
+        ``forward``: the model's call to use (the server's traced graph); default the model."""
+        probs = np.asarray(forward(pixels) if forward is not None else self.predict_arrays(pixels))
+        probs = probs.reshape(-1).astype(float)
+        bad = [p for p in probs if not np.isfinite(p) or not 0.0 <= p <= 1.0]
+        if bad:
+            raise RuntimeError(f"model produced an invalid probability {bad[0]!r}")
+        decisions = self.policy.decide_images(self._at_model_size(pixels), probs, original_sizes)
+        return [{"label": self.label_for(p), "p_malignant": float(p), **d.to_dict(), "refer_text": reason_text(d)}
+                for p, d in zip(probs, decisions)]
+
+    def _at_model_size(self, pixels: np.ndarray) -> np.ndarray:
+        """The scope detector's input: images as training saw them (a V2 UINT8 input may be any size;
+        the same PIL bilinear resize as the decoder)."""
+        size = self.image_size
+        if pixels.shape[1:3] == (size, size):
+            return pixels
+        from PIL import Image
+
+        return np.stack([np.asarray(Image.fromarray(np.asarray(img, np.uint8)).resize(
+            (size, size), Image.Resampling.BILINEAR)) for img in pixels])
+
     def predict_bytes(self, data: bytes) -> dict:
-        """Decode with the same decoder as training, then classify at the stored threshold."""
+        """Decode with the same decoder as training, then decide with the stored policy."""
         pixels = decode_image(data, self.image_size)
-        p = float(self.predict_arrays(pixels[None])[0])
-        return {
-            "label": self.label_for(p),
-            "p_malignant": p,
-            "threshold": self.threshold,
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-        }
+        result = self.predict_pixels(pixels[None], [original_size(data)])[0]
+        return {**result, "threshold": self.threshold, "model_name": self.model_name,
+                "model_version": self.model_version}
 
 
 def _resolve_registered(model_uri: str) -> tuple[str, str]:

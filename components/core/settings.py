@@ -45,6 +45,11 @@ def default_images() -> tuple[str, str]:
 # --- data and training defaults (the pipeline's parameters default to these) ---------------------
 SEED = 42
 IMAGE_SIZE = 192  # the local-cpu preset's: EfficientNet-Lite0 below its native 224 px, to fit 20 min on 2 cores
+# Referral (components/core/decision): the conformal coverage level of each class's prediction
+# set (both classes in the set means "refer, uncertain"), and the share of in-scope validation
+# images the out-of-scope detector may flag. README "When the model refers" measures both.
+REFER_COVERAGE = 0.95
+OOD_FALSE_FLAG_RATE = 0.005
 VAL_FRACTION = 0.15
 MAX_BAD_FRACTION = 0.01
 

@@ -88,8 +88,24 @@ def _post_json(url: str, body: dict, timeout: float, headers: dict | None) -> di
     return answer
 
 
-def check_answer(answer: dict, n: int, model_name: str) -> tuple[list[float], list[str], float | None]:
-    """Validate a V2 infer answer for ``n`` images; returns (probabilities, labels, threshold)."""
+DECISIONS = (*CLASSES, "refer")
+REFER_REASONS = ("out_of_scope", "uncertain")
+
+
+def out_of_scope_probe() -> bytes:
+    """A flat grey PNG: no served model may give it a benign or malignant answer."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), (128, 128, 128)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def check_answer(answer: dict, n: int, model_name: str) -> tuple[list[float], list[str], float | None, list[tuple]]:
+    """Validate a V2 infer answer for ``n`` images; returns (probabilities, labels, threshold,
+    (decision, refer_reason) per image)."""
     problems = []
     if answer.get("model_name") != model_name:
         problems.append(f"model_name {answer.get('model_name')!r}, expected {model_name!r}")
@@ -124,9 +140,33 @@ def check_answer(answer: dict, n: int, model_name: str) -> tuple[list[float], li
         for i, (p, label) in enumerate(zip(probs, labels)):
             if label != CLASSES[int(p >= threshold)]:
                 problems.append(f"image {i}: label {label!r} disagrees with p={p:.4f} at threshold {threshold:.4f}")
+    decisions = _check_decisions(by_name, n, labels, problems)
     if problems:
         raise SmokeTestError("malformed answer: " + "; ".join(problems))
-    return [float(p) for p in probs], list(labels), threshold
+    return [float(p) for p in probs], list(labels), threshold, decisions
+
+
+def _check_decisions(by_name: dict, n: int, labels: list[str], problems: list[str]) -> list[tuple]:
+    """The decision policy's outputs: present, valid, and consistent with the label (a decided
+    image's decision is its label; a refer, and only a refer, has a reason)."""
+    d_out, r_out = by_name.get("decision"), by_name.get("refer_reason")
+    if d_out is None or r_out is None:
+        problems.append("outputs must include decision and refer_reason (the served model must apply its "
+                        "decision policy)")
+        return []
+    for out in (d_out, r_out):
+        if out.get("datatype") != "BYTES" or not isinstance(out.get("data"), list) or len(out["data"]) != n:
+            problems.append(f"output {out.get('name')}: expected BYTES with {n} values")
+            return []
+    pairs = list(zip(d_out["data"], r_out["data"]))
+    for i, (decision, reason) in enumerate(pairs):
+        if decision not in DECISIONS:
+            problems.append(f"image {i}: decision {decision!r} is not one of {list(DECISIONS)}")
+        elif (decision == "refer") != (reason in REFER_REASONS) or (decision != "refer" and reason != ""):
+            problems.append(f"image {i}: decision {decision!r} with refer_reason {reason!r}")
+        elif decision != "refer" and labels and decision != labels[i]:
+            problems.append(f"image {i}: decision {decision!r} but label {labels[i]!r}")
+    return pairs
 
 
 def run_smoke_test(url: str, model_name: str, samples: list[Sample], timeout: float = 60.0,
@@ -148,25 +188,42 @@ def run_smoke_test(url: str, model_name: str, samples: list[Sample], timeout: fl
     for sample in samples:
         try:
             answer = _post_json(infer, body([sample]), timeout, headers)
-            (p,), (label,), _ = check_answer(answer, 1, model_name)
+            (p,), (label,), _, ((decision, reason),) = check_answer(answer, 1, model_name)
             report.model_version = str(answer.get("model_version", ""))
-            report.results.append({"uri": sample.uri, "expected": sample.label, "label": label, "p_malignant": p})
+            report.results.append({"uri": sample.uri, "expected": sample.label, "label": label, "p_malignant": p,
+                                   "decision": decision, "refer_reason": reason or None})
         except SmokeTestError as err:
             failures.append(f"{sample.uri}: {err}")
     if not failures:
         try:
-            probs, labels, _ = check_answer(_post_json(infer, body(samples), timeout, headers), len(samples), model_name)
+            probs, labels, _, _ = check_answer(_post_json(infer, body(samples), timeout, headers), len(samples),
+                                               model_name)
             for r, p, label in zip(report.results, probs, labels):
                 if label != r["label"] or abs(p - r["p_malignant"]) > 1e-4:
                     failures.append(f"{r['uri']}: batch answer {label} {p:.6f} differs from single answer "
                                     f"{r['label']} {r['p_malignant']:.6f}")
         except SmokeTestError as err:
             failures.append(f"batch of {len(samples)}: {err}")
+        failures += _probe_out_of_scope(infer, model_name, timeout, headers)
     report.seconds = time.perf_counter() - started
     if failures:
         raise SmokeTestError(f"smoke test of {infer} failed:\n  " + "\n  ".join(failures))
     log.info("smoke test passed: %d images, %d labelled as their folder", len(report.results), report.correct)
     return report
+
+
+def _probe_out_of_scope(infer: str, model_name: str, timeout: float, headers: dict | None) -> list[str]:
+    """A flat grey frame must be referred as out of scope: proof the server applies the policy."""
+    body = {"id": "smoke-test-scope", "inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                                                  "data": [base64.b64encode(out_of_scope_probe()).decode()]}]}
+    try:
+        _, _, _, ((decision, reason),) = check_answer(_post_json(infer, body, timeout, headers), 1, model_name)
+    except SmokeTestError as err:
+        return [f"out-of-scope probe (a flat grey frame): {err}"]
+    if (decision, reason) != ("refer", "out_of_scope"):
+        return [f"out-of-scope probe (a flat grey frame): answered {decision!r} ({reason or 'no reason'}), "
+                "expected refer (out_of_scope)"]
+    return []
 
 
 def _wait_ready(base: str, timeout: float, headers: dict | None) -> None:

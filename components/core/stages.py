@@ -130,6 +130,9 @@ def run_train(
         # Where the Model artifact (model.keras + model.json) lives: s3:// on a cluster. Serving runs it.
         "artifact_uri": getattr(model_artifact, "uri", "") or "",
         "lineage": inputs, "figures": logged.figures,
+        # The decision policy's readable part and how it referred (the model card's "When the model refers").
+        "decision": result.policy.summary() if result.policy is not None else None,
+        "referral": result.referral,
     }
     write_train_outputs(result, cfg, logged, splits[2].labels, model_artifact, metrics_artifact, roc_artifact)
     print(json.dumps({k: summary[k] for k in ("name", "val", "test", "threshold", "seconds")}, default=float))
@@ -141,7 +144,8 @@ def _evaluation_pngs(name: str, result, val_labels, test_labels) -> dict:
     from components.core import figures
 
     return figures.evaluation_pngs(name, result.threshold, result.history, val_labels, result.val_scores,
-                                   test_labels, result.test_scores)
+                                   test_labels, result.test_scores, result.referral,
+                                   result.policy.sets["level"] if result.policy is not None else None)
 
 
 def write_train_outputs(result, cfg, logged, test_labels, model_artifact=None, metrics_artifact=None,
@@ -155,7 +159,8 @@ def write_train_outputs(result, cfg, logged, test_labels, model_artifact=None, m
     if model_artifact is not None:
         write_model_dir(model_artifact.path, result.model,
                         {"threshold": result.threshold, "image_size": cfg.image_size, "classes": list(CLASSES),
-                         "family": cfg.family, "mlflow_run_id": logged.run_id})
+                         "family": cfg.family, "mlflow_run_id": logged.run_id},
+                        result.policy.files() if result.policy is not None else None)
         model_artifact.metadata.update({"framework": "keras", "family": cfg.family, "mlflow_run_id": logged.run_id,
                                         "mlflow_model_uri": logged.model_uri, "threshold": result.threshold})
     if metrics_artifact is not None:
@@ -167,8 +172,9 @@ def write_train_outputs(result, cfg, logged, test_labels, model_artifact=None, m
         roc_artifact.log_roc_curve(fpr, tpr, thr)
 
 
-def write_model_dir(path: str, model, meta: dict) -> None:
-    """Write ``model.keras`` and ``model.json`` to ``path`` atomically: both go to a temporary
+def write_model_dir(path: str, model, meta: dict, extra_files: dict[str, bytes] | None = None) -> None:
+    """Write ``model.keras``, ``model.json`` and ``extra_files`` (the decision policy's) to
+    ``path`` atomically: all go to a temporary
     sibling directory, which is renamed into place last. A task killed half way leaves no
     ``path`` at all, never a directory with a model but no metadata (or a torn file)."""
     import json
@@ -184,6 +190,9 @@ def write_model_dir(path: str, model, meta: dict) -> None:
         model.save(os.path.join(tmp, "model.keras"))
         with open(os.path.join(tmp, "model.json"), "w") as fh:
             json.dump(meta, fh)
+        for name, data in (extra_files or {}).items():
+            with open(os.path.join(tmp, name), "wb") as fh:
+                fh.write(data)
         if os.path.isdir(final):
             shutil.rmtree(final)  # a retried task's earlier (complete) output
         os.replace(tmp, final)

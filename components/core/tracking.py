@@ -151,6 +151,7 @@ TRAINED_ON_ARTIFACT = "trained_on.json"
 # Every model's validation and test scores, for the selection step's comparison figures.
 SCORES_ARTIFACT = "scores.json"
 FIGURES_DIR = "figures"
+DECISION_DIR = "decision"  # the decision policy's files (decision.DECISION_FILE, OOD_FILE)
 
 
 @dataclass
@@ -185,7 +186,11 @@ def log_training(train: Callable, cfg, name: str, experiment_id: str, tags: dict
             mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
 
         result = train(on_epoch)
-        info = log_model(result.model, result.threshold, cfg.image_size, cfg.family)
+        policy = getattr(result, "policy", None)
+        info = log_model(result.model, result.threshold, cfg.image_size, cfg.family,
+                         policy.summary() if policy is not None else None)
+        if policy is not None:
+            log_decision_policy(policy, result.referral, info.model_id, datasets)
         # The logged model carries the run's lineage too (the registry's version links to it).
         mlflow.set_logged_model_tags(info.model_id, {k: str(v) for k, v in tags.items() if v not in ("", None)})
         # Linked to the logged model and the dataset: the model's page lists them per dataset.
@@ -265,8 +270,51 @@ def load_scores(run_id: str) -> dict | None:
         return json.load(fh)
 
 
-def log_model(model, threshold: float, image_size: int, family: str):
-    """Log a Keras model with signature, raw-pixel input example and its decision threshold."""
+def log_decision_policy(policy, referral: dict, model_id: str, datasets: dict) -> None:
+    """The decision policy's files (``decision/``, read back by :func:`load_decision_files`) and
+    how it referred on validation and test (``val_refer_rate``, ``test_decided_accuracy``...)."""
+    import mlflow
+
+    log_policy_files(policy)
+    for split in ("val", "test"):
+        if split in referral:
+            mlflow.log_metrics(flat_metrics(split, referral[split]), model_id=model_id, dataset=datasets.get(split))
+    log_json({k: referral[k] for k in referral}, "referral.json")
+
+
+def log_policy_files(policy) -> None:
+    """The policy's files in the active run, under ``decision/``: where Predictor finds them for a
+    registered model (the model's metadata holds only the readable summary)."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in policy.files().items():
+            Path(tmp, name).write_bytes(data)
+        mlflow.log_artifacts(tmp, DECISION_DIR)
+
+
+def load_decision_files(run_id: str) -> dict[str, bytes | None]:
+    """The decision policy's files as a training run logged them (None for a missing file)."""
+    import mlflow
+
+    from components.core.decision import DECISION_FILE, OOD_FILE
+
+    out: dict[str, bytes | None] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in (DECISION_FILE, OOD_FILE):
+            try:
+                path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{DECISION_DIR}/{name}",
+                                                           dst_path=tmp)
+                out[name] = Path(path).read_bytes()
+            except Exception as err:  # noqa: BLE001 - a missing artifact; the policy names what is missing
+                log.debug("run %s has no %s: %s", run_id, name, err)
+                out[name] = None
+    return out
+
+
+def log_model(model, threshold: float, image_size: int, family: str, decision: dict | None = None):
+    """Log a Keras model with signature, raw-pixel input example, its decision threshold and the
+    readable part of its decision policy (the arrays are run artifacts, ``decision/``)."""
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
@@ -283,7 +331,8 @@ def log_model(model, threshold: float, image_size: int, family: str):
         signature=signature,
         input_example=example,
         metadata={"threshold": float(threshold), "image_size": int(image_size), "family": family,
-                  "classes": list(settings.CLASSES), "output": "p_malignant"},
+                  "classes": list(settings.CLASSES), "output": "p_malignant",
+                  **({"decision": decision} if decision is not None else {})},
     )
 
 

@@ -48,6 +48,10 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-4
     fine_tune_from: str = ""  # backbone layers before the first with this name prefix stay frozen
     calibrate: bool = False  # temperature scaling on validation (calibration.py), before the threshold
+    # The decision policy (components/core/decision), fitted after the threshold: conformal
+    # coverage per class, and the share of in-scope validation images flagged out of scope.
+    refer_coverage: float = settings.REFER_COVERAGE
+    ood_false_flag_rate: float = settings.OOD_FALSE_FLAG_RATE
     deterministic: bool = False  # bit-identical reruns (slower; for tests and audits)
     extra: dict = field(default_factory=dict)
 
@@ -276,6 +280,8 @@ class TrainResult:
     temperature: float  # 1.0: not calibrated
     seconds: float
     params: int
+    policy: object = None  # decision.DecisionPolicy: stored with the model, applied by every consumer
+    referral: dict = field(default_factory=dict)  # {"val", "test": referral_metrics, "risk_coverage": [...]}
 
 
 def calibrate(model, cfg: TrainConfig, val: SplitArrays) -> float:
@@ -327,6 +333,7 @@ def train_model(cfg: TrainConfig, train: SplitArrays, val: SplitArrays, test: Sp
     p_val = predict_proba(model, val, cfg.batch_size)
     p_test = predict_proba(model, test, cfg.batch_size)
     threshold = choose_threshold(val.labels, p_val, cfg.min_sensitivity)
+    policy, referral = fit_decision_policy(cfg, threshold, train, val, test, p_val, p_test)
     return TrainResult(
         model=model,
         config=cfg,
@@ -340,4 +347,27 @@ def train_model(cfg: TrainConfig, train: SplitArrays, val: SplitArrays, test: Sp
         temperature=temperature,
         seconds=time.perf_counter() - started,
         params=int(model.count_params()),
+        policy=policy,
+        referral=referral,
     )
+
+
+def fit_decision_policy(cfg: TrainConfig, threshold: float, train: SplitArrays, val: SplitArrays,
+                        test: SplitArrays, p_val: np.ndarray, p_test: np.ndarray):
+    """The decision policy from held-out data (conformal sets and the scope limit on validation,
+    the feature distribution on train), and how it does on validation and test."""
+    from components.core.decision import DecisionPolicy
+    from components.core.decision.evaluation import decide_split, referral_metrics, risk_coverage
+    from components.core.decision.features import split_features
+
+    started = time.perf_counter()
+    f_train, f_val, f_test = (split_features(s) for s in (train, val, test))
+    policy = DecisionPolicy.fit(threshold, val.labels, p_val, f_train, f_val, cfg.refer_coverage,
+                                cfg.ood_false_flag_rate)
+    referral = {name: referral_metrics(split.labels, decide_split(policy, split, p, f))
+                for name, split, p, f in (("val", val, p_val, f_val), ("test", test, p_test, f_test))}
+    referral["risk_coverage"] = {name: risk_coverage(val.labels, p_val, split.labels, p, threshold)
+                                 for name, split, p in (("val", val, p_val), ("test", test, p_test))}
+    log.info("decision policy fitted in %.1f s: test refer rate %.3f, decided accuracy %.3f",
+             time.perf_counter() - started, referral["test"]["refer_rate"], referral["test"]["decided_accuracy"])
+    return policy, referral

@@ -165,8 +165,8 @@ def _run(args: argparse.Namespace, workdir: Path, session) -> int:
     pipeline = build_pipeline(CompileSettings(parallelism=args.parallelism, retries=0))
     params = {"data_uri": data, "mlflow_tracking_uri": uri, "experiment_name": args.experiment,
               "registered_model_name": args.model_name}
-    for key in ("models", "image_size", "epochs", "batch_size", "learning_rate", "seed", "val_fraction",
-                "max_bad_fraction", "allow_leakage"):
+    for key in ("models", "image_size", "epochs", "batch_size", "learning_rate", "refer_coverage", "seed",
+                "val_fraction", "max_bad_fraction", "allow_leakage"):
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
     started = time.perf_counter()
@@ -289,6 +289,8 @@ def register(sub) -> None:
     r.add_argument("--epochs", type=int)
     r.add_argument("--batch-size", type=int)
     r.add_argument("--learning-rate", type=float)
+    r.add_argument("--refer-coverage", type=float,
+                   help="conformal coverage level per class (default 0.9): higher refers more, decides more safely")
     r.add_argument("--seed", type=int)
     r.add_argument("--val-fraction", type=float)
     r.add_argument("--max-bad-fraction", type=float)

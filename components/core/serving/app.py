@@ -154,7 +154,7 @@ async def _read_upload(request: Request) -> bytes:
 async def predict(request: Request):
     model = _served(request)
     data = await _read_upload(request)
-    result = (await run_in_threadpool(lambda: model.predict_pixels(model.decode(data)[None])))[0]
+    result = await run_in_threadpool(model.predict_upload, data)
     return {**result, "threshold": model.predictor.threshold, **model.identity()}
 
 
@@ -162,9 +162,11 @@ async def predict(request: Request):
 async def explain(request: Request):
     model = _served(request)
     data = await _read_upload(request)
-    png, p, layer = await run_in_threadpool(model.explain_png, data)
+    png, result, layer = await run_in_threadpool(model.explain_png, data)
     return Response(png, media_type="image/png",
-                    headers={"X-P-Malignant": f"{p:.6f}", "X-Grad-CAM-Layer": layer, "Cache-Control": "no-store"})
+                    headers={"X-P-Malignant": f"{result['p_malignant']:.6f}", "X-Decision": result["decision"],
+                             "X-Refer-Reason": result["refer_reason"] or "", "X-Grad-CAM-Layer": layer,
+                             "Cache-Control": "no-store"})
 
 
 @uploads.get("/", response_class=HTMLResponse)

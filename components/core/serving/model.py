@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 
-from components.core.images import BadImage, decode_image
+from components.core.images import BadImage, decode_image, original_size
 from components.core.serving.config import ServingSettings
 from components.core.serving.protocol import InputError
 from components.core.settings import CLASSES
@@ -60,44 +60,46 @@ class ServedModel:
         size = self.predictor.image_size
         self.predict_pixels(np.zeros((1, size, size, 3), np.uint8))
 
-    def predict_pixels(self, batch: np.ndarray) -> list[dict]:
-        """uint8 ``(n, h, w, 3)`` -> one ``{"label", "p_malignant"}`` per image."""
+    def predict_pixels(self, batch: np.ndarray, original_sizes: list | None = None) -> list[dict]:
+        """uint8 ``(n, h, w, 3)`` -> one result per image (Predictor.predict_pixels: label,
+        p_malignant and the decision policy's decision, refer_reason, prediction_set, ood_score)."""
         with self._lock:
             if self._forward is None:
                 self._forward = compiled_forward(self.predictor.model)
-            probs = np.asarray(self._forward(batch)).reshape(-1).astype(float)
-        out = []
-        for p in probs:
-            p = float(p)
-            if not np.isfinite(p) or not 0.0 <= p <= 1.0:
-                raise RuntimeError(f"model produced an invalid probability {p!r}")
-            out.append({"label": self.predictor.label_for(p), "p_malignant": p})
-        return out
+            return self.predictor.predict_pixels(batch, original_sizes, forward=self._forward)
 
     def predict_input(self, datatype: str, values) -> list[dict]:
         """A parsed V2 input: image files (``BYTES``, decoded here) or a uint8 pixel array (``UINT8``)."""
-        batch = values if datatype == "UINT8" else np.stack([self.decode(v) for v in values])
-        return self.predict_pixels(batch)
+        if datatype == "UINT8":
+            return self.predict_pixels(values, [(v.shape[1], v.shape[0]) for v in values])
+        return self.predict_pixels(np.stack([self.decode(v) for v in values]), [original_size(v) for v in values])
+
+    def predict_upload(self, data: bytes) -> dict:
+        """One uploaded file (/predict, the page)."""
+        return self.predict_pixels(self.decode(data)[None], [original_size(data)])[0]
 
     def identity(self) -> dict:
         return {"model_name": self.name, "model_version": self.version}
 
-    def explain_png(self, data: bytes) -> tuple[bytes, float, str]:
-        """Grad-CAM over the image as the model sees it (square-resized): (PNG, p, layer name).
+    def explain_png(self, data: bytes) -> tuple[bytes, dict, str]:
+        """Grad-CAM over the image as the model sees it (square-resized): (PNG, the prediction, layer name).
 
-        ``p`` is the served probability, the same number /predict and V2 give for this image
-        (the mean over the flipped views); the heatmap explains the unflipped view, the one a
-        person looks at."""
+        The prediction is the one /predict and V2 give for this image (p is the mean over the
+        flipped views); the heatmap explains the unflipped view, the one a person looks at. An
+        image the decision policy finds out of scope gets no heatmap (422): a map over a palace
+        or a blank frame would look like an explanation of a lesion."""
         from components.core import gradcam
 
+        result = self.predict_upload(data)
+        if result["refer_reason"] == "out_of_scope":
+            raise InputError(result["refer_text"], 422)
         pixels = self.decode(data)
         display = self.decode(data, DISPLAY_SIZE)
-        p = self.predict_pixels(pixels[None])[0]["p_malignant"]
         with self._lock:
             if self._gradcam is None:
                 self._gradcam = gradcam.GradCam(self.predictor.model)
             heat, _ = self._gradcam.heatmap(pixels)
-        return gradcam.to_png(gradcam.overlay(display, heat)), p, self._gradcam.target.name
+        return gradcam.to_png(gradcam.overlay(display, heat)), result, self._gradcam.target.name
 
     def metadata(self) -> dict:
         """V2 model metadata."""
@@ -113,8 +115,14 @@ class ServedModel:
             ],
             "outputs": [
                 {"name": "p_malignant", "datatype": "FP32", "shape": [-1]},
-                {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                {"name": "label", "datatype": "BYTES", "shape": [-1],
+                 "parameters": {"content": "benign or malignant: what the threshold alone says"}},
+                {"name": "decision", "datatype": "BYTES", "shape": [-1],
+                 "parameters": {"content": "benign, malignant or refer: the answer to act on"}},
+                {"name": "refer_reason", "datatype": "BYTES", "shape": [-1],
+                 "parameters": {"content": "out_of_scope (not a dermoscopic lesion image), uncertain "
+                                           "(conformal set holds both classes), or empty when decided"}},
             ],
             "parameters": {"threshold": self.predictor.threshold, "image_size": self.predictor.image_size,
-                           "classes": list(CLASSES)},
+                           "classes": list(CLASSES), "decision_policy": self.predictor.policy.summary()},
         }

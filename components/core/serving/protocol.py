@@ -212,14 +212,17 @@ def _requested_outputs(request: dict, available: list[str]) -> list[str]:
 
 
 def infer_response(request: dict, results: list[dict], identity: dict, threshold: float) -> dict:
-    """The V2 answer for ``results`` (one ``{"label", "p_malignant"}`` per image): the outputs the
-    request names (default ``p_malignant`` then ``label``), ``identity`` (``model_name``,
+    """The V2 answer for ``results`` (one Predictor result per image): the outputs the request
+    names (default ``p_malignant``, ``label``, ``decision``, ``refer_reason``; a BYTES tensor has
+    no null, so a decided image's ``refer_reason`` is ""), ``identity`` (``model_name``,
     ``model_version``), the threshold, and the request's ``id`` if it sent one."""
+    n = len(results)
     outputs = {
-        "p_malignant": {"name": "p_malignant", "datatype": "FP32", "shape": [len(results)],
-                        "data": [r["p_malignant"] for r in results]},
-        "label": {"name": "label", "datatype": "BYTES", "shape": [len(results)],
-                  "data": [r["label"] for r in results]},
+        "p_malignant": {"name": "p_malignant", "datatype": "FP32", "shape": [n], "data": [r["p_malignant"] for r in results]},
+        "label": {"name": "label", "datatype": "BYTES", "shape": [n], "data": [r["label"] for r in results]},
+        "decision": {"name": "decision", "datatype": "BYTES", "shape": [n], "data": [r["decision"] for r in results]},
+        "refer_reason": {"name": "refer_reason", "datatype": "BYTES", "shape": [n],
+                         "data": [r["refer_reason"] or "" for r in results]},
     }
     names = _requested_outputs(request, list(outputs))
     answer = {**identity, "outputs": [outputs[n] for n in names], "parameters": {"threshold": threshold}}
