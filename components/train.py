@@ -29,7 +29,8 @@ def train(
     pipeline_images: str = "",
 ) -> str:
     """Train the model described by ``model_config`` (its keys override the pipeline defaults).
-    ``pipeline_images``: the images the compiled pipeline runs, recorded with the model."""
+    ``pipeline_images``: the images the compiled pipeline runs, recorded with the model.
+    ``refer_coverage``: the decision policy's conformal coverage level (components/core/decision)."""
     from components.core.stages import run_train
 
     return run_train(

@@ -11,6 +11,7 @@ real against a local MLflow server. Images: hadolint on the Dockerfile, its stru
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -422,11 +423,18 @@ class _RecordingV2Server:
 
             def do_POST(self):
                 seen.append(("POST", self.path))
-                n = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["inputs"][0]["shape"][0]
+                tensor = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["inputs"][0]
+                n = tensor["shape"][0]
+                # The smoke test's out-of-scope probe is the only PNG it sends: refer it, as a real server would.
+                probe = [base64.b64decode(d).startswith(b"\x89PNG") for d in tensor["data"]]
                 self.send_json(200, {"model_name": model_name, "model_version": "1",
                                      "parameters": {"threshold": 0.5}, "outputs": [
                     {"name": "p_malignant", "datatype": "FP32", "shape": [n], "data": [0.25] * n},
-                    {"name": "label", "datatype": "BYTES", "shape": [n], "data": ["benign"] * n}]})
+                    {"name": "label", "datatype": "BYTES", "shape": [n], "data": ["benign"] * n},
+                    {"name": "decision", "datatype": "BYTES", "shape": [n],
+                     "data": ["refer" if p else "benign" for p in probe]},
+                    {"name": "refer_reason", "datatype": "BYTES", "shape": [n],
+                     "data": ["out_of_scope" if p else "" for p in probe]}]})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

@@ -36,7 +36,7 @@ def preprocess_then_train(data_uri: str, tracking_uri: str) -> str:
     task = train(
         model_config={"family": "basic", "width": 4, "name": "tiny-basic"},
         train_data=pre.outputs["train_data"], val_data=pre.outputs["val_data"], test_data=pre.outputs["test_data"],
-        epochs=1, batch_size=16, learning_rate=0.01, image_size=32, seed=1, mlflow_tracking_uri=tracking_uri,
+        epochs=1, batch_size=16, learning_rate=0.01, refer_coverage=0.9, image_size=32, seed=1, mlflow_tracking_uri=tracking_uri,
         experiment_name="test-components", data_fingerprint=pre.outputs["fingerprint"],
     )
     return task.outputs["Output"]

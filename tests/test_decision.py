@@ -108,6 +108,24 @@ def test_risk_coverage_refers_more_and_decides_better_as_the_level_rises():
     assert points[-1]["accuracy"] > points[0]["accuracy"]
 
 
+def test_the_risk_coverage_figure_is_a_picture_with_the_chosen_level():
+    import io
+
+    from PIL import Image
+
+    from components.core import figures
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 300)
+    p = np.clip(labels * 0.4 + rng.normal(0.3, 0.15, 300), 0, 1)
+    curves = {"val": risk_coverage(labels[:150], p[:150], labels[:150], p[:150], 0.5),
+              "test": risk_coverage(labels[:150], p[:150], labels[150:], p[150:], 0.5)}
+    png = figures.evaluation_pngs("m", 0.5, {}, labels[:150], p[:150], labels[150:], p[150:],
+                                  {"risk_coverage": curves, "val": {"refer_rate": 0.1, "decided_accuracy": 0.9}}, 0.9)
+    with Image.open(io.BytesIO(png["risk_coverage.png"])) as im:
+        assert im.format == "PNG" and im.size[0] >= 400 and im.size[1] >= 300
+
+
 # ---- image checks ----------------------------------------------------------------------------
 
 def test_image_checks_name_what_a_person_can_see():

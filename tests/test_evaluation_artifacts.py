@@ -41,10 +41,11 @@ def stand_in_result(val, test, seed: int, name: str):
     return SimpleNamespace(model=None, threshold=threshold, history=history, fold_scores=[], seconds=1.5,
                            params=1234, val_scores=p_val, test_scores=p_test, temperature=1.0,
                            val=classification_metrics(val.labels, p_val, threshold),
-                           test=classification_metrics(test.labels, p_test, threshold), name=name)
+                           test=classification_metrics(test.labels, p_test, threshold), name=name,
+                           policy=None, referral={})  # no decision policy: tests/test_decision.py has its own
 
 
-def stand_in_log_model(model, threshold, image_size, family):
+def stand_in_log_model(model, threshold, image_size, family, decision=None):
     """A logged model without a model: the run's metrics still link to a real model id."""
     import mlflow
 

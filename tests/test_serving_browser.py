@@ -27,14 +27,19 @@ def _heatmap_size(page) -> tuple[int, int]:
     return page.eval_on_selector("#heatmap", "img => [img.naturalWidth, img.naturalHeight]")
 
 
-def test_upload_shows_label_probability_version_and_heatmap(page, demo_raw):
+def test_upload_shows_label_probability_version_and_heatmap(page, demo_raw, tiny_model_dir):
     assert "not a diagnosis" in page.inner_text("#disclaimer")
     image = sample_images(demo_raw)["malignant"][0]
     page.set_input_files("#file", str(image))
     page.wait_for_selector("#output:not([hidden])", timeout=60_000)
     page.wait_for_function("document.getElementById('heatmap').naturalWidth > 0", timeout=60_000)
-    label = page.inner_text("#label").strip().lower()
-    assert label in ("benign", "malignant")
+    from components.core.predictor import Predictor
+
+    expected = Predictor.load(str(tiny_model_dir)).predict_bytes(image.read_bytes())
+    shown = {"benign": "benign", "malignant": "malignant", "refer": "refer to a clinician"}[expected["decision"]]
+    assert page.inner_text("#label").strip().lower() == shown
+    assert page.is_hidden("#refer") == (expected["decision"] != "refer")
+    assert page.inner_text("#p-malignant") == f"{100 * expected['p_malignant']:.1f} %"
     probability = page.inner_text("#p-malignant")
     assert probability.endswith("%") and 0.0 <= float(probability.rstrip(" %")) <= 100.0
     assert page.inner_text("#model-name") == MODEL_NAME
@@ -58,7 +63,7 @@ def test_dropping_an_upper_case_png_works(page, demo_raw, tmp_path):
     }""", data)
     page.wait_for_selector("#output:not([hidden])", timeout=60_000)
     page.wait_for_function("document.getElementById('heatmap').naturalWidth > 0", timeout=60_000)
-    assert page.inner_text("#label").strip().lower() in ("benign", "malignant")
+    assert page.inner_text("#label").strip().lower() in ("benign", "malignant", "refer to a clinician")
     assert page.inner_text("#status").startswith("Done: LESION.PNG")
 
 
@@ -69,3 +74,26 @@ def test_a_file_that_is_not_an_image_shows_the_reason(page, tmp_path):
     page.wait_for_selector("#error:not([hidden])", timeout=60_000)
     assert "not an image" in page.inner_text("#error")
     assert page.is_hidden("#output")
+
+
+def test_an_out_of_scope_image_is_referred_plainly_with_no_result_and_no_heatmap(page, tmp_path):
+    """A photograph of a palace: the page says refer, in words a clinician reads, and shows no
+    probability and no heatmap (a screenshot is kept for people to look at)."""
+    from tests.drawn_images import package_photographs
+
+    photo = tmp_path / "china.jpg"
+    photo.write_bytes(package_photographs()["china.jpg"])
+    page.set_input_files("#file", str(photo))
+    page.wait_for_selector("#output:not([hidden])", timeout=60_000)
+    assert page.inner_text("#label").strip() == "Refer to a clinician"
+    assert page.is_visible("#refer")
+    assert "does not look like a dermoscopic image of a skin lesion, so no result is given" in page.inner_text("#refer")
+    assert page.is_hidden("#scores") and page.is_hidden("#heatmap-figure")
+    assert page.get_attribute("#heatmap", "src") is None
+    shot = tmp_path / "refer.png"
+    page.screenshot(path=str(shot), full_page=True)
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        assert im.size[0] > 300 and im.size[1] > 300
+    print(f"screenshot: {shot}")
