@@ -52,7 +52,7 @@ def run_preprocess(
                 "leakage_groups": len(report.leakage),
             }
         )
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"preprocess-{report.fingerprint}"):
+    with tracking.start_run(experiment_id, f"preprocess-{report.fingerprint}"):
         mlflow.set_tags({"stage": "preprocess", "data_fingerprint": report.fingerprint})
         mlflow.log_params({"data_uri": tracking.redact(data_uri), "image_size": image_size,
                            "val_fraction": val_fraction, "seed": seed, "allow_leakage": allow_leakage})
