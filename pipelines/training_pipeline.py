@@ -50,7 +50,8 @@ RUN_ID_FIELD_PATH = "metadata.labels['pipeline/runid']"
 class CompileSettings:
     """What KFP fixes when the pipeline is compiled, not per run."""
 
-    # Container images: the runtime image runs every task but training.
+    # Container images: the training image runs preprocessing and training, the runtime image
+    # every other task (why: build_pipeline, at the preprocess task).
     image: str = field(default_factory=lambda: settings.default_images()[0])
     train_image: str = field(default_factory=lambda: settings.default_images()[1])
 
@@ -148,7 +149,12 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
             experiment_name=experiment_name, data_fingerprint=fp.outputs["fingerprint"],
             allow_leakage=allow_leakage,
         ).set_display_name("Preprocess images").set_cpu_request("2").set_memory_request("4G")
-        _cluster(pre, s.retries, s, **env)
+        # In the training image, not the runtime one: training's cache key holds its input artifacts'
+        # ids (cacheutils/cache.go), so a preprocessing rerun retrains every model. In the runtime
+        # image, every rebuild of that image would rerun preprocessing (its image is in its own key)
+        # and so retrain everything; here a runtime-only rebuild reuses both from KFP's cache. The
+        # price: the CPU node that preprocesses pulls the training image.
+        _cluster(pre, s.retries, s, image=s.train_image, **env)
         with dsl.ParallelFor(models, parallelism=s.parallelism, name="train-models") as model_config:
             trained = train(
                 model_config=model_config,

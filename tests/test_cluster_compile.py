@@ -80,7 +80,8 @@ def test_images_accelerator_and_requests(compiled):
     assert {f"exec-{t}" for t in CORE} <= set(executors)
     for name, executor in executors.items():  # every task, including those added later
         container = executor["container"]
-        assert container["image"] == ("registry.example/sc-gpu:9.9.9" if name == "exec-train" else "registry.example/sc:9.9.9")
+        in_train_image = name in ("exec-train", "exec-preprocess")  # see the runtime-image test below
+        assert container["image"] == ("registry.example/sc-gpu:9.9.9" if in_train_image else "registry.example/sc:9.9.9")
         resources = container["resources"]
         assert resources["cpuRequest"] > 0 and resources["memoryRequest"] > 0, name  # requests on every task
         assert ("accelerator" in resources) == (name == "exec-train"), name
@@ -178,8 +179,10 @@ def _train_task(spec: dict) -> tuple[dict, str]:
 
 def test_train_gets_nothing_that_changes_with_only_the_runtime_image(compiled, tmp_path):
     """Rebuilding the runtime image must not change anything in training's cache key
-    (cacheutils/cache.go: input values, image, command): recompiled with another runtime image,
-    the training task is identical, and it names only its own image."""
+    (cacheutils/cache.go: input parameter values, input artifacts' ids, image, command):
+    recompiled with another runtime image, the training task is identical and names only its own
+    image, and so is preprocessing, whose artifacts are training's inputs (a preprocessing rerun
+    makes new artifacts, hence a training cache miss)."""
     from kfp import compiler
 
     from pipelines.training_pipeline import CompileSettings, build_pipeline
@@ -198,6 +201,10 @@ def test_train_gets_nothing_that_changes_with_only_the_runtime_image(compiled, t
 
     one, two = compiled_with("r/runtime:1"), compiled_with("r/runtime:2")
     assert _train_task(one) == _train_task(two)
+    assert tasks(one)["preprocess"] == tasks(two)["preprocess"]
+    assert one["deploymentSpec"]["executors"]["exec-preprocess"] == two["deploymentSpec"]["executors"]["exec-preprocess"]
+    (loop,) = [t for t in one["root"]["dag"]["tasks"].values() if "parameterIterator" in t]
+    assert {a["taskOutputArtifact"]["producerTask"] for a in loop["inputs"]["artifacts"].values()} == {"preprocess"}
     assert one["components"]["comp-train"] == two["components"]["comp-train"]
     assert one["deploymentSpec"]["executors"]["exec-train"] == two["deploymentSpec"]["executors"]["exec-train"]
     # ... while the selection step, which runs in the runtime image and is not cached, records it.

@@ -239,7 +239,8 @@ def test_submit_sends_compiled_spec_params_experiment_and_token(kfp_server, tmp_
     assert spec["pipelineInfo"]["name"] == "skin-cancer-training"
     images = {name: e["container"]["image"] for name, e in spec["deploymentSpec"]["executors"].items()}
     assert images["exec-train"] == "registry.example/sc-gpu:1.2.3"
-    assert images["exec-preprocess"] == "registry.example/sc:1.2.3"
+    assert images["exec-preprocess"] == "registry.example/sc-gpu:1.2.3"  # preprocessing runs in the training image
+    assert images["exec-select-and-register"] == "registry.example/sc:1.2.3"
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert k8s["exec-train"]["nodeSelector"]["labels"] == {"pool": "gpu"}
     assert k8s["exec-preprocess"]["secretAsEnv"][0]["secretNameParameter"] == {"componentInputParameter": "s3_secret"}
