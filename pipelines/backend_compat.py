@@ -21,6 +21,9 @@ from typing import Callable, Iterator
 
 # The newest feature below that the pipeline uses (a ParallelFor feeding dsl.Collected).
 MIN_BACKEND_VERSION = "2.16.0"
+# The API server refuses a recurring run's max_concurrency outside 1..10
+# (backend/src/apiserver/server/api_converter.go, "must be at least 1 and at most 10").
+MAX_RECURRING_CONCURRENCY = 10
 
 
 def _tasks(spec: dict) -> Iterator[tuple[str, dict]]:

@@ -23,9 +23,6 @@ HOST_ENV = "KF_PIPELINES_ENDPOINT"  # kfp.Client's own variable for the API addr
 # ServiceAccount token with audience pipelines.kubeflow.org there. kfp.Client reads it only when
 # given no host, and these commands always give one, so they read it themselves.
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
-# The API server refuses a recurring run's max_concurrency outside 1..10
-# (backend/src/apiserver/server/api_converter.go, "must be at least 1 and at most 10").
-MAX_CONCURRENCY = 10
 
 
 class SubmitError(ValueError):
@@ -394,6 +391,8 @@ def create_schedule(target: Target, settings, params: list[str], cron: str, name
                     pipeline_name: str | None = None, enabled: bool = True) -> Scheduled:
     """Validate the cron, upload the compiled pipeline as a version, create the recurring run."""
     from pipelines.training_pipeline import PIPELINE_NAME
+
+    from pipelines.backend_compat import MAX_RECURRING_CONCURRENCY as MAX_CONCURRENCY
 
     cron = validate_cron(cron)
     if not 1 <= max_concurrency <= MAX_CONCURRENCY:
