@@ -9,8 +9,9 @@ from kfp.dsl import Dataset, Output
 from components.core.settings import default_images
 
 
-# The image is set per task by build_pipeline (CompileSettings.image); this is its default.
-@dsl.component(base_image=default_images()[0], install_kfp_package=False)
+# The image is set per task by build_pipeline (CompileSettings.train_image: preprocessing runs in the
+# training image, so a rebuild of the runtime image keeps training cached); this is its default.
+@dsl.component(base_image=default_images()[1], install_kfp_package=False)
 def preprocess(
     data_uri: str,
     image_size: int,

@@ -23,6 +23,7 @@ def select_and_register(
     summary: Output[Markdown],
     dashboard: Output[HTML],
     model_card: Output[Markdown],
+    runtime_image: str = "",
 ) -> NamedTuple(
     "Registration", model_name=str, model_version=str, model_uri=str, champion_changed=bool, summary_json=str,
     model_artifact_uri=str,
@@ -32,10 +33,13 @@ def select_and_register(
     ``model_artifact_uri`` is the winner's KFP Model artifact (model.keras + model.json; s3://
     on a cluster): the deploy step serves it when the winner became @champion. ``dashboard``:
     every model's ROC and precision-recall curves, the winner and why; ``model_card``: the
-    registered version's card (also in its MLflow run and beside the Model artifact)."""
+    registered version's card (also in its MLflow run and beside the Model artifact).
+    ``runtime_image``: this task's image, added to the training image the winner recorded, so the
+    registered version names both (``runtime=REF,train=REF``)."""
     from components.core.stages import run_select_and_register
 
     return run_select_and_register(
         results, val_data.path, test_data.path, mlflow_tracking_uri, experiment_name,
         registered_model_name, data_fingerprint, summary.path, dashboard.path, model_card.path,
+        runtime_image=runtime_image,
     )

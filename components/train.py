@@ -26,10 +26,13 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     roc: Output[ClassificationMetrics],
-    pipeline_images: str = "",
+    train_image: str = "",
 ) -> str:
     """Train the model described by ``model_config`` (its keys override the pipeline defaults).
-    ``pipeline_images``: the images the compiled pipeline runs, recorded with the model.
+    ``train_image``: this task's own image reference, recorded with the model. Its own and no
+    other: KFP's cache key holds the task's image already, so this adds no cache miss, whereas the
+    runtime image's reference here would retrain every model when only that image is rebuilt (the
+    selection step, which runs in the runtime image, records that one).
     ``refer_coverage``: the decision policy's conformal coverage level (components/core/decision)."""
     from components.core.stages import run_train
 
@@ -42,5 +45,5 @@ def train(
         # metadata) and the artifacts' own URIs (s3:// on a cluster), not this pod's local paths.
         data_uri=str(train_data.metadata.get("source", "")),
         split_uris={"train": train_data.uri, "val": val_data.uri, "test": test_data.uri},
-        pipeline_images=pipeline_images,
+        pipeline_images=f"train={train_image}" if train_image else "",
     )

@@ -7,6 +7,10 @@ listed here with the first backend release that handles it, found in the backend
 history (kubeflow/pipelines, ``backend/src/v2``). ``tests/test_ir_backend_rules.py`` checks
 that the compiled YAML of every preset uses nothing newer than ``MIN_BACKEND_VERSION``, and
 ``skin-cancer submit`` / ``schedule create`` refuse a backend older than what the YAML needs.
+
+The backend's release comes from ``/apis/v2beta1/healthz``, which two servers answer in two
+shapes (:func:`read_healthz`): the API server itself, and KFP's UI server, which is what
+``kubectl port-forward svc/ml-pipeline-ui`` and the Kubeflow ingress (``/pipeline``) reach.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from typing import Callable, Iterator
 
 # The newest feature below that the pipeline uses (a ParallelFor feeding dsl.Collected).
 MIN_BACKEND_VERSION = "2.16.0"
+# The API server refuses a recurring run's max_concurrency outside 1..10
+# (backend/src/apiserver/server/api_converter.go, "must be at least 1 and at most 10").
+MAX_RECURRING_CONCURRENCY = 10
 
 
 def _tasks(spec: dict) -> Iterator[tuple[str, dict]]:
@@ -97,6 +104,40 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     """``2.16.0`` (also ``v2.16.0``, ``2.16.0-rc.1``) -> (2, 16, 0); None when not a release number."""
     m = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)(?:[-+.].*)?", (text or "").strip())
     return (int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+@dataclass(frozen=True)
+class Healthz:
+    """What a healthz answer says about the backend."""
+
+    server: str  # "api server" or "ui server": who answered
+    release: str  # the API server's release (``tag_name``), "unknown" for a development build
+    api_ready: bool = True  # the UI server reached the API server for this answer
+    frontend: str = ""  # the UI server's own release (``frontendTagName``), when it answered
+
+
+def read_healthz(answer: dict) -> Healthz | None:
+    """The backend's release from a healthz answer of either server; None for any other shape.
+
+    - API server (``backend/src/apiserver/main.go``, the ``/apis/v2beta1/healthz`` handler):
+      ``{"commit_sha", "tag_name", "multi_user", "pipeline_store"}``; ``tag_name`` is the
+      release, ``unknown`` when the build set none.
+    - UI server (``frontend/server/app.ts`` routes ``/apis/v2beta1/healthz`` to
+      ``frontend/server/handlers/healthz.ts``): it asks the API server's healthz itself (1 s
+      timeout) and answers ``{"buildDate", "frontendCommitHash", "frontendTagName",
+      "apiServerReady", "apiServerCommitHash", "apiServerTagName", "apiServerMultiUser",
+      "multi_user", "pipelineStore"}``, with no ``tag_name``. ``apiServerTagName`` is the API
+      server's ``tag_name``; when ``apiServerReady`` is false the API server did not answer and
+      the other ``apiServer*`` fields are absent or left over from an earlier answer (the handler
+      keeps one object across requests), so they say nothing. Same shape from 2.2 to 2.17.
+    """
+    if "tag_name" in answer:
+        return Healthz("api server", str(answer.get("tag_name") or "unknown"))
+    if "apiServerReady" in answer or "frontendTagName" in answer:
+        ready = answer.get("apiServerReady") is True
+        return Healthz("ui server", str(answer.get("apiServerTagName") or "unknown") if ready else "unknown",
+                       api_ready=ready, frontend=str(answer.get("frontendTagName") or ""))
+    return None
 
 
 def features_used(spec: dict, platform: dict) -> list[BackendFeature]:

@@ -19,6 +19,10 @@ from components.core import settings
 
 TOKEN_ENV = "KFP_TOKEN"  # bearer token for the KFP API (an env var keeps it out of shell history and ps)
 HOST_ENV = "KF_PIPELINES_ENDPOINT"  # kfp.Client's own variable for the API address
+# Where a Kubeflow notebook has its KFP token: the PodDefault "access-ml-pipeline" projects a
+# ServiceAccount token with audience pipelines.kubeflow.org there. kfp.Client reads it only when
+# given no host, and these commands always give one, so they read it themselves.
+SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 
 
 class SubmitError(ValueError):
@@ -171,10 +175,40 @@ class Target:
 
 
 def resolve_target(host: str | None, namespace: str | None, token: str | None, ui_url: str | None) -> Target:
+    """Where to send, and the bearer token: ``--token``, else ``$KFP_TOKEN``, else a notebook's
+    projected KFP token (``$KF_PIPELINES_SA_TOKEN_PATH``), else none."""
     host = host or settings.env(HOST_ENV)
     if not host:
         raise SubmitError(f"no KFP API address: pass --host URL or set {HOST_ENV}")
-    return Target(host=host, namespace=namespace, token=token or settings.env(TOKEN_ENV) or None, ui_url=ui_url)
+    return Target(host=host, namespace=namespace, token=token or settings.env(TOKEN_ENV) or projected_token(),
+                  ui_url=ui_url)
+
+
+def projected_token() -> str | None:
+    """The KFP token projected into this pod (a Kubeflow notebook), or None when there is none.
+    Read at each command: the kubelet rotates the file."""
+    try:
+        return Path(settings.env(SA_TOKEN_PATH_ENV)).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def check_serving_namespace(arguments: dict, namespace: str | None) -> None:
+    """Refuse a ``serving_namespace`` other than the run's own namespace, before anything is sent.
+
+    What the deploy and smoke-test steps need is only in the namespace the manifests were applied
+    to (manifests/base): the Role that lets the run's account create InferenceServices, the
+    serving account with the S3 Secret KServe fetches the model with, and the Istio policy that
+    admits the smoke test. Another namespace has none of them, so the run would train and
+    register, then fail at deploy (403) or serve a model that cannot load."""
+    wanted = str(arguments.get("serving_namespace") or "")
+    if not wanted or wanted == namespace:
+        return
+    raise SubmitError(
+        f"serving_namespace={wanted!r} is not the namespace the run goes to ({namespace or 'none given: --namespace'}); "
+        "the Role, the serving account's S3 Secret and the Istio policy exist only where the manifests were "
+        "applied, so deploy would fail there. Leave serving_namespace empty (the run's own namespace), or "
+        "apply manifests/ to that namespace and submit the run there (README \"On a cluster\")")
 
 
 @contextlib.contextmanager
@@ -207,20 +241,38 @@ def client(target: Target):
 
 
 def check_backend_version(kfp_client, target: Target, package: str) -> str:
-    """The KFP backend's release (its healthz ``tag_name``); refuses one older than a feature
-    the compiled pipeline uses, naming the feature (pipelines/backend_compat.py).
+    """The KFP backend's release (from healthz, answered by the API server or by the UI server in
+    front of it: backend_compat.read_healthz); refuses one older than a feature the compiled
+    pipeline uses, naming the feature (pipelines/backend_compat.py).
 
     A build that reports no release number (``unknown``: a development build) is let through
-    with a warning: its features cannot be told from its version."""
+    with a warning: its features cannot be told from its version. Anything else that cannot be
+    read is refused: letting it through is how an old backend got runs that failed in its driver."""
     import sys
 
     from pipelines import backend_compat
 
     response = kfp_client._healthz_api.healthz_service_get_healthz(_preload_content=False)
-    version = str(json.loads(response.data or b"{}").get("tag_name") or "unknown")
+    where = f"{target.host.rstrip('/')}/apis/v2beta1/healthz"
+    try:
+        answer = json.loads(response.data or b"{}")
+    except ValueError:
+        raise SubmitError(
+            f"{where} answered HTTP {response.status} with {response.headers.get('Content-Type') or 'no type'}, "
+            "not JSON: a login page? On a multi-user Kubeflow pass a token (--token or $" + TOKEN_ENV
+            + "; README \"Authentication\"), and check that --host is KFP's API or UI server") from None
+    health = backend_compat.read_healthz(answer if isinstance(answer, dict) else {})
+    if health is None:
+        raise SubmitError(f"{where} answered without a KFP release (no tag_name, no apiServerTagName): "
+                          f"is --host KFP's API or UI server? Nothing was sent")
+    if not health.api_ready:
+        raise SubmitError(f"KFP's UI server at {target.host} (release {health.frontend or 'unknown'}) reports its "
+                          "API server not ready (apiServerReady false), so the backend release cannot be checked; "
+                          "nothing was sent: check `kubectl -n kubeflow get deploy ml-pipeline` and try again")
+    version = health.release
     if backend_compat.parse_version(version) is None:
-        print(f"warning: KFP at {target.host} reports release {version!r}; cannot check it against the "
-              f"minimum {backend_compat.MIN_BACKEND_VERSION}", file=sys.stderr)
+        print(f"warning: KFP at {target.host} reports release {version!r} ({health.server}); cannot check it "
+              f"against the minimum {backend_compat.MIN_BACKEND_VERSION}", file=sys.stderr)
         return version
     missing = backend_compat.too_new_for(version, *backend_compat.load_compiled(package))
     if missing:
@@ -237,6 +289,10 @@ def compile_package(settings, path: str) -> str:
 
     from pipelines.training_pipeline import build_pipeline
 
+    if settings.parameter_defaults.get("serving_namespace"):
+        # Compiled in, it cannot be checked against the namespace a run goes to (check_serving_namespace).
+        raise SubmitError("a compiled-in serving_namespace default is refused: leave it empty (each run serves in "
+                          "its own namespace) or pass --param serving_namespace=NS to submit, which checks it")
     compiler.Compiler().compile(build_pipeline(settings), package_path=path,
                                 pipeline_parameters=settings.parameter_defaults or None)
     return path
@@ -268,6 +324,7 @@ def submit(target: Target, settings, params: list[str], experiment: str, run_nam
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_package(settings, str(Path(tmp, "pipeline.yaml")))
         arguments = parse_params(params, pipeline_parameters(package))
+        check_serving_namespace(arguments, target.namespace)
         with api_errors(target):
             kfp_client = client(target)
             check_backend_version(kfp_client, target, package)
@@ -335,14 +392,18 @@ def create_schedule(target: Target, settings, params: list[str], cron: str, name
     """Validate the cron, upload the compiled pipeline as a version, create the recurring run."""
     from pipelines.training_pipeline import PIPELINE_NAME
 
+    from pipelines.backend_compat import MAX_RECURRING_CONCURRENCY as MAX_CONCURRENCY
+
     cron = validate_cron(cron)
-    if max_concurrency < 1:
-        raise SubmitError(f"--max-concurrency must be at least 1, got {max_concurrency}")
+    if not 1 <= max_concurrency <= MAX_CONCURRENCY:
+        raise SubmitError(f"--max-concurrency must be at least 1 and at most {MAX_CONCURRENCY} (the KFP API's "
+                          f"limit for a recurring run), got {max_concurrency}")
     if not name.strip():
         raise SubmitError("a recurring run needs a name")
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_package(settings, str(Path(tmp, "pipeline.yaml")))
         arguments = parse_params(params, pipeline_parameters(package))
+        check_serving_namespace(arguments, target.namespace)
         with api_errors(target):
             kfp_client = client(target)
             check_backend_version(kfp_client, target, package)

@@ -50,7 +50,8 @@ RUN_ID_FIELD_PATH = "metadata.labels['pipeline/runid']"
 class CompileSettings:
     """What KFP fixes when the pipeline is compiled, not per run."""
 
-    # Container images: the runtime image runs every task but training.
+    # Container images: the training image runs preprocessing and training, the runtime image
+    # every other task (why: build_pipeline, at the preprocess task).
     image: str = field(default_factory=lambda: settings.default_images()[0])
     train_image: str = field(default_factory=lambda: settings.default_images()[1])
 
@@ -63,20 +64,25 @@ class CompileSettings:
     tolerations: list[dict] = field(default_factory=list)
     train_cpu: str = "4"
     train_memory: str = "16G"
-    # Task retries with exponential backoff for the steps that touch S3 or MLflow (pod
-    # evictions, node loss, a server restarting). kfp.local honours them too, so
-    # `skin-cancer run` sets 0: locally botocore and MLflow already retry their requests.
-    # Training has none: KFP ignores a retry policy on a task inside a ParallelFor (upstream
-    # issues 12389 and 13897). A lost training pod fails the run; submitting it again reuses
-    # every finished step, the finished trainings included, from KFP's cache (README "Retries").
+    # Task retries with exponential backoff for the steps that touch S3 or MLflow. They cover a
+    # step that *Failed* (its container exited non-zero: S3 or MLflow down for longer than the
+    # clients' own retries, a server restarting, an OOM kill), not one that *Errored*: KFP compiles
+    # the policy into an Argo retryStrategy with no retryPolicy
+    # (backend/src/v2/compiler/argocompiler/container.go, getTaskRetryStrategyFromInput), and
+    # Argo's default, OnFailure, does not retry Errored nodes, e.g. a pod deleted or lost with its
+    # node. kfp.local honours the retries too, so `skin-cancer run` sets 0: locally botocore and
+    # MLflow already retry their requests. Training has none: KFP ignores a retry policy on a task
+    # inside a ParallelFor (upstream issues 12389 and 13897). A run that fails either way is
+    # submitted again and reuses every finished step from KFP's cache (README "Retries").
     retries: int = 3
     # Overrides of the pipeline parameters' default values in the compiled YAML (a preset).
     parameter_defaults: dict = field(default_factory=dict)
     retry_backoff: str = "30s"
 
     def image_refs(self) -> str:
-        """The images, as the training step records them with each model (lineage.py). A constant
-        task input, not an environment variable: the compiled containers carry no env at all."""
+        """The images, as the registered version records them (lineage.py): the training step is
+        given only its own reference and the selection step adds the runtime one (constant task
+        inputs, not environment variables: the compiled containers carry no env at all)."""
         return f"runtime={self.image},train={self.train_image}"
 
 
@@ -130,7 +136,7 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
             mlflow_secret: Kubernetes Secret with MLFLOW_TRACKING_USERNAME/PASSWORD; may be absent (cluster only).
             config_map: Kubernetes ConfigMap with AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, MLFLOW_TRACKING_URI (cluster only).
             deploy: When the champion changed, serve it as a KServe InferenceService and smoke-test it (cluster only).
-            serving_namespace: Namespace of the InferenceService; empty means the pipeline's own namespace.
+            serving_namespace: Namespace of the InferenceService; empty (the default) means the pipeline's own namespace, the only one the shipped Role, Secrets and Istio policy cover (`submit` refuses another).
             inference_service_name: Name of the InferenceService (a DNS label).
             serving_service_account: ServiceAccount of the served model; its S3 Secret lets KServe fetch the model.
         """
@@ -145,7 +151,12 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
             experiment_name=experiment_name, data_fingerprint=fp.outputs["fingerprint"],
             allow_leakage=allow_leakage,
         ).set_display_name("Preprocess images").set_cpu_request("2").set_memory_request("4G")
-        _cluster(pre, s.retries, s, **env)
+        # In the training image, not the runtime one: training's cache key holds its input artifacts'
+        # ids (cacheutils/cache.go), so a preprocessing rerun retrains every model. In the runtime
+        # image, every rebuild of that image would rerun preprocessing (its image is in its own key)
+        # and so retrain everything; here a runtime-only rebuild reuses both from KFP's cache. The
+        # price: the CPU node that preprocesses pulls the training image.
+        _cluster(pre, s.retries, s, image=s.train_image, **env)
         with dsl.ParallelFor(models, parallelism=s.parallelism, name="train-models") as model_config:
             trained = train(
                 model_config=model_config,
@@ -155,7 +166,9 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
                 epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, refer_coverage=refer_coverage,
                 image_size=image_size, seed=seed, mlflow_tracking_uri=mlflow_tracking_uri,
                 experiment_name=experiment_name, data_fingerprint=pre.outputs["fingerprint"],
-                pipeline_images=s.image_refs(),
+                # Its own image only: KFP's cache key holds the task's image already, and the runtime
+                # image here would retrain every model when only that image is rebuilt.
+                train_image=s.train_image,
             ).set_display_name("Train model")
             trained.set_cpu_request(s.train_cpu).set_memory_request(s.train_memory)
             trained.set_accelerator_type(s.accelerator_type).set_accelerator_limit(s.gpus_per_model)
@@ -169,7 +182,12 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
             experiment_name=experiment_name,
             registered_model_name=registered_model_name,
             data_fingerprint=pre.outputs["fingerprint"],
+            runtime_image=s.image,
         ).set_display_name("Select and register champion").set_cpu_request("2").set_memory_request("4G")
+        # Never cached: what it decides (the new version, champion_changed, hence a deploy) depends on
+        # the registry's state, which is not among its inputs; a cache hit would replay an old
+        # decision and deploy an old champion. It registers each trained run once (register_once).
+        chosen.set_caching_options(False)
         _cluster(chosen, s.retries, s, **env)
         # Serving: only a new champion is deployed, and only when asked (never under kfp.local).
         with dsl.If(chosen.outputs["champion_changed"] == True, name="champion-changed"):  # noqa: E712

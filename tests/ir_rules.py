@@ -248,3 +248,47 @@ def retry_in_loop_violations(spec: dict) -> list[str]:
                  if "parameterIterator" in t or "artifactIterator" in t}
     return [f"{d}/{name}: retryPolicy inside a ParallelFor is ignored by the backend"
             for d in loop_dags for name, t in spec["components"][d]["dag"]["tasks"].items() if "retryPolicy" in t]
+
+
+def _cacheable_container_tasks(spec: dict):
+    """(DAG name, task name, task, executor's image) for every container task with caching on."""
+    executors = spec["deploymentSpec"]["executors"]
+    for owner_name, owner in dags(spec).items():
+        for task_name, task in owner["dag"]["tasks"].items():
+            comp = spec["components"][task["componentRef"]["name"]]
+            if "executorLabel" in comp and task.get("cachingOptions", {}).get("enableCache", False):
+                yield owner_name, task_name, task, executors[comp["executorLabel"]].get("container", {}).get("image", "")
+
+
+def foreign_image_violations(spec: dict) -> list[str]:
+    """A cacheable task takes no constant input that names another task's image.
+
+    The driver's cache key (cacheutils/cache.go GenerateCacheKey, called from driver/cache.go) is
+    the input parameter values, the input artifacts, the outputs' types, the command and the
+    task's own image. Its own image in an input changes nothing; another task's image makes a
+    rebuild of that image a cache miss here too (e.g. every training redone for a new runtime image)."""
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values() if "container" in e}
+    problems = []
+    for owner_name, task_name, task, own in _cacheable_container_tasks(spec):
+        for name, source in (task.get("inputs") or {}).get("parameters", {}).items():
+            constant = json_text((source.get("runtimeValue") or {}).get("constant"))
+            for image in sorted(images - {own}):
+                if image in constant:
+                    problems.append(f"{owner_name}/{task_name}: cacheable, but input {name} names another "
+                                    f"task's image {image}")
+    return problems
+
+
+def json_text(value) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def stateful_cache_violations(spec: dict, stateful: set[str]) -> list[str]:
+    """Tasks whose result depends on state outside their inputs (the data store's listing, the
+    model registry, the cluster) have caching off: on a fingerprint match the driver reuses the
+    earlier execution's outputs without running the task (driver/cache.go, cacheutils/cache.go),
+    and nothing of that outside state is in the fingerprint."""
+    return [f"{owner}/{name}: reads state outside its inputs but is cacheable"
+            for owner, name, _, _ in _cacheable_container_tasks(spec) if name in stateful]

@@ -80,7 +80,8 @@ def test_images_accelerator_and_requests(compiled):
     assert {f"exec-{t}" for t in CORE} <= set(executors)
     for name, executor in executors.items():  # every task, including those added later
         container = executor["container"]
-        assert container["image"] == ("registry.example/sc-gpu:9.9.9" if name == "exec-train" else "registry.example/sc:9.9.9")
+        in_train_image = name in ("exec-train", "exec-preprocess")  # see the runtime-image test below
+        assert container["image"] == ("registry.example/sc-gpu:9.9.9" if in_train_image else "registry.example/sc:9.9.9")
         resources = container["resources"]
         assert resources["cpuRequest"] > 0 and resources["memoryRequest"] > 0, name  # requests on every task
         assert ("accelerator" in resources) == (name == "exec-train"), name
@@ -152,12 +153,79 @@ def test_fingerprint_is_never_cached_and_feeds_preprocessing(compiled):
     _, spec, _ = compiled
     all_tasks = tasks(spec)
     assert all_tasks["fingerprint-data"]["cachingOptions"].get("enableCache", False) is False
-    for name in ("preprocess", "train", "select-and-register"):
+    for name in ("preprocess", "train"):
         assert all_tasks[name]["cachingOptions"]["enableCache"] is True, name
     feed = all_tasks["preprocess"]["inputs"]["parameters"]["data_fingerprint"]
     assert feed == {"taskOutputParameter": {"producerTask": "fingerprint-data", "outputParameterKey": "fingerprint"}}
     assert all_tasks["fingerprint-data"]["inputs"]["parameters"]["data_uri"] == {"componentInputParameter": "data_uri"}
     assert "fingerprint-data" in all_tasks["preprocess"]["dependentTasks"]
+
+
+def test_select_and_register_is_never_cached(compiled):
+    """Its decision depends on the registry's state, not on its inputs: a cache hit would replay an
+    old champion_changed (and deploy an old champion). Nor are the steps after it cached."""
+    _, spec, _ = compiled
+    all_tasks = tasks(spec)
+    for name in ("select-and-register", "deploy-model", "smoke-test"):
+        assert all_tasks[name]["cachingOptions"].get("enableCache", False) is False, name
+
+
+def _train_task(spec: dict) -> tuple[dict, str]:
+    """The training task and the image of its executor."""
+    train = tasks(spec)["train"]
+    label = spec["components"][train["componentRef"]["name"]]["executorLabel"]
+    return train, spec["deploymentSpec"]["executors"][label]["container"]["image"]
+
+
+def test_train_gets_nothing_that_changes_with_only_the_runtime_image(compiled, tmp_path):
+    """Rebuilding the runtime image must not change anything in training's cache key
+    (cacheutils/cache.go: input parameter values, input artifacts' ids, image, command):
+    recompiled with another runtime image, the training task is identical and names only its own
+    image, and so is preprocessing, whose artifacts are training's inputs (a preprocessing rerun
+    makes new artifacts, hence a training cache miss)."""
+    from kfp import compiler
+
+    from pipelines.training_pipeline import CompileSettings, build_pipeline
+
+    _, spec, _ = compiled
+    train, image = _train_task(spec)
+    assert image == "registry.example/sc-gpu:9.9.9"
+    constants = {k: v["runtimeValue"]["constant"] for k, v in train["inputs"]["parameters"].items() if "runtimeValue" in v}
+    assert constants == {"train_image": "registry.example/sc-gpu:9.9.9"}
+    assert not any("registry.example/sc:" in json.dumps(v) for v in train["inputs"]["parameters"].values())
+
+    def compiled_with(runtime: str) -> dict:
+        path = tmp_path / f"{runtime.rsplit(':', 1)[1]}.yaml"
+        compiler.Compiler().compile(build_pipeline(CompileSettings(image=runtime, train_image="r/gpu:1")), str(path))
+        return next(yaml.safe_load_all(path.read_text()))
+
+    one, two = compiled_with("r/runtime:1"), compiled_with("r/runtime:2")
+    assert _train_task(one) == _train_task(two)
+    assert tasks(one)["preprocess"] == tasks(two)["preprocess"]
+    assert one["deploymentSpec"]["executors"]["exec-preprocess"] == two["deploymentSpec"]["executors"]["exec-preprocess"]
+    (loop,) = [t for t in one["root"]["dag"]["tasks"].values() if "parameterIterator" in t]
+    assert {a["taskOutputArtifact"]["producerTask"] for a in loop["inputs"]["artifacts"].values()} == {"preprocess"}
+    assert one["components"]["comp-train"] == two["components"]["comp-train"]
+    assert one["deploymentSpec"]["executors"]["exec-train"] == two["deploymentSpec"]["executors"]["exec-train"]
+    # ... while the selection step, which runs in the runtime image and is not cached, records it.
+    select = tasks(two)["select-and-register"]["inputs"]["parameters"]["runtime_image"]
+    assert select == {"runtimeValue": {"constant": "r/runtime:2"}}
+
+
+def test_the_registered_version_still_names_both_images(monkeypatch):
+    """Training records its own image; selection adds the runtime one (lineage.with_runtime_image)."""
+    from components.core import lineage
+    from pipelines.training_pipeline import CompileSettings
+
+    s = CompileSettings(image="r/runtime:1", train_image="r/gpu:1")
+    monkeypatch.setenv("KFP_RUN_ID", "run-1")  # a cluster pod
+    trained = lineage.describe("", "fp", {}, {}, f"train={s.train_image}")
+    merged = lineage.with_runtime_image(trained, s.image)
+    assert lineage.version_tags(merged)["images"] == s.image_refs() == "runtime=r/runtime:1,train=r/gpu:1"
+    assert trained["images"] == "train=r/gpu:1"  # not changed in place
+    assert lineage.with_runtime_image(merged, "r/other:2") == merged  # named already
+    monkeypatch.delenv("KFP_RUN_ID")  # kfp.local: no image is claimed, none added
+    assert lineage.with_runtime_image(lineage.describe("", "fp", {}, {}, "train=r/gpu:1"), s.image)["images"] == ""
 
 
 def test_dashboard_names_description_and_visual_outputs(compiled):

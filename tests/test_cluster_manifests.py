@@ -227,6 +227,8 @@ def test_the_pipeline_account_has_exactly_what_its_tasks_need(rendered):
             (("argoproj.io",), ("workflowtaskresults",), (), ("create", "patch")),
             (("",), ("configmaps",), ("kfp-launcher",), ("get",)),
             (("",), ("secrets",), ("mlpipeline-minio-artifact", "skin-cancer-s3"), ("get",)),
+            # KFP 2.17's launcher reads its own Pod (launcher_v2.go retryIndexFromPodAnnotation).
+            (("",), ("pods",), (), ("get",)),
         }
         assert not any("*" in str(r) for r in role["rules"])
         binding = by_kind(objects, "RoleBinding")["skin-cancer-pipeline"]
@@ -239,6 +241,58 @@ def test_the_pipeline_account_has_exactly_what_its_tasks_need(rendered):
         assert serving["secrets"] == [{"name": "skin-cancer-s3"}]
         assert not any(s["name"] == "skin-cancer-serving" for b in by_kind(objects, "RoleBinding").values()
                        for s in b["subjects"]), "the serving account gets no API rights"
+
+
+def with_components(tmp_path: Path, overlay: str, *names: str) -> list[dict]:
+    """The overlay rendered with optional components enabled the way its kustomization.yaml says:
+    uncomment `components:` and the lines of the ones wanted (in a copy of manifests/)."""
+    shutil.copytree(MANIFESTS, tmp_path / "manifests")
+    kustomization = tmp_path / "manifests" / overlay / "kustomization.yaml"
+    lines = kustomization.read_text().splitlines()
+    assert "# components:" in lines
+    out = []
+    for line in lines:
+        if line == "# components:" or any(line.startswith(f"#   - ../../components/{n} ") for n in names):
+            line = line[2:]
+        out.append(line)
+    kustomization.write_text("\n".join(out) + "\n")
+    return render(kustomization.parent)
+
+
+def without(objects: list[dict], key: str) -> list[dict]:
+    return [{k: v for k, v in o.items() if k != key} for o in objects]
+
+
+@pytest.mark.parametrize("overlay", ["overlays/aws", "overlays/minio"])
+def test_a_private_registry_is_one_uncommented_component_away(rendered, overlay, tmp_path):
+    """No pull secret by default (public images); the component, enabled as the overlay's comment
+    says, gives both accounts the registry Secret (the task pods' images; the predictor's image,
+    and Knative's digest resolution of it) and changes nothing else."""
+    import kubernetes_validate
+
+    for sa in by_kind(rendered[overlay], "ServiceAccount").values():
+        assert "imagePullSecrets" not in sa
+    objects = with_components(tmp_path, overlay, "image-pull-secret")
+    accounts = by_kind(objects, "ServiceAccount")
+    assert {name: sa.get("imagePullSecrets") for name, sa in accounts.items()} == {
+        "skin-cancer-pipeline": [{"name": "skin-cancer-registry"}],
+        "skin-cancer-serving": [{"name": "skin-cancer-registry"}]}
+    for sa in accounts.values():
+        kubernetes_validate.validate(sa, K8S_VERSION, strict=True)
+    assert accounts["skin-cancer-serving"]["secrets"] == [{"name": "skin-cancer-s3"}]  # KServe's S3 Secret stays
+    assert without(objects, "imagePullSecrets") == without(rendered[overlay], "imagePullSecrets")
+
+
+def test_strict_mtls_component_opens_plain_http_on_the_predictor_pods_only(rendered, tmp_path):
+    """For RawDeployment under STRICT mTLS: a workload PeerAuthentication, PERMISSIVE, on exactly
+    the pods the AuthorizationPolicy selects, in the namespace; nothing else changes."""
+    objects = with_components(tmp_path, "overlays/aws", "permissive-predictor")
+    (peer,) = [o for o in objects if o["kind"] == "PeerAuthentication"]
+    policy = by_kind(objects, "AuthorizationPolicy")["skin-cancer-serving-v2"]
+    assert peer["apiVersion"] == policy["apiVersion"] == "security.istio.io/v1"
+    assert peer["metadata"]["namespace"] == policy["metadata"]["namespace"] == "kubeflow-user-example-com"
+    assert peer["spec"] == {"selector": policy["spec"]["selector"], "mtls": {"mode": "PERMISSIVE"}}
+    assert [o for o in objects if o["kind"] != "PeerAuthentication"] == rendered["overlays/aws"]
 
 
 # --- secrets and settings: names line up, values never in the manifests -----------------------

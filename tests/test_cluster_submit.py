@@ -37,6 +37,8 @@ class FakeKFP:
     def __init__(self, token: str | None = None, release: str = "2.16.0"):
         self.token = token
         self.release = release  # what healthz reports as tag_name
+        self.healthz: dict | None = None  # a recorded healthz answer (tests/data/kfp_healthz.json) instead
+        self.login_page = False  # answer every request with an HTML login page, as an auth proxy does
         self.requests: list[dict] = []
         self.experiments: dict[str, dict] = {}
         self.pipelines: dict[str, dict] = {}
@@ -57,8 +59,8 @@ class FakeKFP:
         parts = path[len(API):].strip("/").split("/") if path.startswith(API) else []
         one = lambda k: query.get(k, [None])[0]  # noqa: E731
         if parts == ["healthz"] and method == "GET":
-            return 200, {"commit_sha": "0123abc", "tag_name": self.release, "multi_user": False,
-                         "pipeline_store": "database"}
+            return 200, self.healthz or {"commit_sha": "0123abc", "tag_name": self.release, "multi_user": False,
+                                         "pipeline_store": "database"}
         if parts == ["experiments"] and method == "GET":
             found = [e for e in self.experiments.values()
                      if _matches(e, one("filter")) and (one("namespace") in (None, "", e.get("namespace")))]
@@ -152,6 +154,14 @@ def _handler(fake: FakeKFP):
                 body = json.loads(raw) if raw else None
             fake.requests.append({"method": self.command, "path": url.path, "query": query, "body": body,
                                   "authorization": self.headers.get("Authorization"), "content_type": ctype})
+            if fake.login_page:
+                page = b"<!DOCTYPE html><html><body>Log in to Kubeflow</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
             if fake.token and self.headers.get("Authorization") != f"Bearer {fake.token}":
                 status, payload = 401, {"error": "Unauthorized", "code": 16}
             else:
@@ -229,7 +239,8 @@ def test_submit_sends_compiled_spec_params_experiment_and_token(kfp_server, tmp_
     assert spec["pipelineInfo"]["name"] == "skin-cancer-training"
     images = {name: e["container"]["image"] for name, e in spec["deploymentSpec"]["executors"].items()}
     assert images["exec-train"] == "registry.example/sc-gpu:1.2.3"
-    assert images["exec-preprocess"] == "registry.example/sc:1.2.3"
+    assert images["exec-preprocess"] == "registry.example/sc-gpu:1.2.3"  # preprocessing runs in the training image
+    assert images["exec-select-and-register"] == "registry.example/sc:1.2.3"
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert k8s["exec-train"]["nodeSelector"]["labels"] == {"pool": "gpu"}
     assert k8s["exec-preprocess"]["secretAsEnv"][0]["secretNameParameter"] == {"componentInputParameter": "s3_secret"}
@@ -260,6 +271,76 @@ def test_an_older_backend_is_refused_naming_the_feature(kfp_server, capsys, comm
     assert {r["path"] for r in kfp_server.requests} <= {API + "/healthz"}
 
 
+HEALTHZ = json.loads((Path(__file__).parent / "data" / "kfp_healthz.json").read_text())
+OLD_UI = ["ui-server-2.15.0", "ui-server-2.5.0 (Kubeflow 1.10)", "ui-server-2.3.0 (Kubeflow 1.9)"]
+
+
+@pytest.mark.parametrize("command", [["submit"], ["schedule", "create", "--cron", "0 0 3 * * *", "--name", "n"]])
+@pytest.mark.parametrize("answer", OLD_UI)
+def test_an_older_backend_behind_the_ui_server_is_refused_naming_the_feature(kfp_server, capsys, command, answer):
+    """Through `kubectl port-forward svc/ml-pipeline-ui` (the README's way) or the Kubeflow ingress,
+    healthz is the UI server's answer: apiServerTagName, no tag_name."""
+    kfp_server.healthz = HEALTHZ[answer]
+    release = HEALTHZ[answer]["apiServerTagName"]
+    assert cli.main([*command, "--host", kfp_server.url, "--param", "data_uri=s3://b/raw"]) == 2
+    err = capsys.readouterr().err
+    assert f"release {release};" in err and "needs 2.16.0 or later" in err
+    assert "ParallelFor feeding dsl.Collected (since 2.16.0" in err
+    if release in ("2.3.0", "2.5.0"):  # Kubeflow 1.9 and 1.10
+        assert "optional Secret / ConfigMap as env (since 2.15.0" in err and "dsl.Collected of parameters" in err
+    assert {r["path"] for r in kfp_server.requests} == {API + "/healthz"}  # nothing created
+
+
+@pytest.mark.parametrize("answer", ["ui-server-2.16.0", "ui-server-2.17.0", "api-server-2.16.0"])
+def test_a_current_backend_takes_the_run_through_either_server(kfp_server, capsys, answer):
+    kfp_server.healthz = HEALTHZ[answer]
+    assert cli.main(["submit", "--host", kfp_server.url, "--namespace", "ns", "--param", "data_uri=s3://b/raw"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert len(kfp_server.calls("POST", "/runs")) == 1
+
+
+def test_a_ui_server_without_its_api_server_is_refused(kfp_server, capsys):
+    """apiServerReady false: the UI server's apiServer* fields are absent or stale; nothing is known."""
+    kfp_server.healthz = HEALTHZ["ui-server-2.16.0, API server down"]
+    assert cli.main(["submit", "--host", kfp_server.url, "--param", "data_uri=s3://b/raw"]) == 2
+    err = capsys.readouterr().err
+    assert "API server not ready (apiServerReady false)" in err and "nothing was sent" in err
+    assert kfp_server.runs == {}
+
+
+def test_a_login_page_or_an_unknown_answer_is_refused_not_let_through(kfp_server, capsys):
+    kfp_server.login_page = True
+    assert cli.main(["submit", "--host", kfp_server.url, "--param", "data_uri=s3://b/raw"]) == 2
+    err = capsys.readouterr().err
+    assert "not JSON: a login page?" in err and submit.TOKEN_ENV in err and "text/html" in err
+    kfp_server.login_page = False
+    kfp_server.healthz = {"status": "ok"}
+    assert cli.main(["submit", "--host", kfp_server.url, "--param", "data_uri=s3://b/raw"]) == 2
+    assert "without a KFP release" in capsys.readouterr().err
+    assert kfp_server.runs == {}
+
+
+def test_every_recorded_healthz_answer_reads_as_its_release():
+    from pipelines import backend_compat
+
+    got = {name: backend_compat.read_healthz(answer) for name, answer in HEALTHZ.items() if name != "_about"}
+    assert {n: (h.server, h.release, h.api_ready) for n, h in got.items()} == {
+        "api-server-2.16.0": ("api server", "2.16.0", True),
+        "api-server-2.5.0": ("api server", "2.5.0", True),
+        "api-server-dev": ("api server", "unknown", True),
+        "ui-server-2.17.0": ("ui server", "2.17.0", True),
+        "ui-server-2.16.0": ("ui server", "2.16.0", True),
+        "ui-server-2.15.0": ("ui server", "2.15.0", True),
+        "ui-server-2.5.0 (Kubeflow 1.10)": ("ui server", "2.5.0", True),
+        "ui-server-2.3.0 (Kubeflow 1.9)": ("ui server", "2.3.0", True),
+        "ui-server-2.16.0, API server down": ("ui server", "unknown", False),
+    }
+    # A stale apiServerTagName left from an earlier answer says nothing when the API server is down.
+    stale = {**HEALTHZ["ui-server-2.16.0"], "apiServerReady": False}
+    assert backend_compat.read_healthz(stale).release == "unknown"
+    assert backend_compat.read_healthz({}) is None
+
+
 def test_a_development_backend_is_let_through_with_a_warning(kfp_server, capsys):
     kfp_server.release = "unknown"
     assert cli.main(["submit", "--host", kfp_server.url, "--param", "data_uri=s3://b/raw"]) == 0
@@ -276,6 +357,45 @@ def test_submit_without_host_or_with_a_bad_token_says_what_to_fix(kfp_server, ca
     assert "401" in err and submit.TOKEN_ENV in err
     assert "wrong-token-value" not in err
     assert kfp_server.runs == {}
+
+
+@pytest.mark.parametrize("command", [["submit"], ["schedule", "create", "--cron", "0 0 3 * * *", "--name", "n"]])
+def test_a_serving_namespace_other_than_the_runs_is_refused_before_sending(kfp_server, capsys, command):
+    base = [*command, "--host", kfp_server.url, "--param", "data_uri=s3://b/raw"]
+    assert cli.main([*base, "--namespace", "team-a", "--param", "serving_namespace=team-b"]) == 2
+    err = capsys.readouterr().err
+    assert "serving_namespace='team-b' is not the namespace the run goes to (team-a)" in err
+    assert "Leave serving_namespace empty" in err
+    assert cli.main([*base, "--param", "serving_namespace=team-b"]) == 2  # no --namespace: cannot be the same
+    assert "none given: --namespace" in capsys.readouterr().err
+    assert kfp_server.requests == []
+    assert cli.main([*base, "--namespace", "team-a", "--param", "serving_namespace=team-a"]) == 0
+
+
+def test_a_compiled_in_serving_namespace_is_refused(tmp_path):
+    from pipelines.training_pipeline import CompileSettings
+
+    with pytest.raises(submit.SubmitError, match="compiled-in serving_namespace default is refused"):
+        submit.compile_package(CompileSettings(parameter_defaults={"serving_namespace": "team-b"}),
+                               str(tmp_path / "p.yaml"))
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_a_notebooks_projected_token_is_used_when_none_is_given(kfp_server, capsys, monkeypatch, tmp_path):
+    """kfp.Client reads the projected token only without a host; these commands always pass one."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    monkeypatch.delenv(submit.TOKEN_ENV)
+    monkeypatch.setenv(submit.SA_TOKEN_PATH_ENV, str(token_file))
+    assert cli.main(["submit", "--host", kfp_server.url, "--namespace", "ns", "--param", "data_uri=s3://b/raw"]) == 0
+    assert {r["authorization"] for r in kfp_server.requests} == {f"Bearer {TOKEN}"}
+    out = capsys.readouterr()
+    assert TOKEN not in out.out + out.err
+    # An explicit token wins over the file; no file and no token: no Authorization header at all.
+    assert submit.resolve_target("http://h", None, "given", None).token == "given"
+    monkeypatch.setenv(submit.SA_TOKEN_PATH_ENV, str(tmp_path / "absent"))
+    assert submit.resolve_target("http://h", None, None, None).token is None
+    assert TOKEN not in repr(submit.resolve_target("http://h", None, TOKEN, None))
 
 
 def test_submit_no_cache_turns_caching_off_for_every_task(kfp_server):
@@ -363,6 +483,17 @@ def test_schedule_refuses_zero_concurrency(kfp_server, capsys):
                      "--max-concurrency", "0", "--param", "data_uri=x"]) == 2
     assert "--max-concurrency must be at least 1" in capsys.readouterr().err
     assert kfp_server.requests == []
+
+
+def test_schedule_refuses_more_concurrency_than_the_api_allows(kfp_server, capsys):
+    assert cli.main(["schedule", "create", "--host", kfp_server.url, "--cron", "0 0 3 * * *",
+                     "--max-concurrency", "11", "--param", "data_uri=x"]) == 2
+    err = capsys.readouterr().err
+    assert "at most 10 (the KFP API's limit for a recurring run), got 11" in err
+    assert kfp_server.requests == []
+    assert cli.main(["schedule", "create", "--host", kfp_server.url, "--cron", "0 0 3 * * *",
+                     "--max-concurrency", "10", "--param", "data_uri=x"]) == 0
+    assert int(next(iter(kfp_server.recurring.values()))["max_concurrency"]) == 10
 
 
 def test_schedule_list_and_delete(kfp_server, capsys):

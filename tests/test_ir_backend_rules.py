@@ -62,6 +62,21 @@ def test_cacheable_tasks_take_no_per_run_value(compiled):
             assert {"name": "KFP_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"} in cfg["fieldPathAsEnv"]
 
 
+# What each never-cached step reads besides its inputs: the raw data's listing (fingerprint), the
+# model registry (select-and-register: the new version, @champion), the cluster (deploy, smoke test).
+STATEFUL = {"fingerprint-data", "select-and-register", "deploy-model", "smoke-test"}
+
+
+def test_steps_that_read_outside_state_are_never_cached(compiled):
+    spec, _ = compiled
+    assert ir_rules.stateful_cache_violations(spec, STATEFUL) == []
+
+
+def test_cacheable_tasks_name_no_other_tasks_image(compiled):
+    spec, _ = compiled
+    assert ir_rules.foreign_image_violations(spec) == []
+
+
 def test_no_task_relies_on_a_retry_inside_the_loop(compiled):
     spec, _ = compiled
     assert ir_rules.retry_in_loop_violations(spec) == []
@@ -109,7 +124,12 @@ def _gather(results: List[str]) -> str:
     return ",".join(results)
 
 
-def test_the_rules_catch_an_untyped_loop_a_run_name_input_and_a_retry_in_the_loop(tmp_path):
+@dsl.component(base_image="python:3.12")
+def _record_images(images: str) -> str:
+    return images
+
+
+def test_the_rules_catch_an_untyped_loop_a_run_name_input_a_retry_in_the_loop_and_cache_defects(tmp_path):
     from kfp import kubernetes
 
     @dsl.pipeline(name="old-shape")
@@ -118,8 +138,9 @@ def test_the_rules_catch_an_untyped_loop_a_run_name_input_and_a_retry_in_the_loo
             t = _consume_struct(model_config=item)
             t.set_retry(num_retries=1)
             kubernetes.use_secret_as_env(t, secret_name=secret, secret_key_to_env={"k": "bad-env-name"})
-        _gather(results=dsl.Collected(t.output))
+        _gather(results=dsl.Collected(t.output)).set_display_name("the registry step, left cacheable")
         _tag_run(pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
+        _record_images(images="runtime=python:3.11,train=python:3.12")  # what train got before issue 22
 
     path = tmp_path / "old.yaml"
     compiler.Compiler().compile(old_shape, str(path))
@@ -130,3 +151,7 @@ def test_the_rules_catch_an_untyped_loop_a_run_name_input_and_a_retry_in_the_loo
     assert any("bad-env-name" in p for p in problems) and any("defaults to ''" in p for p in problems)
     assert ir_rules.per_run_cache_key_violations(spec) == ["root/tag-run: cacheable, but input pipeline_run is a "
                                                            "per-run value"]
+    assert ir_rules.stateful_cache_violations(spec, {"gather"}) == ["root/gather: reads state outside its inputs "
+                                                                    "but is cacheable"]
+    assert ir_rules.foreign_image_violations(spec) == ["root/record-images: cacheable, but input images names "
+                                                       "another task's image python:3.11"]

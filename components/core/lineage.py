@@ -36,10 +36,23 @@ def dataset_name(split: str) -> str:
 
 
 def pipeline_images(refs: str) -> str:
-    """The images the compiled pipeline's tasks run (``runtime=REF,train=REF``, a constant the
-    pipeline hands the training step), on a cluster; empty elsewhere: under ``kfp.local`` the
-    tasks run in the local Python environment, whatever images the pipeline names."""
+    """The images the compiled pipeline's tasks run (``train=REF`` from the training step, the
+    selection step adds ``runtime=REF``: :func:`with_runtime_image`), on a cluster; empty elsewhere:
+    under ``kfp.local`` the tasks run in the local Python environment, whatever images the pipeline
+    names."""
     return refs if settings.run_id() else ""  # the run id comes only from a cluster pod's label
+
+
+def with_runtime_image(described: dict | None, runtime_image: str) -> dict | None:
+    """``described`` naming the runtime image too (``runtime=REF,train=REF``). The training step
+    records only its own image: the runtime image as a training input would be in KFP's cache key
+    and retrain every model when only that image changes. The selection step runs in the runtime
+    image and is never cached, so it adds it. Nothing is added where no image was recorded (a
+    ``kfp.local`` run: see :func:`pipeline_images`) or one is named already."""
+    images = (described or {}).get("images") or ""
+    if not runtime_image or not images or images.startswith("runtime="):
+        return described
+    return {**described, "images": f"runtime={runtime_image},{images}"}
 
 
 def split_digest(manifest: dict) -> str:

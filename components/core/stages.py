@@ -52,7 +52,7 @@ def run_preprocess(
                 "leakage_groups": len(report.leakage),
             }
         )
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"preprocess-{report.fingerprint}"):
+    with tracking.start_run(experiment_id, f"preprocess-{report.fingerprint}"):
         mlflow.set_tags({"stage": "preprocess", "data_fingerprint": report.fingerprint})
         mlflow.log_params({"data_uri": tracking.redact(data_uri), "image_size": image_size,
                            "val_fraction": val_fraction, "seed": seed, "allow_leakage": allow_leakage})
@@ -88,7 +88,7 @@ def run_train(
 
     ``data_uri`` (the raw images) and ``split_uris`` (the preprocessed artifacts' URIs, by split;
     default: the paths) are what the run records as its MLflow datasets (lineage.py), and
-    ``pipeline_images`` the images the pipeline runs (``runtime=REF,train=REF``)."""
+    ``pipeline_images`` the training image (``train=REF``; the selection step adds the runtime one)."""
     import json
     import logging
 
@@ -212,10 +212,12 @@ def run_select_and_register(
     summary_path: str | None = None,
     dashboard_path: str | None = None,
     card_path: str | None = None,
+    runtime_image: str = "",
 ):
     """Select on validation, register, compare with @champion; then what people look at: the
     Markdown summary, the model card (MLflow, KFP output, beside the Model artifact) and the
-    dashboard's HTML page with every model's curves."""
+    dashboard's HTML page with every model's curves. ``runtime_image``: the image this step runs
+    in, recorded with the training image the winner's run recorded (lineage.with_runtime_image)."""
     import json
     import logging
     from collections import namedtuple
@@ -227,6 +229,7 @@ def run_select_and_register(
     tracking.setup(mlflow_tracking_uri, experiment_name)
     parsed = [json.loads(r) if isinstance(r, str) else r for r in results]
     winner = registry.select_winner(parsed)
+    winner = {**winner, "lineage": lineage.with_runtime_image(winner.get("lineage"), runtime_image)}
     tags = {
         "pipeline_run": settings.run_id(),
         "data_fingerprint": data_fingerprint,

@@ -127,6 +127,46 @@ def setup(tracking_uri: str | None, experiment: str = settings.EXPERIMENT) -> st
         ) from err
 
 
+def start_run(experiment_id: str, run_name: str):
+    """``mlflow.start_run`` for one of our runs: in ``experiment_id`` (the pipeline's
+    ``experiment_name``), nested under KFP's own MLflow run for this task when there is one.
+
+    KFP 2.17's MLflow plugin (``backend/src/v2/common/plugins/mlflow/handler.go``, when an
+    administrator enables it) creates a run per task, tagged ``mlflow.parentRunId`` = the KFP run's
+    MLflow run, and injects ``MLFLOW_RUN_ID`` (that task run), ``MLFLOW_EXPERIMENT_ID`` and
+    ``MLFLOW_TRACKING_URI``; it ends the task run itself (``OnTaskEnd``). A plain
+    ``mlflow.start_run(experiment_id=...)`` would *resume* that run, ignoring ``experiment_id``:
+    our preprocessing and models would land in KFP's experiment, under KFP's run name, and be
+    ended by us before KFP logs to it. So the variable is taken out of the environment (MLflow's
+    own ``end_run`` removes it as well) and our run is created as a child of KFP's task run. It stays in our experiment, not KFP's: the
+    selection step, the champion comparison and the README's "one run per model in experiment
+    ``skin-cancer``" all rely on it, across KFP runs. MLflow draws nested runs only within one
+    experiment; across experiments the link is the ``mlflow.parentRunId`` tag (search
+    ``tags.mlflow.parentRunId = '<KFP task run>'``). A KFP run id that our tracking server does
+    not know (the plugin may log to another server) is not used as a parent."""
+    import mlflow
+
+    parent = _kfp_task_run()
+    os.environ.pop("MLFLOW_RUN_ID", None)  # else mlflow.start_run resumes it
+    return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, parent_run_id=parent)
+
+
+def _kfp_task_run() -> str | None:
+    """KFP's MLflow run for this task (``MLFLOW_RUN_ID``), if our tracking server has it."""
+    from mlflow import MlflowClient
+
+    run_id = settings.env("MLFLOW_RUN_ID")
+    if not run_id:
+        return None
+    try:
+        MlflowClient().get_run(run_id)
+    except Exception as err:
+        log.warning("MLFLOW_RUN_ID %s (KFP's run for this task) is not on this tracking server (%s); "
+                    "not nesting under it", run_id, type(err).__name__)
+        return None
+    return run_id
+
+
 def redact(uri: str) -> str:
     """``uri`` without any ``user:password@`` part, for messages, logs and parameters."""
     return _redact(uri)
@@ -176,7 +216,7 @@ def log_training(train: Callable, cfg, name: str, experiment_id: str, tags: dict
 
     from components.core import lineage
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+    with start_run(experiment_id, name) as run:
         mlflow.set_tags({"stage": "train", "model_name": name, "family": cfg.family,
                          "pipeline_run": settings.run_id(), **tags})
         mlflow.log_params({k: v for k, v in cfg.to_dict().items() if k != "extra"} | cfg.extra)

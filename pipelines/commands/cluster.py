@@ -100,11 +100,13 @@ def _add_compile_args(c: argparse.ArgumentParser) -> None:
 
 
 def _add_cluster_args(c: argparse.ArgumentParser) -> None:
-    from pipelines.submit import HOST_ENV, TOKEN_ENV
+    from pipelines.submit import HOST_ENV, SA_TOKEN_PATH_ENV, TOKEN_ENV
 
     c.add_argument("--host", help=f"KFP API URL, e.g. http://localhost:8080 (default: ${HOST_ENV})")
     c.add_argument("--namespace", help="Kubeflow profile namespace (multi-user Kubeflow)")
-    c.add_argument("--token", help=f"bearer token (prefer ${TOKEN_ENV}: flags show up in shell history)")
+    c.add_argument("--token", help=f"bearer token, audience pipelines.kubeflow.org on a multi-user Kubeflow (prefer "
+                                   f"${TOKEN_ENV}: flags show up in shell history; in a Kubeflow notebook the "
+                                   f"projected token at ${SA_TOKEN_PATH_ENV} is used)")
     c.add_argument("--ui-url", help="dashboard base URL for printed links (default: --host)")
 
 
@@ -136,7 +138,7 @@ def register(sub) -> None:
     scc.add_argument("--cron", required=True,
                      help="KFP cron, SIX fields with seconds first, e.g. '0 0 3 * * *' (daily at 03:00 UTC)")
     scc.add_argument("--name", default="skin-cancer-retrain", help="recurring run name")
-    scc.add_argument("--max-concurrency", type=int, default=1, help="runs of this schedule allowed at once")
+    scc.add_argument("--max-concurrency", type=int, default=1, help="runs of this schedule allowed at once (1-10, the KFP API's limit)")
     scc.add_argument("--catchup", action="store_true", help="backfill missed intervals (default: no catch-up)")
     _add_cluster_args(scc)
     _add_run_args(scc)
