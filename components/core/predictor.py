@@ -115,19 +115,28 @@ class Predictor:
     def label_for(self, p: float) -> str:
         return CLASSES[int(p >= self.threshold)]
 
-    def predict_pixels(self, pixels: np.ndarray, original_sizes: list | None = None, forward=None) -> list[dict]:
+    def predict_pixels(self, pixels: np.ndarray, original_sizes: list | None = None, forward=None,
+                       imagenet: np.ndarray | None = None) -> list[dict]:
         """One result per image of a uint8 batch: ``label`` and ``p_malignant`` (what the threshold
         alone says), and the decision policy's ``decision``, ``refer_reason``, ``prediction_set``,
         ``ood_score`` and ``refer_text`` (what a clinician reads; "" when decided).
-        ``forward``: the model's call to use (the server's traced graph); default the model."""
+        ``forward``: the model's call to use (the server's traced graph); default the model.
+        ``imagenet``: the images' ImageNet features at model size (:meth:`imagenet_features`),
+        when the caller computed them already."""
         probs = np.asarray(forward(pixels) if forward is not None else self.predict_arrays(pixels))
         probs = probs.reshape(-1).astype(float)
         bad = [p for p in probs if not np.isfinite(p) or not 0.0 <= p <= 1.0]
         if bad:
             raise RuntimeError(f"model produced an invalid probability {bad[0]!r}")
-        decisions = self.policy.decide_images(self._at_model_size(pixels), probs, original_sizes)
+        decisions = self.policy.decide_images(self._at_model_size(pixels), probs, original_sizes, imagenet)
         return [{"label": self.label_for(p), "p_malignant": float(p), **d.to_dict(), "refer_text": reason_text(d)}
                 for p, d in zip(probs, decisions)]
+
+    def imagenet_features(self, pixels: np.ndarray) -> np.ndarray:
+        """The ImageNet features the scope detector looks at (the same as :meth:`predict_pixels`)."""
+        from components.core.decision.features import imagenet_features
+
+        return imagenet_features(self._at_model_size(pixels))
 
     def _at_model_size(self, pixels: np.ndarray) -> np.ndarray:
         """The scope detector's input: images as training saw them (a V2 UINT8 input may be any size;

@@ -52,6 +52,13 @@ REFER_COVERAGE = 0.95
 OOD_FALSE_FLAG_RATE = 0.005
 VAL_FRACTION = 0.15
 MAX_BAD_FRACTION = 0.01
+# Batch scoring (components/core/scoring): images per forward pass, the share of unreadable files
+# a scoring run tolerates, and monitoring's significance level and the fewest images it judges.
+SCORING_PIPELINE_NAME = "skin-cancer-scoring"
+SCORE_BATCH = 64
+SCORING_MAX_BAD_FRACTION = 0.2
+DRIFT_ALPHA = 0.01
+DRIFT_MIN_IMAGES = 30
 
 
 # --- environment variables -----------------------------------------------------------------------

@@ -90,9 +90,15 @@ class DecisionPolicy:
         return self.scope.scores(features.imagenet_features(pixels))
 
     def decide_images(self, pixels: np.ndarray, p: np.ndarray,
-                      original_sizes: list[tuple[int, int] | None] | None = None) -> list[Decision]:
-        """Decisions for a batch: ``pixels`` as the model saw them, ``p`` its p(malignant)."""
-        scores = self.ood_scores(pixels) if len(pixels) else np.zeros(0)
+                      original_sizes: list[tuple[int, int] | None] | None = None,
+                      imagenet: np.ndarray | None = None) -> list[Decision]:
+        """Decisions for a batch: ``pixels`` as the model saw them, ``p`` its p(malignant);
+        ``imagenet``: their ImageNet features when the caller already has them (batch scoring
+        keeps them for drift monitoring), so they are computed once."""
+        if imagenet is not None:
+            scores = self.scope.scores(imagenet) if len(pixels) else np.zeros(0)
+        else:
+            scores = self.ood_scores(pixels) if len(pixels) else np.zeros(0)
         sizes = original_sizes or [None] * len(pixels)
         return [self.decide(float(pi), float(si), image_checks.image_problems(img, size))
                 for img, pi, si, size in zip(pixels, p, scores, sizes)]
