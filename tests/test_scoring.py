@@ -158,3 +158,25 @@ def test_parquet_schema_has_the_issue_columns(tmp_path):
     uri = scoring.write_rows([{c: None for c in scoring.schema().names} | {"key": "a"}], str(tmp_path), "r")
     assert pq.read_table(io.BytesIO(Path(uri).read_bytes())).column_names == scoring.schema().names
     assert scoring.write_rows([], str(tmp_path), "r2") is None
+
+
+def test_worklist_lists_referred_then_malignant_with_thumbnails_and_the_verdicts(predictor, demo_raw, preprocessed,
+                                                                                 tmp_path):
+    from components.core.scoring import report
+
+    inbox = tmp_path / "inbox"
+    kinds = make_inbox(demo_raw, inbox)
+    summary, rows = score_prefix(str(inbox), str(tmp_path / "scored"), "unused", predictor=predictor,
+                                 reference_uri=str(preprocessed / "val"))
+    assert [s["signal"] for s in summary["signals"]] == ["input", "prediction", "decision"]
+    assert {s["verdict"] for s in summary["signals"]} <= {"drift", "no drift", "too few images to judge"}
+    page = report.render(rows, summary, str(inbox))
+    ordered = report.order(rows)
+    rank = {"refer": 0, "malignant": 1, "benign": 2}
+    assert [rank[r["decision"]] for r in ordered] == sorted(rank[r["decision"]] for r in ordered)
+    positions = [page.index(r["key"]) for r in ordered]
+    assert positions == sorted(positions)  # the page lists them in that order
+    assert page.count("data:image/jpeg;base64,") == len(kinds) - 2  # a thumbnail per scored image
+    assert "clinic-a/empty.jpg" in page and "empty file" in page
+    for s in summary["signals"]:
+        assert s["verdict"] in page

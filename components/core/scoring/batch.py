@@ -48,7 +48,7 @@ def schema():
     return pa.schema([("key", text), ("sha256", text), ("model_name", text), ("model_version", text),
                       ("p_malignant", pa.float64()), ("label", text), ("decision", text), ("refer_reason", text),
                       ("error", text), ("scored_at", pa.timestamp("us", tz="UTC")),
-                      ("input_projection", pa.list_(pa.float32()))])
+                      ("input_features", pa.list_(pa.float32()))])
 
 
 @dataclass
@@ -102,10 +102,11 @@ def _read(uri: str) -> tuple[bytes | None, str | None]:
         return None, f"could not read: {err}"
 
 
-def score_uris(predictor, uris: list[str], out_uri: str, project=None, batch: int = SCORE_BATCH,
+def score_uris(predictor, uris: list[str], out_uri: str, inputs=None, batch: int = SCORE_BATCH,
                known: set[str] | None = None, data_uri: str = "") -> ScoreResult:
-    """Rows for the files in ``uris`` that this model version has not scored. ``project``: maps a
-    batch's ImageNet features to what the rows keep for input monitoring (drift.InputReference.project);
+    """Rows for the files in ``uris`` that this model version has not scored. ``inputs``: maps a
+    batch's pixels and ImageNet features to what the rows keep for input monitoring
+    (drift.InputAxes.inputs);
     ``known``: hashes already scored (default: read from ``out_uri``); ``data_uri``: keys are
     relative to it."""
     known = set(scored_hashes(out_uri, predictor.model_name, predictor.model_version) if known is None else known)
@@ -117,7 +118,7 @@ def score_uris(predictor, uris: list[str], out_uri: str, project=None, batch: in
             row = {"key": uri[len(base):] if base and uri.startswith(base) else uri, "sha256": None,
                    "model_name": predictor.model_name, "model_version": predictor.model_version,
                    "p_malignant": None, "label": None, "decision": None, "refer_reason": None, "error": None,
-                   "scored_at": dt.datetime.now(dt.timezone.utc), "input_projection": None}
+                   "scored_at": dt.datetime.now(dt.timezone.utc), "input_features": None}
             data, row["error"] = _read(uri)
             if data is not None:
                 row["sha256"] = hashlib.sha256(data).hexdigest()
@@ -132,20 +133,20 @@ def score_uris(predictor, uris: list[str], out_uri: str, project=None, batch: in
             if row["error"]:
                 result.rows.append(row)
         if pending:
-            _score_batch(predictor, pending, project)
+            _score_batch(predictor, pending, inputs)
             result.rows += [row for row, _, _ in pending]
     return result
 
 
-def _score_batch(predictor, pending: list, project) -> None:
+def _score_batch(predictor, pending: list, inputs) -> None:
     pixels = np.stack([px for _, px, _ in pending])
     features = predictor.imagenet_features(pixels)
     outputs = predictor.predict_pixels(pixels, [size for _, _, size in pending], imagenet=features)
-    projections = project(features) if project is not None else [None] * len(pending)
-    for (row, _, _), out, proj in zip(pending, outputs, projections):
+    vectors = inputs(pixels, features) if inputs is not None else [None] * len(pending)
+    for (row, _, _), out, vector in zip(pending, outputs, vectors):
         row.update(p_malignant=out["p_malignant"], label=out["label"], decision=out["decision"],
                    refer_reason=out["refer_reason"],
-                   input_projection=None if proj is None else [float(v) for v in proj])
+                   input_features=None if vector is None else [float(v) for v in vector])
 
 
 def check_bad_fraction(rows: list[dict], max_bad_fraction: float = SCORING_MAX_BAD_FRACTION) -> None:

@@ -4,18 +4,27 @@ answers still look like the ones it gave on validation?
 Two kinds of signal, kept apart because they mean different things:
 
 * **input** (``input_drift``): the images themselves changed (a new camera, other lighting,
-  another clinic). Measured on ImageNet EfficientNet-Lite0 features (decision/features.py), which
-  do not encode benign versus malignant, so a day with a different mix of lesions does not read
-  as input drift. The reference is the train split's features, stored with every model version
-  by its decision policy (``scope.npz``): nothing extra to capture or to keep in step.
-  The features are unit length (as the scope detector uses them), projected on the reference's
-  first :data:`COMPONENTS` principal components; a two-sample Kolmogorov-Smirnov test per
-  component, Bonferroni-corrected.
+  another clinic). Per image, :data:`STATISTICS` colour statistics (per-channel mean and spread)
+  and the ImageNet EfficientNet-Lite0 features (decision/features.py; unit length, as the scope
+  detector uses them) projected on the first :data:`COMPONENTS` principal axes of the train
+  split's features that every model stores with its decision policy (``scope.npz``). Neither
+  is trained to tell benign from malignant, but on the real images both still differ between the
+  classes (measured: a benign-only batch of 60 real test images read as drift, p = 0.0005,
+  against a class-mixed reference). So the test is **stratified by the model's label**: the
+  batch's images the model calls benign against the reference images it calls benign, the same
+  for malignant (two-sample Kolmogorov-Smirnov per dimension, Bonferroni-corrected over every
+  dimension and stratum). A day with another mix of lesions then does not read as input drift;
+  a colour or brightness change does.
 * **output** (``prediction_drift``, ``decision_drift``): the model's answers changed. The
-  p(malignant) distribution against the validation split's (the training run's ``scores.json``;
-  two-sample KS), and the mix of benign / malignant / uncertain decisions against the same
-  policy applied to the validation p (chi-square test of homogeneity). A change in the mix of
-  lesions moves these and not the input signal; a change in the images usually moves both.
+  p(malignant) distribution against the reference's (two-sample KS), and the mix of benign /
+  malignant / uncertain decisions (out-of-scope refers left out: they are an input matter)
+  against the reference's (chi-square test of homogeneity). A change in the mix of lesions moves
+  these and not the input signal; a change in the images may move both.
+
+The reference is the model's validation split (the preprocessed Dataset the training pipeline
+wrote), scored at the start of a scoring run by the same model and policy
+(:meth:`Reference.from_split`): the same code path as the batch, so the two sides are measured
+the same way. Without a reference every signal says "no reference".
 
 Below ``min_images`` scored images a signal says "too few images to judge" instead of a verdict.
 SciPy's tests; no other monitoring library.
@@ -31,21 +40,29 @@ import numpy as np
 from components.core.decision.scope import normalised
 from components.core.settings import DRIFT_ALPHA, DRIFT_MIN_IMAGES
 
-COMPONENTS = 8  # principal components of the reference features that the input test looks at
+COMPONENTS = 8  # principal components of the train features that the input test looks at
+STATISTICS = 6  # per-channel mean and standard deviation of the pixels
+STRATUM_MIN = 15  # fewest of the batch's images with one label that its stratum is tested on
 DRIFT, NO_DRIFT, TOO_FEW, NO_REFERENCE = "drift", "no drift", "too few images to judge", "no reference"
 DECISION_KINDS = ("benign", "malignant", "uncertain")  # out-of-scope refers are an input matter
 
 
+def image_statistics(pixels: np.ndarray) -> np.ndarray:
+    """``(n, 6)``: per-channel mean and standard deviation of a uint8 batch, in [0, 1]."""
+    px = np.asarray(pixels, np.float32) / 255.0
+    return np.concatenate([px.mean(axis=(1, 2)), px.std(axis=(1, 2))], axis=1)
+
+
 @dataclass
-class InputReference:
-    """The reference's principal axes, and its own projections on them."""
+class InputAxes:
+    """The principal axes of the train split's ImageNet features (stored with the model)."""
 
     mean: np.ndarray  # (d,)
     axes: np.ndarray  # (k, d)
     projections: np.ndarray  # (n, k)
 
     @classmethod
-    def fit(cls, features: np.ndarray, components: int = COMPONENTS) -> "InputReference":
+    def fit(cls, features: np.ndarray, components: int = COMPONENTS) -> "InputAxes":
         ref = normalised(features)
         mean = ref.mean(axis=0)
         _, _, vt = np.linalg.svd(ref - mean, full_matrices=False)
@@ -53,8 +70,43 @@ class InputReference:
         return cls(mean.astype(np.float32), axes, ((ref - mean) @ axes.T).astype(np.float32))
 
     def project(self, features: np.ndarray) -> np.ndarray:
-        """``(n, k)``: what the scoring rows keep per image (a few floats, not 1,584)."""
+        """``(n, k)``: the features on the principal axes."""
         return ((normalised(features) - self.mean) @ self.axes.T).astype(np.float32)
+
+    def inputs(self, pixels: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """``(n, 6 + k)``: what the scoring rows keep per image for the input test (a few floats)."""
+        return np.concatenate([image_statistics(pixels), self.project(features)], axis=1).astype(np.float32)
+
+
+@dataclass
+class Reference:
+    """The reference side of every signal, one entry per reference image."""
+
+    inputs: np.ndarray  # (n, 6 + k)
+    labels: list[str]  # the model's label (threshold) per image: the input test's strata
+    p: np.ndarray  # p(malignant)
+    kinds: list[str]  # benign / malignant / uncertain; out-of-scope left out (decision_kinds)
+
+    @classmethod
+    def from_split(cls, predictor, split_path: str, axes: InputAxes, batch: int = 64) -> "Reference":
+        """Score a preprocessed split (a Dataset directory: the model's validation split) with the
+        model and policy, keeping only the few numbers per image the signals need."""
+        from components.core.dataset import SplitArrays
+
+        split = SplitArrays(split_path)
+        inputs, labels, p, decisions, reasons = [], [], [], [], []
+        for start in range(0, len(split), batch):
+            pixels = split.gather(np.arange(start, min(start + batch, len(split))))
+            features = predictor.imagenet_features(pixels)
+            out = predictor.predict_pixels(pixels, imagenet=features)
+            inputs.append(axes.inputs(pixels, features))
+            labels += [o["label"] for o in out]
+            p += [o["p_malignant"] for o in out]
+            decisions += [o["decision"] for o in out]
+            reasons += [o["refer_reason"] for o in out]
+        width = STATISTICS + axes.axes.shape[0]
+        return cls(np.concatenate(inputs) if inputs else np.zeros((0, width), np.float32), labels,
+                   np.asarray(p, float), decision_kinds(decisions, reasons))
 
 
 def _verdict(name: str, n: int, min_images: int, p_value: float, alpha: float, **detail) -> dict:
@@ -66,19 +118,30 @@ def _verdict(name: str, n: int, min_images: int, p_value: float, alpha: float, *
             "min_images": min_images, **detail}
 
 
-def input_drift(reference: InputReference, projections: np.ndarray, alpha: float = DRIFT_ALPHA,
+def input_drift(reference: Reference | None, inputs: np.ndarray, labels: list[str], alpha: float = DRIFT_ALPHA,
                 min_images: int = DRIFT_MIN_IMAGES) -> dict:
-    """KS per principal component; the smallest p-value times the number of components."""
+    """KS per input dimension within each label's stratum; the smallest p-value times the number
+    of tests (Bonferroni)."""
     from scipy.stats import ks_2samp
 
-    projections = np.asarray(projections, np.float32).reshape(-1, reference.axes.shape[0])
-    if len(projections) == 0:
-        return _verdict("input", 0, min_images, math.nan, alpha)
-    tests = [ks_2samp(reference.projections[:, j], projections[:, j]) for j in range(projections.shape[1])]
-    worst = int(np.argmin([t.pvalue for t in tests]))
-    p = min(1.0, float(tests[worst].pvalue) * len(tests))
-    return _verdict("input", len(projections), min_images, p, alpha, test="KS per principal component, Bonferroni",
-                    statistic=float(tests[worst].statistic), component=worst)
+    if reference is None:
+        return {"signal": "input", "verdict": NO_REFERENCE, "n": len(labels)}
+    inputs = np.asarray(inputs, np.float32).reshape(len(labels), -1)
+    ref_labels, labels = np.asarray(reference.labels), np.asarray(labels)
+    tests = []
+    for label in sorted(set(labels.tolist())):
+        mine, theirs = inputs[labels == label], reference.inputs[ref_labels == label]
+        if len(mine) < STRATUM_MIN or len(theirs) < STRATUM_MIN:
+            continue
+        tests += [(label, j, ks_2samp(theirs[:, j], mine[:, j])) for j in range(inputs.shape[1])]
+    if not tests:
+        return _verdict("input", min(len(labels), min_images - 1), min_images, math.nan, alpha,
+                        test="KS per dimension within each label", note="no label with enough images on both sides")
+    label, dim, worst = min(tests, key=lambda t: t[2].pvalue)
+    p = min(1.0, float(worst.pvalue) * len(tests))
+    name = (["mean_r", "mean_g", "mean_b", "sd_r", "sd_g", "sd_b"] + [f"pc{i}" for i in range(inputs.shape[1])])[dim]
+    return _verdict("input", len(labels), min_images, p, alpha, test="KS per dimension within each label, Bonferroni",
+                    statistic=float(worst.statistic), dimension=name, stratum=label)
 
 
 def prediction_drift(reference_p: np.ndarray | None, p: np.ndarray, alpha: float = DRIFT_ALPHA,
@@ -105,12 +168,6 @@ def decision_kinds(decisions, refer_reasons) -> list[str]:
             continue
         out.append("uncertain" if d == "refer" else d)
     return out
-
-
-def reference_decisions(policy, reference_p: np.ndarray) -> list[str]:
-    """The policy's decisions on the validation p, in scope (the same function the scoring applies)."""
-    decided = [policy.decide(float(p), 0.0) for p in reference_p]
-    return decision_kinds([d.decision for d in decided], [d.refer_reason for d in decided])
 
 
 def decision_drift(reference_kinds: list[str] | None, kinds: list[str], alpha: float = DRIFT_ALPHA,

@@ -6,13 +6,10 @@ them in one process for tests and small prefixes.
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 
-from components.core import storage
 from components.core.scoring import batch as scoring
 from components.core.scoring import drift
 from components.core.scoring.labels import label_metrics, read_labels
@@ -21,44 +18,17 @@ from components.core.settings import DRIFT_ALPHA, DRIFT_MIN_IMAGES, SCORE_BATCH,
 log = logging.getLogger(__name__)
 
 
-def training_run_id(model_uri: str) -> str | None:
-    """The MLflow run that trained the model: the registry's, or a Model artifact's model.json."""
-    try:
-        if model_uri.startswith(("models:/", "runs:/")):
-            import mlflow
-
-            return mlflow.models.get_model_info(model_uri).run_id
-        return json.loads(storage.read_bytes(storage.join(model_uri, "model.json")) if storage.is_s3(model_uri)
-                          else Path(model_uri, "model.json").read_text()).get("mlflow_run_id")
-    except Exception as err:  # noqa: BLE001 - no run: the output signals say "no reference"
-        log.warning("no training run found for %s: %s", model_uri, err)
-        return None
-
-
-def reference_p(model_uri: str) -> np.ndarray | None:
-    """The validation split's p(malignant) as the training run logged it (scores.json), or None."""
-    from components.core import settings, tracking
-
-    run_id = training_run_id(model_uri)
-    if not run_id or not settings.tracking_uri():
-        return None
-    scores = tracking.load_scores(run_id)
-    return np.asarray(scores["val"], float) if scores and scores.get("val") else None
-
-
-def monitor(policy, rows: list[dict], ref_p: np.ndarray | None, alpha: float = DRIFT_ALPHA,
+def monitor(reference: drift.Reference | None, rows: list[dict], alpha: float = DRIFT_ALPHA,
             min_images: int = DRIFT_MIN_IMAGES) -> list[dict]:
     """The three signals over the rows scored in this run (rows with an error are left out)."""
-    reference = drift.InputReference.fit(policy.scope.reference)
     ok = [r for r in rows if not r["error"] and r["p_malignant"] is not None]
-    projections = np.array([r["input_projection"] for r in ok if r.get("input_projection") is not None],
-                           np.float32).reshape(-1, reference.axes.shape[0])
+    inputs = [r["input_features"] for r in ok]
     kinds = drift.decision_kinds([r["decision"] for r in ok], [r["refer_reason"] for r in ok])
     return [
-        drift.input_drift(reference, projections, alpha, min_images),
-        drift.prediction_drift(ref_p, np.array([r["p_malignant"] for r in ok]), alpha, min_images),
-        drift.decision_drift(drift.reference_decisions(policy, ref_p) if ref_p is not None else None, kinds,
-                             alpha, min_images),
+        drift.input_drift(reference, np.array(inputs, np.float32), [r["label"] for r in ok], alpha, min_images),
+        drift.prediction_drift(reference.p if reference else None, np.array([r["p_malignant"] for r in ok]), alpha,
+                               min_images),
+        drift.decision_drift(reference.kinds if reference else None, kinds, alpha, min_images),
     ]
 
 
@@ -90,18 +60,22 @@ def version_rows(out_uri: str, predictor) -> list[dict]:
             if (r["model_name"], r["model_version"]) == (predictor.model_name, predictor.model_version)]
 
 
-def score_prefix(data_uri: str, out_uri: str, model_uri: str, labels_uri: str | None = None,
+def score_prefix(data_uri: str, out_uri: str, model_uri: str, reference_uri: str | None = None,
+                 labels_uri: str | None = None,
                  max_bad_fraction: float = SCORING_MAX_BAD_FRACTION, batch: int = SCORE_BATCH,
                  min_images: int = DRIFT_MIN_IMAGES, predictor=None) -> tuple[dict, list[dict]]:
-    """Score what is new under ``data_uri`` into ``out_uri``; returns (summary, this run's rows)."""
+    """Score what is new under ``data_uri`` into ``out_uri`` and monitor it against the
+    preprocessed split at ``reference_uri`` (the model's validation split; None: no reference).
+    Returns (summary, this run's rows)."""
     from components.core.predictor import Predictor
 
     predictor = predictor or Predictor.load(model_uri)
-    reference = drift.InputReference.fit(predictor.policy.scope.reference)
+    axes = drift.InputAxes.fit(predictor.policy.scope.reference)
     uris = scoring.list_inputs(data_uri, out_uri)
-    result = scoring.score_uris(predictor, uris, out_uri, reference.project, batch, data_uri=data_uri)
+    result = scoring.score_uris(predictor, uris, out_uri, axes.inputs, batch, data_uri=data_uri)
     scoring.check_bad_fraction(result.rows, max_bad_fraction)
     uri = scoring.write_rows(result.rows, out_uri, scoring.run_name())
-    signals = monitor(predictor.policy, result.rows, reference_p(model_uri), min_images=min_images)
+    reference = drift.Reference.from_split(predictor, reference_uri, axes) if reference_uri else None
+    signals = monitor(reference, result.rows, min_images=min_images)
     labelled = label_metrics(version_rows(out_uri, predictor), read_labels(labels_uri)) if labels_uri else None
     return summarise(result.rows, result.already_scored, signals, uri, labelled), result.rows
