@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from pipelines.commands import cluster, local_jobs, model_use
+from pipelines.commands import cluster, local_jobs, model_use, scoring_jobs
 
 VERBOSE_HELP = "show everything on the console: task logs, TensorFlow, warnings (default: what matters)"
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="skin-cancer", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = p.add_subparsers(dest="command", required=True)
-    for commands in (local_jobs, cluster, model_use):
+    for commands in (local_jobs, cluster, model_use, scoring_jobs):
         commands.register(sub)
     for command in sub.choices.values():  # `skin-cancer run -v` as well as `skin-cancer -v run`
         command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)

@@ -77,6 +77,13 @@ def test_too_few_images_to_judge(monitored):
     assert {s["verdict"] for s in few.values()} == {drift.TOO_FEW}
 
 
+def test_an_empty_run_is_too_few_to_judge(monitored):
+    _, _, reference, _, _ = monitored
+    verdicts = [drift.input_drift(reference, np.zeros((0, 14)), []), drift.prediction_drift(reference.p, []),
+                drift.decision_drift(reference.kinds, [])]
+    assert [v["verdict"] for v in verdicts] == [drift.TOO_FEW] * 3
+
+
 def test_no_reference_says_so():
     assert drift.input_drift(None, np.zeros((3, 14)), ["benign"] * 3)["verdict"] == drift.NO_REFERENCE
     assert drift.prediction_drift(None, np.zeros(3))["verdict"] == drift.NO_REFERENCE

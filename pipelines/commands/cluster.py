@@ -34,6 +34,17 @@ def _compile_settings(args: argparse.Namespace):
 def cmd_compile(args: argparse.Namespace) -> int:
     from pipelines.submit import compile_package
 
+    if args.pipeline == "scoring":
+        from kfp import compiler
+
+        from components.core import settings
+        from pipelines.scoring_pipeline import ScoringSettings, build_scoring_pipeline
+
+        scoring = ScoringSettings(image=settings.images(args.image, args.train_image)[0], retries=args.retries,
+                                  **({"parallelism": args.parallelism} if args.parallelism else {}))
+        compiler.Compiler().compile(build_scoring_pipeline(scoring), package_path=args.output)
+        print(f"wrote {args.output}")
+        return 0
     compile_package(_compile_settings(args), args.output)
     print(f"wrote {args.output}")
     return 0
@@ -123,6 +134,8 @@ def _add_run_args(c: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     c = sub.add_parser("compile", help="write the KFP IR YAML that a cluster runs")
     c.add_argument("--output", default="pipeline.yaml")
+    c.add_argument("--pipeline", choices=("training", "scoring"), default="training",
+                   help="which pipeline: training (default) or scoring (pipelines/scoring_pipeline.py)")
     _add_compile_args(c)
     c.set_defaults(func=cmd_compile)
     su = sub.add_parser("submit", help="compile and start one run on a Kubeflow Pipelines cluster")

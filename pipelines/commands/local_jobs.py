@@ -126,13 +126,18 @@ def _print_table(models: list[dict], say=print) -> None:
             f"{t.get('ece', float('nan')):6.3f} {m['seconds']:8.0f}")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def in_session(args: argparse.Namespace, name: str, job) -> int:
+    """``job(args, workdir, session)`` with its console and log (``--workdir``/logs/NAME-...)."""
     from pipelines.console import Session, log_path
 
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    with Session(log_path(workdir, "run"), verbose=args.verbose) as session:
-        return _run(args, workdir, session)
+    with Session(log_path(workdir, name), verbose=args.verbose) as session:
+        return job(args, workdir, session)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return in_session(args, "run", _run)
 
 
 def _run(args: argparse.Namespace, workdir: Path, session) -> int:

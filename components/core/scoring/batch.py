@@ -79,14 +79,19 @@ def prediction_files(out_uri: str) -> list[str]:
     return [o.uri for o in objects if o.relpath.endswith(".parquet")]
 
 
-def read_rows(out_uri: str, columns: list[str] | None = None) -> list[dict]:
-    """Every row written under ``out_uri`` so far (``columns`` only, when given)."""
+def read_files(uris: list[str], columns: list[str] | None = None) -> list[dict]:
+    """The rows of these predictions files (``columns`` only, when given)."""
     import pyarrow.parquet as pq
 
     rows: list[dict] = []
-    for uri in prediction_files(out_uri):
+    for uri in uris:
         rows += pq.read_table(io.BytesIO(storage.read_bytes(uri)), columns=columns).to_pylist()
     return rows
+
+
+def read_rows(out_uri: str, columns: list[str] | None = None) -> list[dict]:
+    """Every row written under ``out_uri`` so far (``columns`` only, when given)."""
+    return read_files(prediction_files(out_uri), columns)
 
 
 def scored_hashes(out_uri: str, model_name: str, model_version: str) -> set[str]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -91,8 +92,18 @@ class Reference:
     def from_split(cls, predictor, split_path: str, axes: InputAxes, batch: int = 64) -> "Reference":
         """Score a preprocessed split (a Dataset directory: the model's validation split) with the
         model and policy, keeping only the few numbers per image the signals need."""
+        import tempfile
+
+        from components.core import storage
         from components.core.dataset import SplitArrays
 
+        if storage.is_s3(split_path):  # a Dataset artifact in the pipeline root: copied, then memory-mapped
+            with tempfile.TemporaryDirectory(prefix="skin-cancer-reference-") as tmp:
+                for obj in storage.list_objects(split_path):
+                    target = Path(tmp, obj.relpath)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(storage.read_bytes(obj.uri))
+                return cls.from_split(predictor, tmp, axes, batch)
         split = SplitArrays(split_path)
         inputs, labels, p, decisions, reasons = [], [], [], [], []
         for start in range(0, len(split), batch):
@@ -126,6 +137,8 @@ def input_drift(reference: Reference | None, inputs: np.ndarray, labels: list[st
 
     if reference is None:
         return {"signal": "input", "verdict": NO_REFERENCE, "n": len(labels)}
+    if len(labels) == 0:
+        return _verdict("input", 0, min_images, math.nan, alpha)
     inputs = np.asarray(inputs, np.float32).reshape(len(labels), -1)
     ref_labels, labels = np.asarray(reference.labels), np.asarray(labels)
     tests = []

@@ -60,22 +60,80 @@ def version_rows(out_uri: str, predictor) -> list[dict]:
             if (r["model_name"], r["model_version"]) == (predictor.model_name, predictor.model_version)]
 
 
+def shards(uris: list[str], shard_size: int) -> list[dict]:
+    """The pipeline's loop items: ``{"index": i, "uris": [...]}``, ``shard_size`` files each."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    return [{"index": i, "uris": uris[start:start + shard_size]}
+            for i, start in enumerate(range(0, len(uris), shard_size))]
+
+
+def score_files(predictor, uris: list[str], data_uri: str, out_uri: str, name: str,
+                batch: int = SCORE_BATCH) -> tuple[scoring.ScoreResult, str | None]:
+    """Score what this model version has not scored among ``uris``; write the rows as ``name``."""
+    axes = drift.InputAxes.fit(predictor.policy.scope.reference)
+    result = scoring.score_uris(predictor, uris, out_uri, axes.inputs, batch, data_uri=data_uri)
+    return result, scoring.write_rows(result.rows, out_uri, name)
+
+
+def finish(predictor, rows: list[dict], already_scored: int, out_uri: str, predictions_uri: str | None,
+           reference_uri: str | None = None, labels_uri: str | None = None,
+           min_images: int = DRIFT_MIN_IMAGES) -> dict:
+    """Monitoring, the labels join and the summary of a run whose rows are ``rows``."""
+    axes = drift.InputAxes.fit(predictor.policy.scope.reference)
+    reference = drift.Reference.from_split(predictor, reference_uri, axes) if reference_uri else None
+    signals = monitor(reference, rows, min_images=min_images)
+    labelled = label_metrics(version_rows(out_uri, predictor), read_labels(labels_uri)) if labels_uri else None
+    return summarise(rows, already_scored, signals, predictions_uri, labelled)
+
+
 def score_prefix(data_uri: str, out_uri: str, model_uri: str, reference_uri: str | None = None,
-                 labels_uri: str | None = None,
-                 max_bad_fraction: float = SCORING_MAX_BAD_FRACTION, batch: int = SCORE_BATCH,
-                 min_images: int = DRIFT_MIN_IMAGES, predictor=None) -> tuple[dict, list[dict]]:
-    """Score what is new under ``data_uri`` into ``out_uri`` and monitor it against the
-    preprocessed split at ``reference_uri`` (the model's validation split; None: no reference).
-    Returns (summary, this run's rows)."""
+                 labels_uri: str | None = None, max_bad_fraction: float = SCORING_MAX_BAD_FRACTION,
+                 batch: int = SCORE_BATCH, min_images: int = DRIFT_MIN_IMAGES,
+                 predictor=None) -> tuple[dict, list[dict]]:
+    """Score what is new under ``data_uri`` into ``out_uri`` (one process, no shards) and monitor
+    it against the preprocessed split at ``reference_uri`` (the model's validation split; None:
+    no reference). Fails past ``max_bad_fraction`` before writing. Returns (summary, the rows)."""
     from components.core.predictor import Predictor
 
     predictor = predictor or Predictor.load(model_uri)
     axes = drift.InputAxes.fit(predictor.policy.scope.reference)
-    uris = scoring.list_inputs(data_uri, out_uri)
-    result = scoring.score_uris(predictor, uris, out_uri, axes.inputs, batch, data_uri=data_uri)
+    result = scoring.score_uris(predictor, scoring.list_inputs(data_uri, out_uri), out_uri, axes.inputs, batch,
+                                data_uri=data_uri)
     scoring.check_bad_fraction(result.rows, max_bad_fraction)
     uri = scoring.write_rows(result.rows, out_uri, scoring.run_name())
-    reference = drift.Reference.from_split(predictor, reference_uri, axes) if reference_uri else None
-    signals = monitor(reference, result.rows, min_images=min_images)
-    labelled = label_metrics(version_rows(out_uri, predictor), read_labels(labels_uri)) if labels_uri else None
-    return summarise(result.rows, result.already_scored, signals, uri, labelled), result.rows
+    return finish(predictor, result.rows, result.already_scored, out_uri, uri, reference_uri, labels_uri,
+                  min_images), result.rows
+
+
+def run_metrics(summary: dict) -> dict[str, float]:
+    """The summary's numbers as MLflow metrics: counts, each signal's p-value, the labels' figures."""
+    out = {k: float(summary[k]) for k in ("scored", "already_scored", "errors", "referred", "malignant")}
+    out["drift_detected"] = float(summary["drift_detected"])
+    out["retrain_recommended"] = float(summary["retrain_recommended"])
+    for s in summary["signals"]:
+        if isinstance(s.get("p_value"), float) and s["p_value"] == s["p_value"]:
+            out[f"{s['signal']}_drift_p"] = s["p_value"]
+    for k, v in (summary.get("labels") or {}).items():
+        if isinstance(v, float) and v == v:
+            out[k] = v
+    return out
+
+
+def log_run(summary: dict, page: str, params: dict, tracking_uri: str, experiment: str, run_name: str) -> str:
+    """One MLflow run for the scoring run, in the model's experiment: parameters (data, output,
+    model URI), tags naming the model version it used, the metrics, the summary and the worklist."""
+    import mlflow
+
+    from components.core import settings, tracking
+
+    experiment_id = tracking.setup(tracking_uri or None, experiment)
+    with tracking.start_run(experiment_id, run_name) as run:
+        mlflow.set_tags({"stage": "score", "model_name": params.get("model_name", ""),
+                         "model_version": params.get("model_version", ""), "pipeline_run": settings.run_id(),
+                         "retrain_recommended": str(summary["retrain_recommended"]).lower()})
+        mlflow.log_params({k: v for k, v in params.items() if v not in (None, "")})
+        mlflow.log_metrics(run_metrics(summary))
+        mlflow.log_dict(summary, "scoring/summary.json")
+        mlflow.log_text(page, "scoring/worklist.html")
+        return run.info.run_id
