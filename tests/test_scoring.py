@@ -180,3 +180,22 @@ def test_worklist_lists_referred_then_malignant_with_thumbnails_and_the_verdicts
     assert "clinic-a/empty.jpg" in page and "empty file" in page
     for s in summary["signals"]:
         assert s["verdict"] in page
+
+
+def test_output_inside_the_data_prefix_is_not_scored_whatever_its_spelling(predictor, demo_raw, tmp_path,
+                                                                           monkeypatch):
+    inbox = tmp_path / "inbox"
+    kinds = make_inbox(demo_raw, inbox)
+    monkeypatch.chdir(tmp_path)
+    score_prefix("inbox", "./inbox/scored", "unused", predictor=predictor)
+    summary, rows = score_prefix("./inbox", str(inbox / "scored"), "unused", predictor=predictor)
+    assert rows == [] and summary["already_scored"] == len(kinds)  # no predictions file read as an image
+
+
+def test_a_malignant_recall_below_the_floor_recommends_retraining():
+    from components.core.scoring.run import summarise
+
+    labelled = {"decided_malignant_recall": 0.7}
+    assert summarise([], 0, [], None, labelled, recall_floor=0.8)["retrain_reasons"] == [
+        "malignant recall 0.700 below 0.800"]
+    assert summarise([], 0, [], None, labelled, recall_floor=0.6)["retrain_recommended"] is False

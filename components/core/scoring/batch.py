@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import io
 import logging
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,9 +66,12 @@ class ScoreResult:
 def list_inputs(data_uri: str, out_uri: str | None = None) -> list[str]:
     """Every file under ``data_uri`` (full URIs, sorted), leaving out the output prefix when it
     lies inside the data prefix, and hidden files (names starting with a dot)."""
-    out = (out_uri or "").rstrip("/") + "/"
+    def where(uri: str) -> str:  # one spelling per place: ./a, a and /abs/a are the same folder
+        return uri if storage.is_s3(uri) else os.path.abspath(uri)
+
+    out = where(out_uri).rstrip("/") + "/" if out_uri else None
     return [o.uri for o in storage.list_objects(data_uri)
-            if not (out_uri and o.uri.startswith(out)) and not o.relpath.rsplit("/", 1)[-1].startswith(".")]
+            if not (out and where(o.uri).startswith(out)) and not o.relpath.rsplit("/", 1)[-1].startswith(".")]
 
 
 def prediction_files(out_uri: str) -> list[str]:
