@@ -135,6 +135,9 @@ def test_labels_joined_later_give_the_figures_the_rows_imply(predictor, demo_raw
     assert got["labelled"] == len(truth) == len(joined)
     assert got["labelled_referred"] == len(joined) - len(decided)
     assert got["label_accuracy"] == pytest.approx(np.mean([r["label"] == truth[r["key"]] for r in joined]))
+    truly_malignant = [r for r in joined if truth[r["key"]] == "malignant"]
+    assert got["label_malignant_recall"] == pytest.approx(np.mean([r["label"] == "malignant" for r in truly_malignant]))
+    assert "malignant_recall_floor" not in got  # the tiny model's run is not on a tracking server
     if decided:
         assert got["decided_accuracy"] == pytest.approx(np.mean([r["decision"] == truth[r["key"]] for r in decided]))
     if malignant:
@@ -192,10 +195,15 @@ def test_output_inside_the_data_prefix_is_not_scored_whatever_its_spelling(predi
     assert rows == [] and summary["already_scored"] == len(kinds)  # no predictions file read as an image
 
 
-def test_a_malignant_recall_below_the_floor_recommends_retraining():
+def test_a_malignant_recall_below_the_model_cards_lower_bound_recommends_retraining():
+    from components.core.confidence import wilson
+    from components.core.scoring.labels import recall_floor
     from components.core.scoring.run import summarise
 
-    labelled = {"decided_malignant_recall": 0.7}
-    assert summarise([], 0, [], None, labelled, recall_floor=0.8)["retrain_reasons"] == [
-        "malignant recall 0.700 below 0.800"]
-    assert summarise([], 0, [], None, labelled, recall_floor=0.6)["retrain_recommended"] is False
+    evaluation = {"test": {"confusion_matrix": [[50, 10], [8, 32]]}}
+    floor = recall_floor(evaluation)
+    assert floor == pytest.approx(wilson(32, 40)[0]) and 0.6 < floor < 0.8
+    assert recall_floor({"test": {}}) is None and recall_floor(None) is None
+    low = summarise([], 0, [], None, {"label_malignant_recall": floor - 0.01}, floor)
+    assert low["retrain_recommended"] and low["retrain_reasons"][0].startswith(f"malignant recall {floor - 0.01:.3f}")
+    assert summarise([], 0, [], None, {"label_malignant_recall": floor + 0.01}, floor)["retrain_recommended"] is False

@@ -44,6 +44,7 @@ class Predictor:
     model_name: str
     model_version: str
     policy: DecisionPolicy  # benign / malignant / refer (components/core/decision); never absent
+    run_id: str = ""  # the MLflow run that trained it, when known (batch scoring reads its evaluation)
 
     @classmethod
     def load(cls, model_uri: str) -> "Predictor":
@@ -71,6 +72,7 @@ class Predictor:
             model_name=name,
             model_version=version,
             policy=policy,
+            run_id=info.run_id or "",
         )
 
     @classmethod
@@ -87,6 +89,7 @@ class Predictor:
             model_name=meta.get("name", meta.get("family", "model")),
             model_version=str(meta.get("version", meta.get("mlflow_run_id", ""))),
             policy=policy,
+            run_id=str(meta.get("mlflow_run_id", "")),
         )
 
     @classmethod

@@ -42,7 +42,20 @@ def label_metrics(rows: list[dict], labels: dict[str, str]) -> dict[str, float]:
         "labelled_decided": float(len(decided)),
         "labelled_referred": float(len(joined) - len(decided)),
         "label_accuracy": _share(sum(r["label"] == y for r, y in joined), len(joined)),
+        "label_malignant_recall": _share(sum(r["label"] == y for r, y in joined if y == CLASSES[1]),
+                                         sum(y == CLASSES[1] for _, y in joined)),
         "decided_accuracy": _share(sum(r["decision"] == y for r, y in decided), len(decided)),
         "decided_malignant_recall": _share(sum(r["decision"] == y for r, y in malignant), len(malignant)),
         "brier": _share(sum((r["p_malignant"] - (y == CLASSES[1])) ** 2 for r, y in joined), len(joined)),
     }
+
+
+def recall_floor(evaluation: dict | None) -> float | None:
+    """The lower end of the 95 % interval of the test split's malignant recall (the model card's,
+    from the training run's ``evaluation.json``); None without one."""
+    from components.core.confidence import intervals
+
+    if not evaluation or "confusion_matrix" not in evaluation.get("test", {}):
+        return None
+    low = intervals(evaluation["test"])["sensitivity"][0]
+    return None if low != low else float(low)

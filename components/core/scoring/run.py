@@ -12,7 +12,7 @@ import numpy as np
 
 from components.core.scoring import batch as scoring
 from components.core.scoring import drift
-from components.core.scoring.labels import label_metrics, read_labels
+from components.core.scoring.labels import label_metrics, read_labels, recall_floor
 from components.core.settings import DRIFT_ALPHA, DRIFT_MIN_IMAGES, SCORE_BATCH, SCORING_MAX_BAD_FRACTION
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,10 @@ def summarise(rows: list[dict], already_scored: int, signals: list[dict], predic
               labelled: dict | None = None, recall_floor: float | None = None) -> dict:
     drifted = drift.any_drift(signals)
     reasons = [f"{name} drift" for name in drifted]
-    recall = (labelled or {}).get("decided_malignant_recall")
+    recall = (labelled or {}).get("label_malignant_recall")
     if recall_floor is not None and recall is not None and recall == recall and recall < recall_floor:
-        reasons.append(f"malignant recall {recall:.3f} below {recall_floor:.3f}")
+        reasons.append(f"malignant recall {recall:.3f} below {recall_floor:.3f}, the lower 95 % bound "
+                       "of the model card's test recall")
     return {
         "scored": sum(1 for r in rows if not r["error"]),
         "already_scored": already_scored,
@@ -83,8 +84,31 @@ def finish(predictor, rows: list[dict], already_scored: int, out_uri: str, predi
     axes = drift.InputAxes.fit(predictor.policy.scope.reference)
     reference = drift.Reference.from_split(predictor, reference_uri, axes) if reference_uri else None
     signals = monitor(reference, rows, min_images=min_images)
-    labelled = label_metrics(version_rows(out_uri, predictor), read_labels(labels_uri)) if labels_uri else None
-    return summarise(rows, already_scored, signals, predictions_uri, labelled)
+    labelled, floor = None, None
+    if labels_uri:
+        labelled = label_metrics(version_rows(out_uri, predictor), read_labels(labels_uri))
+        floor = recall_floor(training_evaluation(predictor))
+        if floor is not None:
+            labelled["malignant_recall_floor"] = floor
+    return summarise(rows, already_scored, signals, predictions_uri, labelled, floor)
+
+
+def training_evaluation(predictor) -> dict | None:
+    """The training run's ``evaluation.json`` (val and test metrics), or None when the model's
+    run is not on the tracking server (a Model directory trained elsewhere, no server)."""
+    import json
+
+    import mlflow
+
+    run_id = getattr(predictor, "run_id", None)
+    if not run_id or not mlflow.is_tracking_uri_set():  # no server: MLflow would create a store in the cwd
+        return None
+    try:
+        with open(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation.json")) as fh:
+            return json.load(fh)
+    except Exception as err:  # noqa: BLE001 - no evaluation: no floor, said in the log
+        log.warning("no evaluation.json for run %s (%s): no malignant-recall alert", run_id, type(err).__name__)
+        return None
 
 
 def score_prefix(data_uri: str, out_uri: str, model_uri: str, reference_uri: str | None = None,
