@@ -1,6 +1,9 @@
 """The promotion rule, hand-worked: one order, said the same way in code, summary and README."""
 
+import itertools
 from pathlib import Path
+
+import pytest
 
 from components.core import registry
 
@@ -30,3 +33,41 @@ def test_the_rule_is_stated_in_the_summary_and_the_readme():
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert "only if it is at least as good as the model already there" in readme
     assert "an exact tie goes to the newer model" in readme
+
+
+def trained(name, acc, auc, params, run_id=""):
+    return {"name": name, "run_id": run_id or f"run-{name}", "val": {"accuracy": acc, "auc": auc}, "params": params}
+
+
+def test_a_nan_auc_ranks_last_whatever_the_input_order():
+    # Equal accuracy 0.80: B's AUC is undefined (one class in its validation scores), so A wins,
+    # and it wins from both orders (max() with a raw NaN in the key returned the first one given).
+    a, b = trained("A", 0.80, 0.70, 5000), trained("B", 0.80, float("nan"), 1000)
+    assert registry.select_winner([a, b]) is a
+    assert registry.select_winner([b, a]) is a
+
+
+def test_the_ranking_is_one_order_from_every_input_order():
+    models = [
+        trained("wide", 0.90, 0.95, 9000),     # 1st: best accuracy
+        trained("narrow", 0.85, 0.97, 2000),   # 3rd: accuracy first, AUC only breaks ties
+        trained("small", 0.85, 0.97, 1000),    # 2nd: same accuracy and AUC as narrow, fewer parameters
+        trained("nan-auc", 0.85, float("nan"), 500),  # 4th: an undefined AUC ranks below any real one
+        trained("worst", 0.60, 0.99, 100),     # 5th
+    ]
+    for given in itertools.permutations(models):  # all 120 input orders
+        assert [m["name"] for m in sorted(given, key=registry.rank_key)] == ["wide", "small", "narrow", "nan-auc",
+                                                                             "worst"], [m["name"] for m in given]
+        assert registry.select_winner(list(given))["name"] == "wide"
+
+
+def test_identical_models_are_ordered_by_name_then_run():
+    twins = [trained("b", 0.8, 0.9, 10, "run-2"), trained("a", 0.8, 0.9, 10, "run-9"), trained("b", 0.8, 0.9, 10, "run-1")]
+    for order in itertools.permutations(twins):
+        assert [(m["name"], m["run_id"]) for m in sorted(order, key=registry.rank_key)] == [
+            ("a", "run-9"), ("b", "run-1"), ("b", "run-2")]
+
+
+def test_no_models_is_an_error():
+    with pytest.raises(ValueError, match="no trained models to select from"):
+        registry.select_winner([])

@@ -34,7 +34,7 @@ def _models_table(results: list[dict], winner: dict) -> str:
     head = ("<tr><th>model</th><th>val acc</th><th>val AUC</th><th>test acc</th><th>test AUC</th>"
             "<th>sensitivity</th><th>specificity</th><th>threshold</th><th>params</th><th>seconds</th></tr>")
     rows = []
-    for r in sorted(results, key=rank_key, reverse=True):
+    for r in sorted(results, key=rank_key):
         won = r is winner
         cells = [f"{html.escape(r['name'])}{' (winner)' if won else ''}",
                  *(f"{r[s][k]:.3f}" for s, k in (("val", "accuracy"), ("val", "auc"), ("test", "accuracy"),

@@ -53,15 +53,24 @@ class RegistryError(RuntimeError):
     """The registry could not be updated safely; the message says why and what to do."""
 
 
+def auc_or_lowest(auc: float | None) -> float:
+    """An AUC to rank by: an undefined one (NaN: one class in validation) ranks below every real one.
+    NaN compares false with everything, so left as it is it would make the order depend on the input's."""
+    return -1.0 if auc is None or math.isnan(auc) else float(auc)
+
+
 def rank_key(result: dict) -> tuple:
-    """Highest validation accuracy; ties: higher validation AUC, then the smaller model."""
-    return (result["val"]["accuracy"], result["val"]["auc"], -result["params"])
+    """Sorts this run's models best first: highest validation accuracy; ties: higher validation
+    AUC (NaN last), then the smaller model, then name and run id (so equal models still have one
+    order, whatever order the results arrive in)."""
+    val = result["val"]
+    return (-val["accuracy"], -auc_or_lowest(val["auc"]), result["params"], result["name"], result.get("run_id", ""))
 
 
 def select_winner(results: list[dict]) -> dict:
     if not results:
         raise ValueError("no trained models to select from")
-    return max(results, key=rank_key)
+    return min(results, key=rank_key)
 
 
 @dataclass
@@ -146,8 +155,7 @@ def compare_on_unseen(mine: dict, theirs: dict, val: SplitArrays, seen: set[str]
 
 def quality_key(scored: dict, version) -> tuple:
     """Total order on registered models: val accuracy, then val AUC (NaN lowest), then version."""
-    auc = scored["val"]["auc"]
-    return (scored["val"]["accuracy"], -1.0 if auc is None or math.isnan(auc) else auc, int(version))
+    return (scored["val"]["accuracy"], auc_or_lowest(scored["val"]["auc"]), int(version))
 
 
 def current_champion(client, name: str):
@@ -391,7 +399,7 @@ def summary_markdown(results: list[dict], winner: dict, reg: Registration) -> st
         "| model | val acc | val AUC | test acc | test AUC | sensitivity | specificity | params | seconds |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(results, key=rank_key, reverse=True):
+    for r in sorted(results, key=rank_key):
         mark = " (winner)" if r is winner else ""
         rows.append(
             f"| {r['name']}{mark} | {r['val']['accuracy']:.3f} | {r['val']['auc']:.3f} | "
