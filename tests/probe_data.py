@@ -67,7 +67,7 @@ def linear_model(weights: tuple[float, float, float], bias: float, activation: s
 
 
 def log_model_run(model, experiment_id: str, name: str, trained_on: list[str] | None = None,
-                  image_size: int = 8, threshold: float = 0.5) -> dict:
+                  image_size: int = 8, threshold: float = 0.5):
     """Log ``model`` in its own MLflow run (with ``trained_on.json`` when given: the content hashes
     the champion comparison leaves out) and return the train summary the selection step reads.
     Its metrics are placeholders: registration scores every model itself."""
@@ -79,10 +79,13 @@ def log_model_run(model, experiment_id: str, name: str, trained_on: list[str] | 
         info = tracking.log_model(model, threshold, image_size, "probe")
         if trained_on is not None:
             tracking.log_json({"sha1": sorted(trained_on), "count": len(trained_on)}, tracking.TRAINED_ON_ARTIFACT)
+    from components.core.step_results import TrainSummary
+    from components.core.train_config import TrainConfig
+
     placeholder = {"accuracy": 0.0, "auc": 0.0, "sensitivity": 0.0, "specificity": 0.0}
-    return {"name": name, "family": "probe", "run_id": run.info.run_id, "model_uri": info.model_uri,
-            "threshold": threshold, "val": placeholder, "test": placeholder, "params": int(model.count_params()),
-            "seconds": 0.0}
+    return TrainSummary(name=name, family="probe", run_id=run.info.run_id, model_uri=info.model_uri,
+                        threshold=threshold, val=placeholder, test=placeholder, params=int(model.count_params()),
+                        seconds=0.0, config=TrainConfig(image_size=image_size))
 
 
 @contextmanager

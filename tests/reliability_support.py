@@ -86,8 +86,8 @@ def probe_model(kind: str):
     return linear_model(weights, bias, name=f"probe{kind}")
 
 
-def log_probe_model(kind: str, experiment_id: str, image_size: int = 16) -> dict:
-    """Log probe model ``kind`` in its own MLflow run; returns a winner dict as training makes."""
+def log_probe_model(kind: str, experiment_id: str, image_size: int = 16):
+    """Log probe model ``kind`` in its own MLflow run; returns its TrainSummary, as training makes."""
     from tests.probe_data import log_model_run
 
     return log_model_run(probe_model(kind), experiment_id, f"probe-{kind}", image_size=image_size)
@@ -114,14 +114,14 @@ def worker_warm(seconds: float) -> int:
     return os.getpid()
 
 
-def worker_log_probe_models(experiment: str) -> dict[str, dict]:
+def worker_log_probe_models(experiment: str) -> dict:
     from components.core import tracking
 
     experiment_id = tracking.setup(None, experiment)
     return {kind: log_probe_model(kind, experiment_id) for kind in PROBE_MODELS}
 
 
-def worker_register(winner: dict, name: str, val_path: str, test_path: str, delay: float = 0.0) -> dict:
+def worker_register(winner, name: str, val_path: str, test_path: str, delay: float = 0.0) -> dict:
     import os
     import time
 
@@ -131,6 +131,6 @@ def worker_register(winner: dict, name: str, val_path: str, test_path: str, dela
     time.sleep(delay)
     started = time.time()
     reg = registry.register_winner(winner, name, SplitArrays(val_path), SplitArrays(test_path),
-                                   {"model_name": winner["name"]})
+                                   {"model_name": winner.name})
     return {"version": reg.version, "alias": reg.alias, "champion_version": reg.champion_version,
             "pid": os.getpid(), "started": started, "finished": time.time()}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 
 from components.core import model_card, registry
+from components.core.step_results import TrainSummary
+from components.core.train_config import TrainConfig
 
 VAL = {"accuracy": 0.85, "auc": 0.9, "sensitivity": 0.9, "specificity": 0.8, "brier": 0.1, "ece": 0.05,
        "threshold": 0.4, "confusion_matrix": [[40, 10], [5, 45]], "n": 100}
@@ -28,11 +30,11 @@ METRIC_ROWS = [
 ]
 
 
-def winner() -> dict:
-    return {"name": "lite0", "family": "efficientnet-lite0", "run_id": "run-1", "model_uri": "runs:/run-1/model",
-            "threshold": 0.4, "val": VAL, "test": TEST, "params": 3_400_000, "seconds": 812.4,
-            "config": {"min_sensitivity": 0.9, "family": "efficientnet-lite0"}, "temperature": 1.5, "lineage": {},
-            "figures": ["figures/val_roc.png"]}
+def winner() -> TrainSummary:
+    return TrainSummary(name="lite0", family="efficientnet-lite0", run_id="run-1", model_uri="runs:/run-1/model",
+                        threshold=0.4, val=VAL, test=TEST, params=3_400_000, seconds=812.4,
+                        config=TrainConfig(family="efficientnet-lite0", min_sensitivity=0.9), temperature=1.5,
+                        figures=["figures/val_roc.png"])
 
 
 def test_every_metric_row_for_a_hand_made_result():

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from components.core import registry, tracking
+from components.core import promotion_report, registry, tracking
 from components.core.dataset import SplitArrays
 from tests.probe_data import linear_model, log_model_run, quick_model_logging, uniform, write_split
 from tests.reliability_support import PROBE_MODELS, write_probe_splits
@@ -67,7 +67,7 @@ def test_a_better_model_takes_over_and_a_worse_one_becomes_challenger(experiment
         "3", "challenger", False, "2")
     compared = worse.previous_champion["comparison"]
     assert (compared["mine"]["accuracy"], compared["theirs"]["accuracy"]) == (0.7, 1.0)
-    assert registry.decision(worse) == ("Champion version 2 stayed and version 3 is @challenger: the champion is "
+    assert promotion_report.decision(worse) == ("Champion version 2 stayed and version 3 is @challenger: the champion is "
                                         "better on the validation images it never trained on")
 
     from mlflow import MlflowClient
