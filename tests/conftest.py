@@ -40,22 +40,43 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def _restore_environment(saved: dict[str, str | None], names=None) -> None:
+    """Put ``names`` (default: every variable, now or in ``saved``) back as ``saved`` had them.
+    MLflow keeps its tracking URI in the process too and writes the variable only when that
+    changes, so it is told as well."""
+    names = set(saved) | set(os.environ) if names is None else names
+    uri_before = os.environ.get("MLFLOW_TRACKING_URI")
+    for name in names:
+        if saved.get(name) is None:
+            os.environ.pop(name, None)
+        elif os.environ.get(name) != saved[name]:
+            os.environ[name] = saved[name]
+    if os.environ.get("MLFLOW_TRACKING_URI") != uri_before and "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+
+
 @pytest.fixture(autouse=True)
 def _environment_stays_with_the_test():
     """What a test, or the code it runs, writes into ``os.environ`` is undone after it: MLflow's
     credential variables (tracking.use_uri_credentials moves URI credentials there), the tracking
-    URI (mlflow.set_tracking_uri writes it), anything else. Session fixtures set up before the
-    test (S3's variables) are part of what is restored."""
+    URI (mlflow.set_tracking_uri writes it), anything else. Session and module fixtures set up
+    before the test (S3's variables) are part of what is restored."""
     saved = dict(os.environ)
     yield
-    if dict(os.environ) == saved:
-        return
-    uri_changed = os.environ.get("MLFLOW_TRACKING_URI") != saved.get("MLFLOW_TRACKING_URI")
-    os.environ.clear()
-    os.environ.update(saved)
-    if uri_changed and "mlflow" in sys.modules:
-        # MLflow keeps the URI in the process as well and writes the variable only when that changes.
-        sys.modules["mlflow"].set_tracking_uri(saved.get("MLFLOW_TRACKING_URI"))
+    _restore_environment(saved)
+
+
+MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _mlflow_environment_stays_with_the_module():
+    """A module's fixtures point MLflow at a server (tracking.setup, mlflow.set_tracking_uri write
+    MLflow's variables): undone when the module ends, so no module runs on another's MLflow
+    settings. Only MLflow's: session fixtures (S3's variables) may be set up within a module."""
+    saved = {name: os.environ.get(name) for name in MLFLOW_VARIABLES}
+    yield
+    _restore_environment(saved, MLFLOW_VARIABLES)
 
 
 @pytest.fixture(scope="session")
