@@ -35,8 +35,9 @@ def preprocess(
     from components.core.stages import run_preprocess
 
     result = run_preprocess(
-        data_uri, image_size, val_fraction, seed, max_bad_fraction, mlflow_tracking_uri, experiment_name,
-        {"train": train_data, "val": val_data, "test": test_data}, allow_leakage=allow_leakage,
+        data_uri=data_uri, image_size=image_size, val_fraction=val_fraction, seed=seed,
+        max_bad_fraction=max_bad_fraction, mlflow_tracking_uri=mlflow_tracking_uri, experiment_name=experiment_name,
+        artifacts={"train": train_data, "val": val_data, "test": test_data}, allow_leakage=allow_leakage,
     )
     if data_fingerprint and result.fingerprint != data_fingerprint:
         # The data changed between the two listings; the outputs carry the newer fingerprint.

@@ -39,7 +39,8 @@ def select_and_register(
     from components.core.stages import run_select_and_register
 
     return run_select_and_register(
-        results, val_data.path, test_data.path, mlflow_tracking_uri, experiment_name,
-        registered_model_name, data_fingerprint, summary.path, dashboard.path, model_card.path,
-        runtime_image=runtime_image,
+        results=results, val_path=val_data.path, test_path=test_data.path, mlflow_tracking_uri=mlflow_tracking_uri,
+        experiment_name=experiment_name, registered_model_name=registered_model_name,
+        data_fingerprint=data_fingerprint, summary_path=summary.path, dashboard_path=dashboard.path,
+        card_path=model_card.path, runtime_image=runtime_image,
     )

@@ -37,10 +37,11 @@ def train(
     from components.core.stages import run_train
 
     return run_train(
-        model_config, train_data.path, val_data.path, test_data.path,
-        {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-         "refer_coverage": refer_coverage, "image_size": image_size, "seed": seed},
-        mlflow_tracking_uri, experiment_name, data_fingerprint, model, metrics, roc,
+        model_config=model_config, train_path=train_data.path, val_path=val_data.path, test_path=test_data.path,
+        defaults={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                  "refer_coverage": refer_coverage, "image_size": image_size, "seed": seed},
+        mlflow_tracking_uri=mlflow_tracking_uri, experiment_name=experiment_name,
+        data_fingerprint=data_fingerprint, model_artifact=model, metrics_artifact=metrics, roc_artifact=roc,
         # Lineage for MLflow's dataset view: the raw data (preprocess put it in the artifacts'
         # metadata) and the artifacts' own URIs (s3:// on a cluster), not this pod's local paths.
         data_uri=str(train_data.metadata.get("source", "")),

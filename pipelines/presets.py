@@ -9,6 +9,7 @@ weights baked in (``images/``, build arg ``BAKE_IMAGENET_WEIGHTS=1``):
 """
 
 from components.core import settings
+from components.core.train_config import model_configs
 
 LOCAL_CPU: dict = {
     "image_size": settings.IMAGE_SIZE,
@@ -43,3 +44,17 @@ IMAGENET_GPU: dict = {
 }
 
 PRESETS: dict[str, dict] = {"local-cpu": LOCAL_CPU, "imagenet-gpu": IMAGENET_GPU}
+
+
+def check(preset: dict) -> None:
+    """Every model config of ``preset`` over its defaults: a bad key or value fails on import,
+    naming the preset, the model and the key."""
+    defaults = {k: v for k, v in preset.items() if k != "models"}
+    model_configs(preset["models"], defaults)
+
+
+for _name, _preset in PRESETS.items():
+    try:
+        check(_preset)
+    except ValueError as _err:
+        raise ValueError(f"preset {_name}: {_err}") from None

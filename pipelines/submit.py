@@ -57,6 +57,8 @@ def parse_params(pairs: list[str], declared: dict[str, dict]) -> dict:
         if key not in declared:
             raise SubmitError(f"--param {key}: the pipeline has no such parameter; it has: {', '.join(sorted(declared))}")
         out[key] = _typed(key, raw, declared[key]["type"])
+        if key == "models":
+            _check_models(out[key])
         if "://" in raw and _has_password(raw):
             raise SubmitError(f"--param {key}: the URI holds a password; run parameters are stored and shown in "
                               "the dashboard: put credentials in the Kubernetes Secret instead (manifests/README.md)")
@@ -64,6 +66,16 @@ def parse_params(pairs: list[str], declared: dict[str, dict]) -> dict:
     if missing:
         raise SubmitError(f"missing required parameter(s): {', '.join(missing)} (pass --param {missing[0]}=...)")
     return out
+
+
+def _check_models(models) -> None:
+    """``models=[...]``: every model config checked here, not first inside a training task."""
+    from components.core.train_config import model_configs
+
+    try:
+        model_configs(models)
+    except ValueError as err:
+        raise SubmitError(f"--param models: {err}") from None
 
 
 def _has_password(uri: str) -> bool:
@@ -287,12 +299,15 @@ def compile_package(settings, path: str) -> str:
     """Compile the pipeline with ``settings`` (CompileSettings) to ``path``."""
     from kfp import compiler
 
-    from pipelines.training_pipeline import build_pipeline
+    from components.core.train_config import model_configs
+    from pipelines.training_pipeline import DEFAULT_MODELS, build_pipeline
 
     if settings.parameter_defaults.get("serving_namespace"):
         # Compiled in, it cannot be checked against the namespace a run goes to (check_serving_namespace).
         raise SubmitError("a compiled-in serving_namespace default is refused: leave it empty (each run serves in "
                           "its own namespace) or pass --param serving_namespace=NS to submit, which checks it")
+    models = (settings.parameter_defaults or {}).get("models", DEFAULT_MODELS)
+    model_configs(models)  # a bad model config fails the compile, naming the key, not a later run
     compiler.Compiler().compile(build_pipeline(settings), package_path=path,
                                 pipeline_parameters=settings.parameter_defaults or None)
     return path

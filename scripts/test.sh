@@ -10,6 +10,11 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "warning: could not install chromium; browser tests will be skipped" >&2
 fi
+# Where Chromium is installed, a browser test that cannot run fails instead of skipping
+# (tests/conftest.py); SKIN_CANCER_REQUIRE_BROWSER=0 in the environment keeps the skip.
+if command -v chromium >/dev/null 2>&1; then
+  export SKIN_CANCER_REQUIRE_BROWSER="${SKIN_CANCER_REQUIRE_BROWSER:-1}"
+fi
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -40,6 +40,45 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def _restore_environment(saved: dict[str, str | None], names=None) -> None:
+    """Put ``names`` (default: every variable, now or in ``saved``) back as ``saved`` had them.
+    MLflow keeps its tracking URI in the process too and writes the variable only when that
+    changes, so it is told as well."""
+    names = set(saved) | set(os.environ) if names is None else names
+    uri_before = os.environ.get("MLFLOW_TRACKING_URI")
+    for name in names:
+        if saved.get(name) is None:
+            os.environ.pop(name, None)
+        elif os.environ.get(name) != saved[name]:
+            os.environ[name] = saved[name]
+    if os.environ.get("MLFLOW_TRACKING_URI") != uri_before and "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+@pytest.fixture(autouse=True)
+def _environment_stays_with_the_test():
+    """What a test, or the code it runs, writes into ``os.environ`` is undone after it: MLflow's
+    credential variables (tracking.use_uri_credentials moves URI credentials there), the tracking
+    URI (mlflow.set_tracking_uri writes it), anything else. Session and module fixtures set up
+    before the test (S3's variables) are part of what is restored."""
+    saved = dict(os.environ)
+    yield
+    _restore_environment(saved)
+
+
+MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _mlflow_environment_stays_with_the_module():
+    """A module's fixtures point MLflow at a server (tracking.setup, mlflow.set_tracking_uri write
+    MLflow's variables): undone when the module ends, so no module runs on another's MLflow
+    settings. Only MLflow's: session fixtures (S3's variables) may be set up within a module."""
+    saved = {name: os.environ.get(name) for name in MLFLOW_VARIABLES}
+    yield
+    _restore_environment(saved, MLFLOW_VARIABLES)
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A moto S3 server on 127.0.0.1; the AWS environment points boto3 at it."""
@@ -155,11 +194,25 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-s
                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+# Set by scripts/test.sh where Chromium is installed (CI): a browser test that cannot run is then
+# a failure, not a skip that nobody reads (as SKIN_CANCER_REQUIRE_AUDIT does for the audit).
+REQUIRE_BROWSER = "SKIN_CANCER_REQUIRE_BROWSER"
+
+
+def _no_browser(why: str):
+    if os.environ.get(REQUIRE_BROWSER) == "1":
+        pytest.fail(f"{REQUIRE_BROWSER}=1 but the browser tests cannot run: {why}")
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium not installed (apt-get install chromium; scripts/test.sh does it as root)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (bash scripts/install.sh)")
+        _no_browser("Chromium not installed (apt-get install chromium; scripts/test.sh does it as root)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        _no_browser("playwright not installed (bash scripts/install.sh)")
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b

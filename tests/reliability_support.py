@@ -80,31 +80,17 @@ def write_probe_splits(root, per_class: int = 10, size: int = 16, seed: int = 3)
 
 def probe_model(kind: str):
     """A 4-parameter Keras model: sigmoid(w . mean(RGB / 255) + b), raw uint8 pixels in."""
-    import keras
+    from tests.probe_data import linear_model
 
     weights, bias = PROBE_MODELS[kind]
-    inputs = keras.Input(shape=(None, None, 3), dtype="uint8", name="image")
-    x = keras.layers.Rescaling(1.0 / 255)(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(1, activation="sigmoid", name="p_malignant")(x)
-    model = keras.Model(inputs, out, name=f"probe{kind}")
-    model.get_layer("p_malignant").set_weights(
-        [np.asarray(weights, dtype=np.float32).reshape(3, 1), np.asarray([bias], dtype=np.float32)]
-    )
-    return model
+    return linear_model(weights, bias, name=f"probe{kind}")
 
 
-def log_probe_model(kind: str, experiment_id: str, image_size: int = 16) -> dict:
-    """Log probe model ``kind`` in its own MLflow run; returns a winner dict as training makes."""
-    import mlflow
+def log_probe_model(kind: str, experiment_id: str, image_size: int = 16):
+    """Log probe model ``kind`` in its own MLflow run; returns its TrainSummary, as training makes."""
+    from tests.probe_data import log_model_run
 
-    from components.core import tracking
-
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"probe-{kind}") as run:
-        info = tracking.log_model(probe_model(kind), 0.5, image_size, "probe")
-    dummy = {"accuracy": 0.0, "auc": 0.0, "sensitivity": 0.0, "specificity": 0.0}
-    return {"name": f"probe-{kind}", "family": "probe", "run_id": run.info.run_id, "model_uri": info.model_uri,
-            "threshold": 0.5, "val": dummy, "test": dummy, "params": 4, "seconds": 0.0}
+    return log_model_run(probe_model(kind), experiment_id, f"probe-{kind}", image_size=image_size)
 
 
 # --- worker processes for the concurrent champion test (spawned, so each is a fresh "pipeline run") ---
@@ -128,14 +114,14 @@ def worker_warm(seconds: float) -> int:
     return os.getpid()
 
 
-def worker_log_probe_models(experiment: str) -> dict[str, dict]:
+def worker_log_probe_models(experiment: str) -> dict:
     from components.core import tracking
 
     experiment_id = tracking.setup(None, experiment)
     return {kind: log_probe_model(kind, experiment_id) for kind in PROBE_MODELS}
 
 
-def worker_register(winner: dict, name: str, val_path: str, test_path: str, delay: float = 0.0) -> dict:
+def worker_register(winner, name: str, val_path: str, test_path: str, delay: float = 0.0) -> dict:
     import os
     import time
 
@@ -145,6 +131,6 @@ def worker_register(winner: dict, name: str, val_path: str, test_path: str, dela
     time.sleep(delay)
     started = time.time()
     reg = registry.register_winner(winner, name, SplitArrays(val_path), SplitArrays(test_path),
-                                   {"model_name": winner["name"]})
+                                   {"model_name": winner.name})
     return {"version": reg.version, "alias": reg.alias, "champion_version": reg.champion_version,
             "pid": os.getpid(), "started": started, "finished": time.time()}

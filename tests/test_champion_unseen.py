@@ -4,12 +4,11 @@ images is compared with the newcomer only on the validation images it never saw.
 Run 1 splits the data with seed 1 and its model becomes @champion. Run 2 splits the same
 images with seed 2, so part of run 2's validation set was run 1's training set."""
 
-import json
-
 import pytest
 
-from components.core import dataset, registry
+from components.core import dataset, promotion_report, registry, selection
 from components.core.stages import run_train
+from components.core.step_results import TrainSummary
 
 TINY = {"epochs": 1, "batch_size": 16, "image_size": 32, "seed": 0, "learning_rate": 0.01}
 
@@ -21,8 +20,9 @@ def preprocess(raw, out, seed):
 
 
 def train_and_register(splits, paths, uri, name):
-    result = json.loads(run_train({"family": "basic", "width": 4, "augment": False, "early_stopping_patience": 0},
-                                  *paths, TINY, uri, "test-unseen", splits[0].manifest["fingerprint"]))
+    result = TrainSummary.from_json(run_train(
+        {"family": "basic", "width": 4, "augment": False, "early_stopping_patience": 0},
+        *paths, TINY, uri, "test-unseen", splits[0].manifest["fingerprint"]))
     return registry.register_winner(result, name, splits[1], splits[2], {"data_fingerprint": "fp"})
 
 
@@ -50,7 +50,7 @@ def test_the_champion_is_compared_only_on_validation_images_it_never_trained_on(
     assert comparison["champion_training_set"] == "recorded"
     assert comparison["validation_images"] == len(val_sha1)
     assert comparison["compared_on"] == len(val_sha1) - overlap
-    summary = registry.summary_markdown([], {}, reg2)
+    summary = promotion_report.summary_markdown([], None, reg2)
     assert f"on the {len(val_sha1) - overlap} of {len(val_sha1)} validation images it never trained on" in summary
 
 
@@ -60,12 +60,12 @@ def test_too_few_unseen_images_keep_the_champion_and_say_why(preprocessed):
     val = dataset.SplitArrays(str(preprocessed / "val"))
     seen = {s["sha1"] for s in val.manifest["sources"][: len(val) - 3]}  # all but 3 were trained on
     scored = {"threshold": 0.5, "val_scores": np.full(len(val), 0.7)}
-    out = registry.compare_on_unseen(scored, scored, val, seen)
+    out = selection.compare_on_unseen(scored, scored, val, seen)
     assert (out["decided"], out["compared_on"]) == (False, 3)
     assert out["reason"].startswith(f"only 3 of {len(val)} validation images are unseen by the champion")
-    everything = registry.compare_on_unseen(scored, scored, val, None)  # training set unknown: all of val
+    everything = selection.compare_on_unseen(scored, scored, val, None)  # training set unknown: all of val
     assert everything["compared_on"] == len(val) and everything["champion_training_set"] == "unknown"
-    assert registry.unseen_indices(val, set()).tolist() == list(range(len(val)))
+    assert selection.unseen_indices(val, set()).tolist() == list(range(len(val)))
 
 
 def test_a_version_without_a_recorded_training_set_is_unknown_not_empty():

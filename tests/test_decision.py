@@ -174,3 +174,36 @@ def test_policy_files_round_trip_and_refuse_damage_by_name(tmp_path):
     (tmp_path / OOD_FILE).unlink()
     with pytest.raises(PolicyError, match=rf"^{tmp_path}: the model has no decision policy \(scope.npz missing\)"):
         DecisionPolicy.load(tmp_path)
+
+
+@pytest.mark.real_data
+def test_the_detector_refuses_non_dermoscopy_and_keeps_real_lesions(real_data):
+    """Fitted as training fits it (ImageNet features of train images, limit on validation images,
+    the project's hash split), on a third of the real images to stay quick: every drawn image and
+    every packaged photograph is out of scope (checks or distance), and at most 5 % of the real
+    test split's lesions are (measured here: 2 of 108)."""
+    from components.core import settings
+    from components.core.dataset.split import side_number
+    from components.core.decision.features import imagenet_features
+    from components.core.images import decode_image
+    from tests.drawn_images import package_photographs
+
+    size = settings.IMAGE_SIZE
+
+    def pixels(files) -> np.ndarray:
+        return np.stack([decode_image(f.read_bytes(), size) for f in files])
+
+    train_files = sorted(real_data.glob("train/*/*.jpg"))
+    val = [f for f in train_files if side_number(f.relative_to(real_data / "train").as_posix(), settings.SEED)
+           < settings.VAL_FRACTION]
+    train = sorted(set(train_files) - set(val))
+    test = sorted(real_data.glob("test/*/*.jpg"))
+    scope = ScopeModel.fit(imagenet_features(pixels(train[::3])), imagenet_features(pixels(val[::3])), 0.01)
+    lesions = scope.scores(imagenet_features(pixels(test[::3])))
+    assert np.mean(lesions > 1) <= 0.05
+    others = {**{k: v for k, v in drawn(size).items()},
+              **{k: decode_image(v, size) for k, v in package_photographs().items()}}
+    batch = np.stack(list(others.values()))
+    scores = scope.scores(imagenet_features(batch))
+    kept = [name for (name, img), s in zip(others.items(), scores) if s <= 1 and not image_checks.image_problems(img)]
+    assert kept == []

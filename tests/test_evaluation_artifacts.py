@@ -3,7 +3,7 @@ linked metrics on a real MLflow server, the model card, and the selection step's
 rendered in Chromium.
 
 No TensorFlow here (the default tier stays fast): the run is logged by the real
-``tracking.log_training`` around a stand-in result (seeded scores on the fixture's splits) and a
+``tracking.training_run`` around a stand-in result (seeded scores on the fixture's splits) and a
 stand-in logged model. Training, registration and the KFP outputs together run in
 tests/test_evaluation_pipeline.py (slow)."""
 
@@ -19,7 +19,8 @@ import pytest
 from components.core import confidence, lineage, model_card, registry, stages, tracking
 from components.core.dataset import open_splits
 from components.core.metrics import choose_threshold, classification_metrics
-from components.core.training import TrainConfig
+from components.core.step_results import TrainSummary
+from components.core.train_config import TrainConfig
 from tests.image_checks import assert_not_blank, assert_sensible
 
 SECRET = "hunter2-not-for-mlflow"
@@ -60,7 +61,7 @@ def splits(preprocessed):
 
 @pytest.fixture(scope="module")
 def logged(mlflow_server, splits):
-    """One training run logged by tracking.log_training (figures, datasets, scores), and a
+    """One training run logged by tracking.training_run (figures, datasets, scores), and a
     second model's run holding only its scores (for the dashboard's comparison)."""
     import mlflow
 
@@ -73,10 +74,10 @@ def logged(mlflow_server, splits):
                                      {"train": train.manifest, "val": val.manifest, "test": test.manifest}, IMAGES)
         result = stand_in_result(val, test, seed=1, name="basic")
         cfg = TrainConfig(family="basic", image_size=val.image_size)
-        result, run = tracking.log_training(
-            lambda on_epoch: result, cfg, "basic", experiment, lineage.version_tags(described),
-            train.manifest["sources"], inputs=described,
-            figures=lambda r: stages._evaluation_pngs("basic", r, val.labels, test.labels))
+        with tracking.training_run(cfg, "basic", experiment, lineage.version_tags(described)) as training:
+            training.datasets = lineage.log_inputs(described)
+            run = training.log_result(result, train.manifest["sources"],
+                                      figures=lambda r: stages._evaluation_pngs("basic", r, val.labels, test.labels))
         other = stand_in_result(val, test, seed=2, name="narrow")
         with mlflow.start_run(experiment_id=experiment, run_name="narrow") as narrow:
             tracking.log_json({"threshold": other.threshold, "val": other.val_scores.tolist(),
@@ -86,12 +87,12 @@ def logged(mlflow_server, splits):
                            other_run_id=narrow.info.run_id, model_id=run.model_uri.split("/")[-1])
 
 
-def as_summary(result, run_id, described=None, figures=()):
+def as_summary(result, run_id, described=None, figures=(), artifact_uri=""):
     """A training result as run_train returns it to the selection step."""
-    return {"name": result.name, "family": "basic", "run_id": run_id, "model_uri": f"runs:/{run_id}/model",
-            "threshold": result.threshold, "val": result.val, "test": result.test, "params": result.params,
-            "seconds": result.seconds, "config": {"min_sensitivity": 0.85}, "lineage": described,
-            "figures": list(figures)}
+    return TrainSummary(name=result.name, family="basic", run_id=run_id, model_uri=f"runs:/{run_id}/model",
+                        threshold=result.threshold, val=result.val, test=result.test, params=result.params,
+                        seconds=result.seconds, config=TrainConfig(min_sensitivity=0.85), lineage=described or {},
+                        figures=list(figures), artifact_uri=artifact_uri)
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +101,7 @@ def selection(logged, splits, tmp_path_factory):
     @challenger: figures, card and page logged to MLflow, the card beside the Model artifact."""
     _, val, test = splits
     model_dir = tmp_path_factory.mktemp("model-artifact")
-    winner = as_summary(logged.result, logged.run.run_id, logged.described, logged.run.figures)
-    winner["artifact_uri"] = str(model_dir)
+    winner = as_summary(logged.result, logged.run.run_id, logged.described, logged.run.figures, str(model_dir))
     results = [winner, as_summary(logged.other, logged.other_run_id)]
     previous = {"version": "2", "val": logged.result.val, "test": logged.result.test, "threshold": 0.5,
                 "comparison": {"compared_on": 12, "validation_images": len(val), "champion_training_set": "recorded",
@@ -232,7 +232,7 @@ def test_the_dashboard_renders_in_chromium_with_its_curves(browser, selection, t
     sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.id, i.complete, i.naturalWidth, i.naturalHeight])")
     assert [s[0] for s in sizes] == ["compare-val", "compare-test"]
     assert all(done and width >= 700 and height >= 300 for _, done, width, height in sizes), sizes
-    assert f"{selection.winner['threshold']:.4f}" == page.inner_text("#threshold")
+    assert f"{selection.winner.threshold:.4f}" == page.inner_text("#threshold")
     assert "stayed" in page.inner_text("#why")
     shot = tmp_path / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)

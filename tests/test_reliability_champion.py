@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from components.core import registry
+from components.core import champion_lock, registry, selection
 from tests import reliability_support as support
 from tests.faults import FaultProxy, always
 
@@ -63,7 +63,7 @@ def test_concurrent_registrations_never_leave_the_alias_on_the_worse_model(pool,
         champion = client.get_model_version_by_alias(name, registry.CHAMPION).version
         outcomes.append((r, delay_a, delay_b, overlap, a["alias"], b["alias"], champion == a["version"]))
         assert champion == a["version"], f"round {r}: champion is v{champion}, not A (v{a['version']}): {outcomes}"
-        names = {m.name for m in client.search_registered_models(f"name = '{name}{registry.LOCK_SUFFIX}'")}
+        names = {m.name for m in client.search_registered_models(f"name = '{name}{champion_lock.LOCK_SUFFIX}'")}
         assert not names, f"round {r}: the registry lock was left behind"
         # Exactly one version per run, three in all.
         assert len(client.search_model_versions(f"name='{name}'")) == 3
@@ -75,9 +75,9 @@ def test_quality_order_is_total_and_deterministic():
     nan = float("nan")
     a = {"val": {"accuracy": 0.8, "auc": 0.9}}
     b = {"val": {"accuracy": 0.8, "auc": nan}}
-    assert registry.quality_key(a, "3") > registry.quality_key(b, "9")  # NaN AUC ranks lowest
-    assert registry.quality_key(a, "4") > registry.quality_key(a, "3")  # ties: newer version
-    assert registry.quality_key({"val": {"accuracy": 0.9, "auc": 0.1}}, "1") > registry.quality_key(a, "9")
+    assert selection.quality_key(a, "3") > selection.quality_key(b, "9")  # NaN AUC ranks lowest
+    assert selection.quality_key(a, "4") > selection.quality_key(a, "3")  # ties: newer version
+    assert selection.quality_key({"val": {"accuracy": 0.9, "auc": 0.1}}, "1") > selection.quality_key(a, "9")
 
 
 def test_a_held_lock_makes_a_writer_wait_then_fail_clearly(mlflow_server):
@@ -88,14 +88,14 @@ def test_a_held_lock_makes_a_writer_wait_then_fail_clearly(mlflow_server):
     tracking.setup(mlflow_server, "lock-test")
     client = MlflowClient(mlflow_server)
     name = f"locked-{uuid.uuid4().hex[:6]}"
-    with registry.champion_lock(client, name, ttl=60):
-        with pytest.raises(registry.RegistryError, match=r"another pipeline run .* gave up waiting"):
-            with registry.champion_lock(client, name, ttl=60, wait=1.0, poll=0.1):
+    with champion_lock.champion_lock(client, name, ttl=60):
+        with pytest.raises(champion_lock.RegistryError, match=r"another pipeline run .* gave up waiting"):
+            with champion_lock.champion_lock(client, name, ttl=60, wait=1.0, poll=0.1):
                 pass
     # Released: the next writer gets it at once; an expired lock is broken.
-    with registry.champion_lock(client, name, ttl=0.01):
+    with champion_lock.champion_lock(client, name, ttl=0.01):
         pass
-    client.create_registered_model(f"{name}{registry.LOCK_SUFFIX}", tags={"owner": "crashed", "expires": "0"})
-    with registry.champion_lock(client, name, ttl=60, wait=5.0, poll=0.1) as still_held:
+    client.create_registered_model(f"{name}{champion_lock.LOCK_SUFFIX}", tags={"owner": "crashed", "expires": "0"})
+    with champion_lock.champion_lock(client, name, ttl=60, wait=5.0, poll=0.1) as still_held:
         still_held()
-    assert not client.search_registered_models(f"name = '{name}{registry.LOCK_SUFFIX}'")
+    assert not client.search_registered_models(f"name = '{name}{champion_lock.LOCK_SUFFIX}'")

@@ -93,14 +93,16 @@ def test_blips_during_a_run_are_retried_and_registration_happens_once(mlflow_ser
     assert direct.get_model_version_by_alias(name, registry.CHAMPION).version == reg.version
 
 
-@pytest.mark.slow
 def test_registering_the_same_run_twice_gives_one_version(mlflow_server, tmp_path):
     from mlflow import MlflowClient
+
+    from tests.probe_data import quick_model_logging
 
     probe = write_probe_splits(tmp_path)
     val, test = SplitArrays(probe["val"]), SplitArrays(probe["test"])
     experiment = tracking.setup(mlflow_server, "idempotent")
-    winner = log_probe_model("A", experiment)
+    with quick_model_logging():
+        winner = log_probe_model("A", experiment)
     name = f"idem-{uuid.uuid4().hex[:6]}"
     first_reg = registry.register_winner(winner, name, val, test, {"try": "1"})
     retried = registry.register_winner(winner, name, val, test, {"try": "2"})  # a retried task

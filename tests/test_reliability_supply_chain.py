@@ -255,17 +255,18 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
-@pytest.mark.slow
 def test_a_model_carrying_a_pickle_is_refused_not_executed(tmp_path):
     import cloudpickle
     import mlflow
     from mlflow.exceptions import MlflowException
 
     import components  # noqa: F401  (the package sets the no-pickle default)
+    from tests.probe_data import quick_model_logging
     from tests.reliability_support import probe_model
 
     model_dir = tmp_path / "model"
-    mlflow.tensorflow.save_model(probe_model("A"), str(model_dir))
+    with quick_model_logging():
+        mlflow.tensorflow.save_model(probe_model("A"), str(model_dir))
     marker = tmp_path / "pwned"
     data_dir = next(p for p in model_dir.iterdir() if p.is_dir() and p.name == "data")
     (data_dir / "custom_objects.cloudpickle").write_bytes(cloudpickle.dumps(_Payload(str(marker))))

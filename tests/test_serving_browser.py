@@ -1,7 +1,8 @@
 """The clinician page in a real browser: headless Debian Chromium driven by Playwright.
 
 Playwright cannot download its own browsers here, so it drives /usr/bin/chromium (Debian's
-package; scripts/test.sh installs it). The test skips, saying why, when either is missing."""
+package; scripts/test.sh installs it). The tests skip, saying why, when either is missing, and fail
+instead where SKIN_CANCER_REQUIRE_BROWSER=1 (scripts/test.sh sets it where Chromium is installed)."""
 
 
 import pytest
@@ -27,28 +28,36 @@ def _heatmap_size(page) -> tuple[int, int]:
     return page.eval_on_selector("#heatmap", "img => [img.naturalWidth, img.naturalHeight]")
 
 
-def test_upload_shows_label_probability_version_and_heatmap(page, demo_raw, tiny_model_dir):
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir):
+    """The served model loaded in this process: what the page must show."""
+    from components.core.predictor import Predictor
+
+    return Predictor.load(str(tiny_model_dir))
+
+
+def test_upload_shows_the_predictors_label_probability_and_threshold(page, demo_raw, reference):
     assert "not a diagnosis" in page.inner_text("#disclaimer")
     image = sample_images(demo_raw)["malignant"][0]
+    expected = reference.predict_bytes(image.read_bytes())
     page.set_input_files("#file", str(image))
     page.wait_for_selector("#output:not([hidden])", timeout=60_000)
     page.wait_for_function("document.getElementById('heatmap').naturalWidth > 0", timeout=60_000)
-    from components.core.predictor import Predictor
-
-    expected = Predictor.load(str(tiny_model_dir)).predict_bytes(image.read_bytes())
-    shown = {"benign": "benign", "malignant": "malignant", "refer": "refer to a clinician"}[expected["decision"]]
-    assert page.inner_text("#label").strip().lower() == shown
+    # Exactly what the predictor gives, as the page writes it: the decision (in words for a refer),
+    # and p(malignant) and the threshold in percent with one decimal.
+    shown = {"benign": "benign", "malignant": "malignant", "refer": "Refer to a clinician"}[expected["decision"]]
+    assert page.text_content("#label") == shown  # the DOM text (CSS capitalises a class name as shown)
+    assert page.get_attribute("#label", "class") == expected["decision"]
     assert page.is_hidden("#refer") == (expected["decision"] != "refer")
     assert page.inner_text("#p-malignant") == f"{100 * expected['p_malignant']:.1f} %"
-    probability = page.inner_text("#p-malignant")
-    assert probability.endswith("%") and 0.0 <= float(probability.rstrip(" %")) <= 100.0
+    assert page.inner_text("#threshold") == f"{100 * reference.threshold:.1f} %"
     assert page.inner_text("#model-name") == MODEL_NAME
     assert page.inner_text("#model-version") == MODEL_VERSION
     assert _heatmap_size(page) == [320, 320]
     assert page.is_hidden("#error")
 
 
-def test_dropping_an_upper_case_png_works(page, demo_raw, tmp_path):
+def test_dropping_an_upper_case_png_works(page, demo_raw, tmp_path, reference):
     from PIL import Image
 
     png = tmp_path / "LESION.PNG"
@@ -63,7 +72,10 @@ def test_dropping_an_upper_case_png_works(page, demo_raw, tmp_path):
     }""", data)
     page.wait_for_selector("#output:not([hidden])", timeout=60_000)
     page.wait_for_function("document.getElementById('heatmap').naturalWidth > 0", timeout=60_000)
-    assert page.inner_text("#label").strip().lower() in ("benign", "malignant", "refer to a clinician")
+    expected = reference.predict_bytes(png.read_bytes())
+    shown = {"benign": "benign", "malignant": "malignant", "refer": "Refer to a clinician"}[expected["decision"]]
+    assert (page.text_content("#label"), page.inner_text("#p-malignant")) == (
+        shown, f"{100 * expected['p_malignant']:.1f} %")
     assert page.inner_text("#status").startswith("Done: LESION.PNG")
 
 
@@ -97,3 +109,14 @@ def test_an_out_of_scope_image_is_referred_plainly_with_no_result_and_no_heatmap
     with Image.open(shot) as im:
         assert im.size[0] > 300 and im.size[1] > 300
     print(f"screenshot: {shot}")
+
+
+def test_a_required_browser_that_cannot_run_fails_instead_of_skipping(monkeypatch):
+    from tests.conftest import REQUIRE_BROWSER, _no_browser
+
+    monkeypatch.setenv(REQUIRE_BROWSER, "1")
+    with pytest.raises(pytest.fail.Exception, match="SKIN_CANCER_REQUIRE_BROWSER=1 but the browser tests cannot run"):
+        _no_browser("Chromium not installed")
+    monkeypatch.delenv(REQUIRE_BROWSER)
+    with pytest.raises(pytest.skip.Exception, match="Chromium not installed"):
+        _no_browser("Chromium not installed")

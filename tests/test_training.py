@@ -103,3 +103,21 @@ def test_training_run_logged_to_mlflow_and_reloads_identically(splits, preproces
     np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-6)
     info = mlflow.models.get_model_info(out["model_uri"])
     assert info.signature is not None and info.metadata["threshold"] == pytest.approx(out["threshold"])
+
+
+def test_freeze_below_freezes_exactly_the_layers_before_the_named_block():
+    import keras
+
+    inputs = keras.Input(shape=(4,), name="input")
+    x = inputs
+    for name in ("stem_dense", "block1a_dense", "block4b_dense", "block5a_dense", "block5b_dense", "top_dense"):
+        x = keras.layers.Dense(2, name=name)(x)
+    backbone = keras.Model(inputs, x, name="backbone")
+    models.freeze_below(backbone, "block5")
+    assert {layer.name: layer.trainable for layer in backbone.layers} == {
+        "input": False, "stem_dense": False, "block1a_dense": False, "block4b_dense": False,
+        "block5a_dense": True, "block5b_dense": True, "top_dense": True}
+    # Only the last three layers' kernels and biases train: 3 x (4 + 2) values.
+    assert sum(int(np.prod(w.shape)) for w in backbone.trainable_weights) == 18
+    with pytest.raises(ValueError, match="fine_tune_from 'block9' names no layer of backbone"):
+        models.freeze_below(backbone, "block9")

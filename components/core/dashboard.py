@@ -28,36 +28,38 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _models_table(results: list[dict], winner: dict) -> str:
-    from components.core.registry import rank_key
+def _models_table(results: list, winner) -> str:
+    from components.core.selection import rank_key
 
     head = ("<tr><th>model</th><th>val acc</th><th>val AUC</th><th>test acc</th><th>test AUC</th>"
             "<th>sensitivity</th><th>specificity</th><th>threshold</th><th>test refer rate</th>"
             "<th>test decided acc</th><th>test decided recall</th><th>params</th><th>seconds</th></tr>")
     rows = []
-    for r in sorted(results, key=rank_key, reverse=True):
-        won = r is winner
-        cells = [f"{html.escape(r['name'])}{' (winner)' if won else ''}",
-                 *(f"{r[s][k]:.3f}" for s, k in (("val", "accuracy"), ("val", "auc"), ("test", "accuracy"),
-                                                  ("test", "auc"), ("test", "sensitivity"), ("test", "specificity"))),
-                 f"{r['threshold']:.3f}", *_referral_cells(r), f"{r['params']:,}", f"{r['seconds']:.0f}"]
+    for r in sorted(results, key=rank_key):
+        won = (r.name, r.run_id) == (winner.name, winner.run_id)
+        cells = [f"{html.escape(r.name)}{' (winner)' if won else ''}",
+                 *(f"{getattr(r, s)[k]:.3f}" for s, k in (("val", "accuracy"), ("val", "auc"), ("test", "accuracy"),
+                                                          ("test", "auc"), ("test", "sensitivity"),
+                                                          ("test", "specificity"))),
+                 f"{r.threshold:.3f}", *_referral_cells(r), f"{r.params:,}", f"{r.seconds:.0f}"]
         attr = ' class="winner"' if won else ""
         rows.append(f"<tr{attr}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _referral_cells(r: dict) -> list[str]:
+def _referral_cells(r) -> list[str]:
     """How the model's decision policy did on test (model_card's "When the model refers" has all)."""
-    test = (r.get("referral") or {}).get("test") or {}
+    test = (getattr(r, "referral", None) or {}).get("test") or {}
     return [f"{test[k]:.3f}" if isinstance(test.get(k), float) and test[k] == test[k] else "n/a"
             for k in ("refer_rate", "decided_accuracy", "decided_malignant_recall")]
 
 
-def render(results: list[dict], winner: dict, reg, comparisons: dict[str, bytes], card: str,
+def render(results: list, winner, reg, comparisons: dict[str, bytes], card: str,
            missing_scores: list[str] = ()) -> str:
     """The page. ``comparisons``: PNG by split (``val``, ``test``) from figures.comparison_png;
     ``missing_scores``: models whose curves could not be drawn, each with why."""
-    from components.core import registry
+    from components.core import promotion_report
+    from components.core.selection import PROMOTION_RULE
 
     figs = []
     for split, caption in (("val", "Validation: what the selection and the threshold were decided on."),
@@ -68,15 +70,15 @@ def render(results: list[dict], winner: dict, reg, comparisons: dict[str, bytes]
                         "decision threshold.</figcaption></figure>")
     if missing_scores:
         figs.append(f"<p>No curves for {html.escape('; '.join(missing_scores))}.</p>")
-    comparison = " ".join(line for line in registry.comparison_lines(reg.previous_champion) if line)
+    comparison = " ".join(line for line in promotion_report.comparison_lines(reg.previous_champion) if line)
     body = f"""
 <h1>Selection: {html.escape(reg.name)} version {html.escape(str(reg.version))} (@{html.escape(reg.alias)})</h1>
 <div class="decision" id="decision">
-<p><strong>Winner of this run: {html.escape(winner['name'])}</strong> (best validation accuracy; ties: AUC,
-then the smaller model). Decision threshold <strong id="threshold">{winner['threshold']:.4f}</strong>
+<p><strong>Winner of this run: {html.escape(winner.name)}</strong> (best validation accuracy; ties: AUC,
+then the smaller model). Decision threshold <strong id="threshold">{winner.threshold:.4f}</strong>
 (the highest whose validation malignant recall reaches the target plus one standard error).</p>
-<p id="why">{html.escape(registry.decision(reg))}. {html.escape(comparison)}</p>
-<p>{html.escape(registry.PROMOTION_RULE)}</p>
+<p id="why">{html.escape(promotion_report.decision(reg))}. {html.escape(comparison)}</p>
+<p>{html.escape(PROMOTION_RULE)}</p>
 </div>
 <div class="notice">Decision support only, not a diagnosis.</div>
 <h2>Models</h2>

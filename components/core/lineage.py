@@ -26,6 +26,7 @@ import warnings
 from typing import Any
 
 from components.core import settings
+from components.core.redaction import redact
 
 RAW_DATASET = "skin-cancer-raw"
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
@@ -142,8 +143,6 @@ def describe(data_uri: str, fingerprint: str, split_uris: dict[str, str], manife
              images: str = "") -> dict:
     """What a training run read, as plain JSON (kept in its result, small): per dataset its
     name, URI (credentials removed), digest and class counts."""
-    from components.core.tracking import redact
-
     out = {"data_uri": redact(data_uri) if data_uri else "", "data_fingerprint": fingerprint,
            "images": pipeline_images(images), "datasets": {}}
     if data_uri:

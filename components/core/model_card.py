@@ -103,9 +103,10 @@ def referral_table(referral: dict) -> list[str]:
     return rows
 
 
-def referral_section(winner: dict) -> list[str]:
-    """"When the model refers": the decision policy stored with the model and its measured figures."""
-    policy, referral = winner.get("decision"), winner.get("referral")
+def referral_section(winner) -> list[str]:
+    """"When the model refers": the decision policy stored with the model (a TrainSummary's
+    ``decision``) and its measured figures (``referral``)."""
+    policy, referral = winner.decision, winner.referral
     if not policy or not referral:
         return ["## When the model refers", "", "This model was trained without a decision policy: it cannot "
                 "refer, and the predictor and server refuse it.", ""]
@@ -134,21 +135,21 @@ def referral_section(winner: dict) -> list[str]:
     ]
 
 
-def build(winner: dict, reg, results: list[dict], figure_paths: list[str] | None = None) -> str:
+def build(winner, reg, results: list, figure_paths: list[str] | None = None) -> str:
     """The card, as Markdown, for registration ``reg`` (registry.Registration) of ``winner`` (its
-    training result). ``results``: every model of this run (the selection table)."""
-    from components.core import registry, settings
+    step_results.TrainSummary). ``results``: every model of this run (the selection table)."""
+    from components.core import promotion_report, settings
+    from components.core.selection import PROMOTION_RULE
 
-    lineage = winner.get("lineage") or {}
-    cfg = winner.get("config") or {}
-    min_sens = float(cfg.get("min_sensitivity", 0.85))
-    figures = figure_paths if figure_paths is not None else winner.get("figures", [])
+    lineage = winner.lineage
+    min_sens = winner.config.min_sensitivity
+    figures = figure_paths if figure_paths is not None else winner.figures
     lines = [
         f"# Model card: {reg.name} version {reg.version}",
         "",
         f"Registered as `@{reg.alias}`; the champion is version {reg.champion_version}. "
-        f"Model `{winner['name']}` (family `{winner.get('family', '?')}`, {winner.get('params', 0):,} parameters), "
-        f"MLflow run `{winner['run_id']}`, registry URI `{reg.model_uri}`.",
+        f"Model `{winner.name}` (family `{winner.family}`, {winner.params:,} parameters), "
+        f"MLflow run `{winner.run_id}`, registry URI `{reg.model_uri}`.",
         f"KFP run: `{settings.run_id() or 'none (a local run)'}`. "
         f"Images: {lineage.get('images') or 'none recorded (a kfp.local run uses the local Python environment)'}.",
         "",
@@ -167,14 +168,14 @@ def build(winner: dict, reg, results: list[dict], figure_paths: list[str] | None
         "",
         "## Metrics",
         "",
-        f"At the stored decision threshold {winner['threshold']:.4f}. Intervals: Wilson score intervals for "
+        f"At the stored decision threshold {winner.threshold:.4f}. Intervals: Wilson score intervals for "
         "accuracy, sensitivity and specificity; Hanley-McNeil normal interval for the AUC.",
         "",
-        *metrics_table(winner["val"], winner["test"]),
+        *metrics_table(winner.val, winner.test),
         "",
         "## Decision threshold",
         "",
-        f"Threshold **{winner['threshold']:.4f}**, chosen on validation data only: the highest threshold whose "
+        f"Threshold **{winner.threshold:.4f}**, chosen on validation data only: the highest threshold whose "
         f"validation malignant recall reaches {min_sens:.2f} plus one standard error of that recall "
         f"(sqrt(s(1-s)/n_malignant)), so recall on new images is expected to stay at or above {min_sens:.2f}; "
         "the highest such threshold gives the best specificity at that recall. It is stored with the model "
@@ -182,11 +183,11 @@ def build(winner: dict, reg, results: list[dict], figure_paths: list[str] | None
         "",
         "## Calibration",
         "",
-        f"Brier score {_pct(winner['val'].get('brier'))} (validation), {_pct(winner['test'].get('brier'))} (test); "
-        f"expected calibration error (10 equal-width bins) {_pct(winner['val'].get('ece'))} (validation), "
-        f"{_pct(winner['test'].get('ece'))} (test). "
-        + (f"Temperature scaling fitted on validation (T = {winner['temperature']:.3f}) is folded into the "
-           "model's head, before the threshold was chosen. " if winner.get("temperature", 1.0) != 1.0 else
+        f"Brier score {_pct(winner.val.get('brier'))} (validation), {_pct(winner.test.get('brier'))} (test); "
+        f"expected calibration error (10 equal-width bins) {_pct(winner.val.get('ece'))} (validation), "
+        f"{_pct(winner.test.get('ece'))} (test). "
+        + (f"Temperature scaling fitted on validation (T = {winner.temperature:.3f}) is folded into the "
+           "model's head, before the threshold was chosen. " if winner.temperature != 1.0 else
            "No temperature scaling was applied. ")
         + "A probability is not a diagnosis: read the reliability "
         "diagrams below before reading a p(malignant) as a frequency.",
@@ -194,20 +195,20 @@ def build(winner: dict, reg, results: list[dict], figure_paths: list[str] | None
         *referral_section(winner),
         "## Figures",
         "",
-        f"In the MLflow run `{winner['run_id']}` (artifacts):",
+        f"In the MLflow run `{winner.run_id}` (artifacts):",
         "",
         *([f"- `{path}`" for path in figures] or ["- none were recorded"]),
         "",
         "## How it was chosen and compared with the champion",
         "",
-        f"{registry.decision(reg)}.",
+        f"{promotion_report.decision(reg)}.",
         "",
-        "Selection uses validation data only. " + registry.PROMOTION_RULE,
-        *registry.comparison_lines(reg.previous_champion),
+        "Selection uses validation data only. " + PROMOTION_RULE,
+        *promotion_report.comparison_lines(reg.previous_champion),
         "",
         "This run's models:",
         "",
-        *registry.summary_markdown(results, winner, reg).split("\n\n", 1)[0].splitlines(),
+        *promotion_report.models_table(results, winner),
         "",
         "## Known limits",
         "",

@@ -83,8 +83,9 @@ def run_train(
     split_uris: dict | None = None,
     pipeline_images: str = "",
 ) -> str:
-    """Plain-Python body of the train component: train and log to MLflow (tracking.log_training),
-    then write the KFP outputs; returns the result as JSON for selection.
+    """Plain-Python body of the train component: train inside the model's MLflow run
+    (tracking.training_run), then write the KFP outputs; returns the :class:`TrainSummary` as JSON
+    for selection (a string across KFP: the compiled interface stays ``str``).
 
     ``data_uri`` (the raw images) and ``split_uris`` (the preprocessed artifacts' URIs, by split;
     default: the paths) are what the run records as its MLflow datasets (lineage.py), and
@@ -94,12 +95,12 @@ def run_train(
 
     from components.core import lineage, tracking
     from components.core.dataset import open_splits
-    from components.core.training import TrainConfig, configure_devices, train_model
+    from components.core.step_results import TrainSummary
+    from components.core.train_config import model_config as parse_model_config
+    from components.core.training import configure_devices, train_model
 
     logging.basicConfig(level=logging.INFO)
-    values = {**defaults, **model_config}
-    name = values.pop("name", values.get("family", "basic"))
-    cfg = TrainConfig.from_dict(values)
+    name, cfg = parse_model_config(model_config, defaults)
     experiment_id = tracking.setup(mlflow_tracking_uri, experiment_name)  # fail before training
     splits = open_splits(train_path, val_path, test_path)  # checksums, and one preprocessing run
     if splits[0].image_size != cfg.image_size:
@@ -117,26 +118,25 @@ def run_train(
     uris = {"train": train_path, "val": val_path, "test": test_path, **(split_uris or {})}
     inputs = lineage.describe(data_uri, fingerprint, uris,
                               dict(zip(("train", "val", "test"), (s.manifest for s in splits))), pipeline_images)
-    result, logged = tracking.log_training(
-        lambda on_epoch: train_model(cfg, *splits, on_epoch=on_epoch), cfg, name, experiment_id,
-        {"device": device, "data_fingerprint": fingerprint, **lineage.version_tags(inputs)},
-        splits[0].manifest.get("sources", []), inputs=inputs,
-        figures=lambda r: _evaluation_pngs(name, r, splits[1].labels, splits[2].labels))
-    summary = {
-        "name": name, "family": cfg.family, "run_id": logged.run_id, "model_uri": logged.model_uri,
-        "threshold": result.threshold, "val": result.val, "test": result.test, "folds": result.fold_scores,
-        "params": result.params, "seconds": result.seconds, "config": cfg.to_dict(), "device": device,
-        "temperature": result.temperature,
-        # Where the Model artifact (model.keras + model.json) lives: s3:// on a cluster. Serving runs it.
-        "artifact_uri": getattr(model_artifact, "uri", "") or "",
-        "lineage": inputs, "figures": logged.figures,
+    tags = {"device": device, "data_fingerprint": fingerprint, **lineage.version_tags(inputs)}
+    with tracking.training_run(cfg, name, experiment_id, tags) as run:
+        run.datasets = lineage.log_inputs(inputs)
+        result = train_model(cfg, *splits, on_epoch=run.on_epoch)
+        logged = run.log_result(result, splits[0].manifest.get("sources", []),
+                                figures=lambda r: _evaluation_pngs(name, r, splits[1].labels, splits[2].labels))
+    summary = TrainSummary(
+        name=name, family=cfg.family, run_id=logged.run_id, model_uri=logged.model_uri,
+        threshold=result.threshold, val=result.val, test=result.test, params=result.params,
+        seconds=result.seconds, config=cfg, temperature=result.temperature, folds=result.fold_scores,
+        device=device, artifact_uri=getattr(model_artifact, "uri", "") or "", lineage=inputs,
+        figures=logged.figures,
         # The decision policy's readable part and how it referred (the model card's "When the model refers").
-        "decision": result.policy.summary() if result.policy is not None else None,
-        "referral": result.referral,
-    }
+        decision=result.policy.summary() if result.policy is not None else None,
+        referral=result.referral or None,
+    )
     write_train_outputs(result, cfg, logged, splits[2].labels, model_artifact, metrics_artifact, roc_artifact)
-    print(json.dumps({k: summary[k] for k in ("name", "val", "test", "threshold", "seconds")}, default=float))
-    return json.dumps(summary, default=float)
+    print(json.dumps(summary.brief(), default=float))
+    return summary.to_json()
 
 
 def _evaluation_pngs(name: str, result, val_labels, test_labels) -> dict:
@@ -222,29 +222,30 @@ def run_select_and_register(
     import logging
     from collections import namedtuple
 
-    from components.core import lineage, model_card, registry, settings, tracking
+    from components.core import lineage, model_card, promotion_report, registry, selection, settings, tracking
     from components.core.dataset import open_splits
+    from components.core.step_results import ModelResult, RegisteredVersion, SelectionSummary, TrainSummary
 
     logging.basicConfig(level=logging.INFO)
     tracking.setup(mlflow_tracking_uri, experiment_name)
-    parsed = [json.loads(r) if isinstance(r, str) else r for r in results]
-    winner = registry.select_winner(parsed)
-    winner = {**winner, "lineage": lineage.with_runtime_image(winner.get("lineage"), runtime_image)}
+    parsed = [TrainSummary.from_json(r) for r in results]
+    winner = selection.select_winner(parsed)
+    winner.lineage = lineage.with_runtime_image(winner.lineage, runtime_image)
     tags = {
         "pipeline_run": settings.run_id(),
         "data_fingerprint": data_fingerprint,
-        "family": winner["family"],
-        "model_name": winner["name"],
-        "val_accuracy": f"{winner['val']['accuracy']:.4f}",
-        "val_auc": f"{winner['val']['auc']:.4f}",
-        "test_accuracy": f"{winner['test']['accuracy']:.4f}",
-        "threshold": f"{winner['threshold']:.4f}",
-        **lineage.version_tags(winner.get("lineage")),
-        "model_card": f"runs:/{winner['run_id']}/{model_card.CARD_FILE}",
+        "family": winner.family,
+        "model_name": winner.name,
+        "val_accuracy": f"{winner.val['accuracy']:.4f}",
+        "val_auc": f"{winner.val['auc']:.4f}",
+        "test_accuracy": f"{winner.test['accuracy']:.4f}",
+        "threshold": f"{winner.threshold:.4f}",
+        **lineage.version_tags(winner.lineage),
+        "model_card": f"runs:/{winner.run_id}/{model_card.CARD_FILE}",
     }
     val, test = open_splits(val_path, test_path)
     reg = registry.register_winner(winner, registered_model_name, val, test, tags)
-    markdown = registry.summary_markdown(parsed, winner, reg)
+    markdown = promotion_report.summary_markdown(parsed, winner, reg)
     card, page, problem = selection_report(parsed, winner, reg, val, test)
     if problem:
         markdown += (f"\n\nThe model card is in MLflow but not beside the Model artifact ({problem}); "
@@ -254,23 +255,20 @@ def run_select_and_register(
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(text)
     print(markdown)
-    summary = {
-        "models": [{k: r[k] for k in ("name", "family", "val", "test", "threshold", "params", "seconds", "run_id")}
-                   for r in parsed],
-        "winner": winner["name"],
-        "registered_model": {"name": reg.name, "version": reg.version, "alias": reg.alias,
-                             "model_uri": reg.model_uri, "champion_version": reg.champion_version,
-                             "champion_changed": reg.champion_changed},
-        "previous_champion": reg.previous_champion,
-        "data_fingerprint": data_fingerprint,
-    }
+    summary = SelectionSummary(
+        models=[ModelResult.of(r) for r in parsed],
+        winner=winner.name,
+        registered_model=RegisteredVersion(reg.name, reg.version, reg.alias, reg.model_uri, reg.champion_version,
+                                           reg.champion_changed),
+        previous_champion=reg.previous_champion,
+        data_fingerprint=data_fingerprint,
+    )
     out = namedtuple("Registration", ["model_name", "model_version", "model_uri", "champion_changed", "summary_json",
                                       "model_artifact_uri"])
-    return out(reg.name, reg.version, reg.model_uri, reg.champion_changed, json.dumps(summary, default=float),
-               winner.get("artifact_uri", ""))
+    return out(reg.name, reg.version, reg.model_uri, reg.champion_changed, summary.to_json(), winner.artifact_uri)
 
 
-def selection_report(parsed: list[dict], winner: dict, reg, val, test) -> tuple[str, str, str | None]:
+def selection_report(parsed: list, winner, reg, val, test) -> tuple[str, str, str | None]:
     """What the selection step shows, kept with the registered version: the comparison figures
     (MLflow ``selection/``), the model card (MLflow ``model_card.md`` and beside the Model
     artifact) and the dashboard page (MLflow ``selection/dashboard.html``).
@@ -281,20 +279,20 @@ def selection_report(parsed: list[dict], winner: dict, reg, val, test) -> tuple[
 
     by_split, missing = _comparison_pngs(parsed, winner, val, test)
     pngs = {f"compare_{split}.png": png for split, png in by_split.items()}
-    selection_figures = tracking.log_pngs(pngs, "selection", run_id=winner["run_id"]) if pngs else []
-    card = model_card.build(winner, reg, parsed, [*winner.get("figures", []), *selection_figures])
-    tracking.log_text(card, model_card.CARD_FILE, winner["run_id"])
-    problem = model_card.write_beside_model(card, winner.get("artifact_uri", ""))
+    selection_figures = tracking.log_pngs(pngs, "selection", run_id=winner.run_id) if pngs else []
+    card = model_card.build(winner, reg, parsed, [*winner.figures, *selection_figures])
+    tracking.log_text(card, model_card.CARD_FILE, winner.run_id)
+    problem = model_card.write_beside_model(card, winner.artifact_uri)
     if problem:
         logging.getLogger(__name__).warning("model card not written beside the Model artifact: %s", problem)
     from components.core import dashboard
 
     page = dashboard.render(parsed, winner, reg, by_split, card, missing)
-    tracking.log_text(page, "selection/dashboard.html", winner["run_id"])
+    tracking.log_text(page, "selection/dashboard.html", winner.run_id)
     return card, page, problem
 
 
-def _comparison_pngs(parsed: list[dict], winner: dict, val, test) -> tuple[dict[str, bytes], list[str]]:
+def _comparison_pngs(parsed: list, winner, val, test) -> tuple[dict[str, bytes], list[str]]:
     """Every model's curves on validation and on test (PNG by split), from the scores each
     training run kept in MLflow; and the models without scores (an older run). A drawing failure leaves the
     registration standing: it is logged and the page says so."""
@@ -310,14 +308,14 @@ def _comparison_pngs(parsed: list[dict], winner: dict, val, test) -> tuple[dict[
         from components.core import figures
 
         for r in parsed:
-            scores = tracking.load_scores(r["run_id"])
+            scores = tracking.load_scores(r.run_id)
             if not scores or len(scores["val"]) != len(val) or len(scores["test"]) != len(test):
-                missing.append(f"{r['name']} (its MLflow run kept no scores for these images)")
+                missing.append(f"{r.name} (its MLflow run kept no scores for these images)")
                 continue
             for split, labels in (("val", val.labels), ("test", test.labels)):
-                curves[split].append(figures.Scored(r["name"], np.asarray(labels).astype(int),
-                                                    np.asarray(scores[split], dtype=float), r["threshold"]))
-        return ({split: figures.comparison_png(models, split, winner["name"])
+                curves[split].append(figures.Scored(r.name, np.asarray(labels).astype(int),
+                                                    np.asarray(scores[split], dtype=float), r.threshold))
+        return ({split: figures.comparison_png(models, split, winner.name)
                  for split, models in curves.items() if models}, missing)
     except Exception as err:
         logging.getLogger(__name__).exception("could not draw the comparison figures")

@@ -19,13 +19,15 @@ import json
 import logging
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from components.core import settings
+from components.core.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def use_uri_credentials(uri: str) -> str:
         os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username)
     if parts.password and not settings.env("MLFLOW_TRACKING_PASSWORD"):
         os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
-    bare = _redact(uri)
+    bare = redact(uri)
     if settings.tracking_uri() == uri:
         os.environ["MLFLOW_TRACKING_URI"] = bare  # child processes inherit the bare URI
     return bare
@@ -122,7 +124,7 @@ def setup(tracking_uri: str | None, experiment: str = settings.EXPERIMENT) -> st
         raise
     except Exception as err:
         raise TrackingError(
-            f"MLflow tracking server {_redact(uri)} is not usable ({type(err).__name__}); "
+            f"MLflow tracking server {redact(uri)} is not usable ({type(err).__name__}); "
             "check that it is running and MLFLOW_TRACKING_URI is right"
         ) from err
 
@@ -167,26 +169,8 @@ def _kfp_task_run() -> str | None:
     return run_id
 
 
-def redact(uri: str) -> str:
-    """``uri`` without any ``user:password@`` part, for messages, logs and parameters."""
-    return _redact(uri)
-
-
-def _redact(uri: str) -> str:
-    """Drop user:password from a URI before it reaches a message or a log."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    if parts.password or parts.username:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        return urlunsplit(parts._replace(netloc=netloc))
-    return uri
-
-
 # What a training run trained on (content hashes of its train split); the champion comparison
-# (registry.compare_on_unseen) leaves those images out of validation.
+# (selection.compare_on_unseen) leaves those images out of validation.
 TRAINED_ON_ARTIFACT = "trained_on.json"
 # Every model's validation and test scores, for the selection step's comparison figures.
 SCORES_ARTIFACT = "scores.json"
@@ -201,31 +185,46 @@ class LoggedRun:
     figures: list[str] = field(default_factory=list)  # artifact paths under the run, e.g. figures/val_roc.png
 
 
-def log_training(train: Callable, cfg, name: str, experiment_id: str, tags: dict, train_sources: list[dict] = (),
-                 inputs: dict | None = None, figures: Callable | None = None):
-    """One MLflow run for one model: tags (the KFP run, the data), every hyperparameter, the
-    datasets it read (``inputs``: :func:`components.core.lineage.describe`'s result), the
-    per-epoch history, the model with its threshold, validation and test metrics (linked to
-    the logged model and to the dataset each was computed on), cross-validation folds, the
-    evaluation and scores, what it trained on (``trained_on.json``: the content hashes of
-    ``train_sources``, which the champion comparison leaves out of validation) and the figures
-    (``figures(result)`` returns PNG bytes by file name; logged under ``figures/``).
-    ``train(on_epoch)`` trains and returns a TrainResult.
-    Returns ``(result, LoggedRun)``."""
+@contextmanager
+def training_run(cfg, name: str, experiment_id: str, tags: dict) -> Iterator["TrainingRun"]:
+    """One MLflow run for one model, driven by the train step: started with its tags (the KFP
+    run, the data) and every hyperparameter; inside, the step logs the datasets it reads
+    (``run.datasets = lineage.log_inputs(...)``), trains with ``run.on_epoch`` as the per-epoch
+    callback, and logs what came out with :meth:`TrainingRun.log_result`."""
     import mlflow
-
-    from components.core import lineage
 
     with start_run(experiment_id, name) as run:
         mlflow.set_tags({"stage": "train", "model_name": name, "family": cfg.family,
                          "pipeline_run": settings.run_id(), **tags})
         mlflow.log_params({k: v for k, v in cfg.to_dict().items() if k != "extra"} | cfg.extra)
-        datasets = lineage.log_inputs(inputs) if inputs else {}
+        yield TrainingRun(run.info.run_id, cfg, tags)
 
-        def on_epoch(epoch, logs):
-            mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
 
-        result = train(on_epoch)
+@dataclass
+class TrainingRun:
+    """The active training run of :func:`training_run`."""
+
+    run_id: str
+    cfg: object  # train_config.TrainConfig
+    tags: dict
+    datasets: dict = field(default_factory=dict)  # MLflow datasets by split: metrics link to them
+
+    def on_epoch(self, epoch: int, logs: dict | None) -> None:
+        """Keras' per-epoch metrics, at their epoch."""
+        import mlflow
+
+        mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
+
+    def log_result(self, result, train_sources: list[dict] = (), figures: Callable | None = None) -> LoggedRun:
+        """What training produced (a TrainResult): the model with its threshold, validation and
+        test metrics (linked to the logged model and to the dataset each was computed on),
+        cross-validation folds, the evaluation and scores, what it trained on (``trained_on.json``:
+        the content hashes of ``train_sources``, which the champion comparison leaves out of
+        validation) and the figures (``figures(result)`` returns PNG bytes by file name; logged
+        under ``figures/``)."""
+        import mlflow
+
+        cfg, tags, datasets = self.cfg, self.tags, self.datasets
         policy = getattr(result, "policy", None)
         info = log_model(result.model, result.threshold, cfg.image_size, cfg.family,
                          policy.summary() if policy is not None else None)
@@ -254,7 +253,7 @@ def log_training(train: Callable, cfg, name: str, experiment_id: str, tags: dict
         log_json({"threshold": result.threshold, "val": _rounded(result.val_scores),
                   "test": _rounded(result.test_scores)}, SCORES_ARTIFACT)
         logged = _log_figures(figures, result) if figures is not None else []
-    return result, LoggedRun(run.info.run_id, info.model_uri, logged)
+        return LoggedRun(self.run_id, info.model_uri, logged)
 
 
 def _log_figures(figures: Callable, result) -> list[str]:

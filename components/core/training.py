@@ -5,82 +5,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from components.core.dataset import SplitArrays
-from components.core import settings
 from components.core.metrics import choose_threshold, classification_metrics
+from components.core.train_config import TrainConfig  # defined there: the command line checks configs without TensorFlow
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Every hyperparameter here reaches the model or the optimizer; nothing is only logged."""
-
-    family: str = "basic"
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    image_size: int = settings.IMAGE_SIZE
-    augment: bool = True
-    augmentation: str = "full"  # "light": flips and colour only (models.augmentation)
-    early_stopping_patience: int = 4
-    class_weights: bool = True
-    seed: int = settings.SEED
-    folds: int = 3  # only for the "crossval" family
-    weights: str | None = None
-    dropout: float = 0.3
-    width: int = 32
-    weight_decay: float = 1e-4
-    # Threshold: the highest whose validation malignant recall reaches this plus one standard
-    # error (metrics.choose_threshold).
-    min_sensitivity: float = 0.85
-    precision: str = "auto"  # see configure_devices
-    tta: bool = True  # average over flips at inference (in the saved graph)
-    # Transfer learning: the first head_epochs train only the head (the pretrained backbone
-    # frozen, its batch norm in inference mode) at learning_rate; the rest fine-tune every
-    # layer from fine_tune_learning_rate with cosine decay. 0: one phase, all layers.
-    head_epochs: int = 0
-    fine_tune_learning_rate: float = 1e-4
-    fine_tune_from: str = ""  # backbone layers before the first with this name prefix stay frozen
-    calibrate: bool = False  # temperature scaling on validation (calibration.py), before the threshold
-    # The decision policy (components/core/decision), fitted after the threshold: conformal
-    # coverage per class, and the share of in-scope validation images flagged out of scope.
-    refer_coverage: float = settings.REFER_COVERAGE
-    ood_false_flag_rate: float = settings.OOD_FALSE_FLAG_RATE
-    deterministic: bool = False  # bit-identical reruns (slower; for tests and audits)
-    extra: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from a pipeline's model config dict; unknown keys are an error, not silently dropped."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {unknown}; known: {sorted(names)}")
-        # KFP passes dict parameters as protobuf Structs, where every number is a float.
-        defaults = cls()
-        coerced = {}
-        for key, value in values.items():
-            kind = type(getattr(defaults, key))
-            if kind is int and isinstance(value, float):
-                if not value.is_integer():
-                    raise ValueError(f"hyperparameter {key} must be an integer, got {value}")
-                value = int(value)
-            elif kind is float and isinstance(value, int):
-                value = float(value)
-            coerced[key] = value
-        cfg = cls(**coerced)
-        if cfg.weights in ("", "none", "None"):
-            cfg.weights = None
-        return cfg
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def cpu_has_native_bf16() -> bool:

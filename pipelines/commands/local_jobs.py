@@ -17,11 +17,18 @@ DEFAULT_WORKDIR = "runs"
 
 
 def _models_arg(value: str) -> list[dict]:
-    """``basic,crossval`` or a JSON list of model configs."""
+    """``basic,crossval`` or a JSON list of model configs, each checked here (train_config): an
+    unknown key or a bad value stops the command before anything runs, naming the key."""
+    from components.core.train_config import model_configs
+
     value = value.strip()
-    if value.startswith("["):
-        return json.loads(value)
-    return [{"family": name.strip()} for name in value.split(",") if name.strip()]
+    try:
+        models = json.loads(value) if value.startswith("[") else [
+            {"family": name.strip()} for name in value.split(",") if name.strip()]
+        model_configs(models)
+    except ValueError as err:  # json.JSONDecodeError too; argparse shows this message, not its own
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return models
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
@@ -81,27 +88,33 @@ def _train(args: argparse.Namespace, image_size: int, session) -> int:
     from components.core.stages import run_train
     from pipelines.console import ModelProgress
 
+    from components.core.step_results import TrainSummary
+    from components.core.train_config import model_config
+
     uri = settings.tracking_uri() or tracking.local_tracking_uri(args.workdir)
     config = {"family": args.model, **json.loads(args.config)}
     defaults = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
                 "image_size": image_size, "seed": args.seed}
+    name, _ = model_config(config, defaults)  # a bad --config fails here, naming the key
     data = Path(args.data)
-    bars = ModelProgress(session.console, config.get("name", args.model))
+    bars = ModelProgress(session.console, name)
     if not args.verbose:
         progress.set_sink(bars.event)
     started = time.perf_counter()
     try:
-        result = json.loads(run_train(config, str(data / "train"), str(data / "val"), str(data / "test"), defaults,
-                                      uri, args.experiment, ""))
+        result = TrainSummary.from_json(run_train(
+            model_config=config, train_path=str(data / "train"), val_path=str(data / "val"),
+            test_path=str(data / "test"), defaults=defaults, mlflow_tracking_uri=uri,
+            experiment_name=args.experiment, data_fingerprint=""))
     finally:
         progress.set_sink(None)
         bars.close()
     say = session.console.result
-    say(f"trained {result['name']} in {duration(time.perf_counter() - started)}")
+    say(f"trained {result.name} in {duration(time.perf_counter() - started)}")
     say()
     _print_table([result], say)
     say()
-    say(f"MLflow run {result['run_id']}, model {result['model_uri']}")
+    say(f"MLflow run {result.run_id}, model {result.model_uri}")
     _where_to_look(say, uri, args.experiment, [result], session.path)
     return 0
 
@@ -115,15 +128,16 @@ def _split_image_size(data_dir: str) -> int:
     return int(json.loads(manifest.read_text())["image_size"])
 
 
-def _print_table(models: list[dict], say=print) -> None:
-    """Validation figures chose the model and its threshold; test figures are reported only."""
+def _print_table(models: list, say=print) -> None:
+    """Validation figures chose the model and its threshold; test figures are reported only.
+    ``models``: TrainSummary or ModelResult (step_results), whatever the command has."""
     say(f"{'model':<14} {'val acc':>8} {'val auc':>8} {'test acc':>8} {'test auc':>8} {'sens':>6} {'spec':>6} "
         f"{'brier':>6} {'ece':>6} {'seconds':>8}")
     for m in models:
-        v, t = m["val"], m["test"]
-        say(f"{m['name']:<14} {v['accuracy']:8.3f} {v['auc']:8.3f} {t['accuracy']:8.3f} {t['auc']:8.3f} "
+        v, t = m.val, m.test
+        say(f"{m.name:<14} {v['accuracy']:8.3f} {v['auc']:8.3f} {t['accuracy']:8.3f} {t['auc']:8.3f} "
             f"{t['sensitivity']:6.3f} {t['specificity']:6.3f} {t.get('brier', float('nan')):6.3f} "
-            f"{t.get('ece', float('nan')):6.3f} {m['seconds']:8.0f}")
+            f"{t.get('ece', float('nan')):6.3f} {m.seconds:8.0f}")
 
 
 def in_session(args: argparse.Namespace, name: str, job) -> int:
@@ -145,6 +159,7 @@ def _run(args: argparse.Namespace, workdir: Path, session) -> int:
     from kfp import local
 
     from components.core import settings, tracking
+    from components.core.step_results import SelectionSummary
     from pipelines.training_pipeline import CompileSettings, build_pipeline
 
     console = session.console
@@ -180,21 +195,21 @@ def _run(args: argparse.Namespace, workdir: Path, session) -> int:
     except RuntimeError as err:  # kfp.local: a task failed
         session.watcher.report_failure(err, session.path)
         return 1
-    summary = json.loads(task.output)
-    summary["wall_seconds"] = time.perf_counter() - started
-    summary["mlflow_tracking_uri"] = tracking._redact(uri)
-    summary["log"] = str(session.path)
+    summary = SelectionSummary.from_json(task.output)
+    wall_seconds = time.perf_counter() - started
     if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary, indent=1, default=float))
+        written = {**summary.to_dict(), "wall_seconds": wall_seconds, "mlflow_tracking_uri": tracking.redact(uri),
+                   "log": str(session.path)}
+        Path(args.summary_json).write_text(json.dumps(written, indent=1, default=float))
     say = console.result
     say()
-    _print_table(summary["models"], say)
-    reg = summary["registered_model"]
-    say(f"\nregistered {reg['name']} version {reg['version']} as @{reg['alias']}; "
-        f"champion: version {reg['champion_version']} ({'changed' if reg['champion_changed'] else 'unchanged'})")
-    say(f"wall time: {duration(summary['wall_seconds'])}")
+    _print_table(summary.models, say)
+    reg = summary.registered_model
+    say(f"\nregistered {reg.name} version {reg.version} as @{reg.alias}; "
+        f"champion: version {reg.champion_version} ({'changed' if reg.champion_changed else 'unchanged'})")
+    say(f"wall time: {duration(wall_seconds)}")
     say()
-    _where_to_look(say, uri, args.experiment, summary["models"], session.path, _select_outputs(workdir, started),
+    _where_to_look(say, uri, args.experiment, summary.models, session.path, _select_outputs(workdir, started),
                    args.summary_json, "skin-cancer serve" + (f" --workdir {workdir}" if local_store else ""))
     return 0
 
@@ -210,7 +225,7 @@ def _select_outputs(workdir: Path, since: float) -> dict[str, Path]:
     return {label: folder / name for name, label in names.items() if (folder / name).is_file()}
 
 
-def _where_to_look(say, uri: str, experiment: str, models: list[dict], log: Path, files: dict | None = None,
+def _where_to_look(say, uri: str, experiment: str, models: list, log: Path, files: dict | None = None,
                    summary_json: str | None = None, serve: str | None = None) -> None:
     """Where the results live: MLflow (runs, metrics, figures), the run's files, the log."""
     from components.core import tracking
@@ -235,7 +250,7 @@ def _where_to_look(say, uri: str, experiment: str, models: list[dict], log: Path
         say(f"  {label:<{width}}  {where}")
 
 
-def _figure_folders(uri: str, models: list[dict]) -> list[tuple[str, str]]:
+def _figure_folders(uri: str, models: list) -> list[tuple[str, str]]:
     """Each model's MLflow figures (run artifacts under ``figures/``): a local folder, or where in MLflow."""
     from urllib.parse import unquote, urlsplit
 
@@ -245,16 +260,16 @@ def _figure_folders(uri: str, models: list[dict]) -> list[tuple[str, str]]:
     found = []
     for m in models:
         try:
-            if not client.list_artifacts(m["run_id"], "figures"):
+            if not client.list_artifacts(m.run_id, "figures"):
                 continue
-            artifact_uri = client.get_run(m["run_id"]).info.artifact_uri
+            artifact_uri = client.get_run(m.run_id).info.artifact_uri
         except Exception:  # noqa: BLE001 - a hint, never a reason to fail a finished run
             continue
         parts = urlsplit(artifact_uri)
         if parts.scheme in ("", "file"):
-            found.append((m["name"], str(Path(unquote(parts.path)) / "figures")))
+            found.append((m.name, str(Path(unquote(parts.path)) / "figures")))
         else:
-            found.append((m["name"], f"MLflow run {m['run_id']}, artifacts figures/"))
+            found.append((m.name, f"MLflow run {m.run_id}, artifacts figures/"))
     return found
 
 
