@@ -55,6 +55,11 @@ def _restore_environment(saved: dict[str, str | None], names=None) -> None:
         sys.modules["mlflow"].set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"))
 
 
+# Variables a session fixture owns (S3's): a session fixture first requested inside a test
+# (request.getfixturevalue) sets them after the test's snapshot, and they must outlive the test.
+SESSION_VARIABLES: set[str] = set()
+
+
 @pytest.fixture(autouse=True)
 def _environment_stays_with_the_test():
     """What a test, or the code it runs, writes into ``os.environ`` is undone after it: MLflow's
@@ -63,7 +68,7 @@ def _environment_stays_with_the_test():
     before the test (S3's variables) are part of what is restored."""
     saved = dict(os.environ)
     yield
-    _restore_environment(saved)
+    _restore_environment(saved, (set(saved) | set(os.environ)) - SESSION_VARIABLES)
 
 
 MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
@@ -97,6 +102,7 @@ def s3_endpoint():
         AWS_SECRET_ACCESS_KEY="testing-secret-key",
         AWS_DEFAULT_REGION="us-east-1",
     )
+    SESSION_VARIABLES.update(saved)
     storage._s3_client.cache_clear()
     yield endpoint
     server.stop()
@@ -105,6 +111,7 @@ def s3_endpoint():
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+    SESSION_VARIABLES.difference_update(saved)
     storage._s3_client.cache_clear()
 
 

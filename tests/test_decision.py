@@ -176,6 +176,28 @@ def test_policy_files_round_trip_and_refuse_damage_by_name(tmp_path):
         DecisionPolicy.load(tmp_path)
 
 
+
+def test_the_monitoring_reference_round_trips_and_a_damaged_one_is_refused_by_name(tmp_path):
+    from components.core.decision import MONITORING_FILE
+
+    policy = _policy()
+    policy.monitoring = {"inputs": np.arange(6, dtype=np.float32).reshape(3, 2), "p": np.array([0.1, 0.5, 0.9]),
+                         "labels": np.array(["benign", "benign", "malignant"]),
+                         "kinds": np.array(["benign", "uncertain", "malignant"])}
+    policy.save(tmp_path)
+    back = DecisionPolicy.load(tmp_path)
+    assert back.monitoring["kinds"].tolist() == ["benign", "uncertain", "malignant"]
+    np.testing.assert_array_equal(back.monitoring["inputs"], policy.monitoring["inputs"])
+    assert json.loads((tmp_path / DECISION_FILE).read_text())["monitoring"]["images"] == 3
+    (tmp_path / MONITORING_FILE).write_bytes((tmp_path / MONITORING_FILE).read_bytes()[:-1])
+    with pytest.raises(PolicyError, match=rf"^{tmp_path}: monitoring.npz is missing or does not match"):
+        DecisionPolicy.load(tmp_path)
+    # A policy stored without one (an older model) loads, with no reference.
+    (tmp_path / "old").mkdir()
+    _policy().save(tmp_path / "old")
+    assert DecisionPolicy.load(tmp_path / "old").monitoring is None
+
+
 @pytest.mark.real_data
 def test_the_detector_refuses_non_dermoscopy_and_keeps_real_lesions(real_data):
     """Fitted as training fits it (ImageNet features of train images, limit on validation images,

@@ -30,7 +30,8 @@ def batch_signals(predictor, axes, reference, pixels, min_images=30) -> dict[str
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory):
     """A small model that tells the SYNTHETIC classes apart (the basic CNN, a few epochs at 32 px),
-    a reference (its validation split scored by it) and a held-out test split (40 per class)."""
+    the reference stored with it in training (its validation split as it saw it), a held-out test
+    split (40 per class) and the validation split's folder."""
     from components.core import dataset
     from components.core.demo_data import write_demo_data
     from components.core.predictor import Predictor
@@ -48,20 +49,38 @@ def monitored(tmp_path_factory):
                     result.policy.files())
     predictor = Predictor.load(str(root / "model"))
     axes = drift.InputAxes.fit(predictor.policy.scope.reference)
-    reference = drift.Reference.from_split(predictor, splits["val"], axes)
+    reference = drift.Reference.from_policy(predictor.policy)
     test = dataset.SplitArrays(splits["test"])
-    return predictor, axes, reference, test.gather(np.arange(len(test))), np.asarray(test.labels)
+    return predictor, axes, reference, test.gather(np.arange(len(test))), np.asarray(test.labels), splits["val"]
+
+
+def test_the_reference_stored_in_training_is_the_validation_split_scored_again(monitored):
+    """Training stores the reference from what fitting the policy computed; scoring the validation
+    split again with the loaded model and policy gives the same numbers."""
+    predictor, axes, stored, *_, val_path = monitored
+    again = drift.Reference.from_split(predictor, val_path, axes)
+    assert len(stored.p) == len(again.p) > 30
+    np.testing.assert_allclose(stored.p, again.p, atol=1e-5)
+    np.testing.assert_allclose(stored.inputs, again.inputs, atol=1e-4)
+    assert stored.labels == again.labels and stored.kinds == again.kinds
+    assert set(stored.kinds) <= set(drift.DECISION_KINDS)
+
+
+def test_a_model_without_a_stored_reference_has_none(monitored):
+    from dataclasses import replace
+
+    assert drift.Reference.from_policy(replace(monitored[0].policy, monitoring=None)) is None
 
 
 def test_mixed_batch_passes_and_shifted_colour_fails_the_input_check(monitored):
-    predictor, axes, reference, pixels, _ = monitored
+    predictor, axes, reference, pixels, *_ = monitored
     assert batch_signals(predictor, axes, reference, pixels)["input"]["verdict"] == drift.NO_DRIFT
     moved = batch_signals(predictor, axes, reference, shifted(pixels))["input"]
     assert moved["verdict"] == drift.DRIFT and moved["p_value"] < 1e-3
 
 
 def test_one_class_batch_moves_the_prediction_signal(monitored):
-    predictor, axes, reference, pixels, labels = monitored
+    predictor, axes, reference, pixels, labels, _ = monitored
     mixed = batch_signals(predictor, axes, reference, pixels)
     one = batch_signals(predictor, axes, reference, pixels[labels == 1])
     assert mixed["prediction"]["verdict"] == drift.NO_DRIFT
@@ -72,13 +91,13 @@ def test_one_class_batch_moves_the_prediction_signal(monitored):
 
 
 def test_too_few_images_to_judge(monitored):
-    predictor, axes, reference, pixels, _ = monitored
+    predictor, axes, reference, pixels, *_ = monitored
     few = batch_signals(predictor, axes, reference, shifted(pixels[:10]))
     assert {s["verdict"] for s in few.values()} == {drift.TOO_FEW}
 
 
 def test_an_empty_run_is_too_few_to_judge(monitored):
-    _, _, reference, _, _ = monitored
+    _, _, reference, *_ = monitored
     verdicts = [drift.input_drift(reference, np.zeros((0, 14)), []), drift.prediction_drift(reference.p, []),
                 drift.decision_drift(reference.kinds, [])]
     assert [v["verdict"] for v in verdicts] == [drift.TOO_FEW] * 3

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components.core.decision import DECISION_FILE, OOD_FILE, DecisionPolicy, reason_text
+from components.core.decision import POLICY_FILES, DecisionPolicy, reason_text
 from components.core.images import decode_image, original_size
 from components.core.settings import CLASSES
 
@@ -102,8 +102,8 @@ class Predictor:
 
         present = {o.relpath for o in storage.list_objects(uri)}
         with tempfile.TemporaryDirectory(prefix="skin-cancer-model-") as tmp:
-            for name in ("model.json", "model.keras", DECISION_FILE, OOD_FILE):
-                if name in (DECISION_FILE, OOD_FILE) and name not in present:
+            for name in ("model.json", "model.keras", *POLICY_FILES):
+                if name in POLICY_FILES and name not in present:
                     continue  # DecisionPolicy.load names what is missing
                 Path(tmp, name).write_bytes(storage.read_bytes(storage.join(uri, name)))
             try:

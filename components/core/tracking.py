@@ -175,7 +175,7 @@ TRAINED_ON_ARTIFACT = "trained_on.json"
 # Every model's validation and test scores, for the selection step's comparison figures.
 SCORES_ARTIFACT = "scores.json"
 FIGURES_DIR = "figures"
-DECISION_DIR = "decision"  # the decision policy's files (decision.DECISION_FILE, OOD_FILE)
+DECISION_DIR = "decision"  # the decision policy's files (decision.POLICY_FILES)
 
 
 @dataclass
@@ -336,11 +336,11 @@ def load_decision_files(run_id: str) -> dict[str, bytes | None]:
     """The decision policy's files as a training run logged them (None for a missing file)."""
     import mlflow
 
-    from components.core.decision import DECISION_FILE, OOD_FILE
+    from components.core.decision import POLICY_FILES
 
     out: dict[str, bytes | None] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in (DECISION_FILE, OOD_FILE):
+        for name in POLICY_FILES:
             try:
                 path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{DECISION_DIR}/{name}",
                                                            dst_path=tmp)

@@ -296,10 +296,15 @@ def fit_decision_policy(cfg: TrainConfig, threshold: float, train: SplitArrays, 
 
     started = time.perf_counter()
     f_train, f_val, f_test = (split_features(s) for s in (train, val, test))
+    from components.core.scoring.drift import Reference
+
     policy = DecisionPolicy.fit(threshold, val.labels, p_val, f_train, f_val, cfg.refer_coverage,
                                 cfg.ood_false_flag_rate)
-    referral = {name: referral_metrics(split.labels, decide_split(policy, split, p, f))
-                for name, split, p, f in (("val", val, p_val, f_val), ("test", test, p_test, f_test))}
+    decisions = {name: decide_split(policy, split, p, f)
+                 for name, split, p, f in (("val", val, p_val, f_val), ("test", test, p_test, f_test))}
+    referral = {name: referral_metrics(split.labels, decisions[name]) for name, split in (("val", val), ("test", test))}
+    # Stored with the model: what batch scoring's drift checks compare a day's images with.
+    policy.monitoring = Reference.from_validation(policy, val, p_val, f_val, decisions["val"]).arrays()
     referral["risk_coverage"] = {name: risk_coverage(val.labels, p_val, split.labels, p, threshold)
                                  for name, split, p in (("val", val, p_val), ("test", test, p_test))}
     log.info("decision policy fitted in %.1f s: test refer rate %.3f, decided accuracy %.3f",

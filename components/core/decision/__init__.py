@@ -16,7 +16,9 @@ test, the pipeline's evaluation, batch scoring) calls :func:`policy.DecisionPoli
 
 from components.core.decision.policy import (  # noqa: F401
     DECISION_FILE,
+    MONITORING_FILE,
     OOD_FILE,
+    POLICY_FILES,
     REFER,
     Decision,
     DecisionPolicy,

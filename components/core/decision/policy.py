@@ -1,9 +1,12 @@
 """The decision policy, fitted once in training, stored with the model, applied by every consumer.
 
-Stored as two files beside the model (``decision.json``: threshold, conformal sets, the scope
-limit; ``scope.npz``: the train images' features, with its SHA-256 in decision.json), in the Model
-artifact's folder and in the MLflow run (``decision/``). A model without them is refused by
-name, as a model without a threshold is: no consumer ever decides without the policy.
+Stored as files beside the model (``decision.json``: threshold, conformal sets, the scope
+limit; ``scope.npz``: the train images' features; ``monitoring.npz``: what the model and policy
+made of the validation images, the reference batch scoring's drift checks compare with; each
+array file's SHA-256 in decision.json), in the Model artifact's folder and in the MLflow run
+(``decision/``). A model without the first two is refused by name, as a model without a
+threshold is: no consumer ever decides without the policy. ``monitoring.npz`` is optional (a
+model trained before it existed is monitored against a reference given by the caller, or not).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from components.core.settings import CLASSES
 
 DECISION_FILE = "decision.json"
 OOD_FILE = "scope.npz"
+MONITORING_FILE = "monitoring.npz"
 FORMAT = 1
 REFER = "refer"
 OUT_OF_SCOPE, UNCERTAIN = "out_of_scope", "uncertain"
@@ -66,6 +70,9 @@ class DecisionPolicy:
     threshold: float
     sets: dict[str, float]  # conformal.fit: benign_max_p, malignant_min_p, level
     scope: ScopeModel
+    # The validation images as the model and policy saw them (scoring/drift.py's reference):
+    # arrays by name, written by training; None for a model trained before it was stored.
+    monitoring: dict[str, np.ndarray] | None = None
 
     # ---- fitting (training) -------------------------------------------------------------------
     @classmethod
@@ -120,7 +127,14 @@ class DecisionPolicy:
         arrays = buf.getvalue()
         meta = self.summary()
         meta["scope"]["sha256"] = hashlib.sha256(arrays).hexdigest()
-        return {DECISION_FILE: json.dumps(meta, indent=1).encode(), OOD_FILE: arrays}
+        out = {OOD_FILE: arrays}
+        if self.monitoring is not None:
+            buf = io.BytesIO()
+            np.savez(buf, **self.monitoring)
+            out[MONITORING_FILE] = buf.getvalue()
+            meta["monitoring"] = {"sha256": hashlib.sha256(out[MONITORING_FILE]).hexdigest(),
+                                  "images": int(len(self.monitoring["p"]))}
+        return {DECISION_FILE: json.dumps(meta, indent=1).encode(), **out}
 
     def save(self, directory: str | Path) -> None:
         for name, data in self.files().items():
@@ -146,7 +160,7 @@ class DecisionPolicy:
                 scope = ScopeModel(arrays["reference"], float(meta["scope"]["limit"]),
                                    float(meta["scope"]["false_flag_rate"]))
             sets = {k: float(meta["sets"][k]) for k in ("benign_max_p", "malignant_min_p", "level")}
-            policy = cls(float(meta["threshold"]), sets, scope)
+            policy = cls(float(meta["threshold"]), sets, scope, _monitoring(files, meta, where))
         except PolicyError:
             raise
         except (KeyError, TypeError, ValueError, OSError) as err:
@@ -160,5 +174,20 @@ class DecisionPolicy:
     def load(cls, directory: str | Path) -> "DecisionPolicy":
         directory = Path(directory)
         files = {n: (directory / n).read_bytes() if (directory / n).is_file() else None
-                 for n in (DECISION_FILE, OOD_FILE)}
+                 for n in POLICY_FILES}
         return cls.from_files(files, str(directory))
+
+
+POLICY_FILES = (DECISION_FILE, OOD_FILE, MONITORING_FILE)  # what a stored policy may hold
+
+
+def _monitoring(files: dict[str, bytes | None], meta: dict, where: str) -> dict[str, np.ndarray] | None:
+    """``monitoring.npz`` when decision.json names it (checked against its SHA-256), else None."""
+    if "monitoring" not in meta:
+        return None
+    data = files.get(MONITORING_FILE)
+    if data is None or hashlib.sha256(data).hexdigest() != meta["monitoring"]["sha256"]:
+        raise PolicyError(f"{where}: {MONITORING_FILE} is missing or does not match the SHA-256 in "
+                          f"{DECISION_FILE}; re-register the model")
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        return {k: arrays[k] for k in arrays.files}

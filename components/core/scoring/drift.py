@@ -21,10 +21,12 @@ Two kinds of signal, kept apart because they mean different things:
   against the reference's (chi-square test of homogeneity). A change in the mix of lesions moves
   these and not the input signal; a change in the images may move both.
 
-The reference is the model's validation split (the preprocessed Dataset the training pipeline
-wrote), scored at the start of a scoring run by the same model and policy
-(:meth:`Reference.from_split`): the same code path as the batch, so the two sides are measured
-the same way. Without a reference every signal says "no reference".
+The reference is the model's validation split as the model and policy saw it, captured in
+training and stored with the model version (``monitoring.npz`` beside the decision policy:
+:meth:`Reference.from_validation` writes it, :meth:`Reference.from_policy` reads it). A model
+trained before that is monitored against a preprocessed split the caller names, scored at the
+start of the run by the same model and policy (:meth:`Reference.from_split`). Without either,
+every signal says "no reference".
 
 Below ``min_images`` scored images a signal says "too few images to judge" instead of a verdict.
 SciPy's tests; no other monitoring library.
@@ -39,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from components.core.decision.scope import normalised
-from components.core.settings import DRIFT_ALPHA, DRIFT_MIN_IMAGES
+from components.core.settings import CLASSES, DRIFT_ALPHA, DRIFT_MIN_IMAGES
 
 COMPONENTS = 8  # principal components of the train features that the input test looks at
 STATISTICS = 6  # per-channel mean and standard deviation of the pixels
@@ -87,6 +89,34 @@ class Reference:
     labels: list[str]  # the model's label (threshold) per image: the input test's strata
     p: np.ndarray  # p(malignant)
     kinds: list[str]  # benign / malignant / uncertain; out-of-scope left out (decision_kinds)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What is stored with the model (decision policy's ``monitoring``; no pickles)."""
+        return {"inputs": self.inputs.astype(np.float32), "labels": np.asarray(self.labels, dtype=str),
+                "p": np.asarray(self.p, np.float32), "kinds": np.asarray(self.kinds, dtype=str)}
+
+    @classmethod
+    def from_policy(cls, policy) -> "Reference | None":
+        """The reference stored with the model (None for a model trained before it was)."""
+        stored = policy.monitoring
+        if stored is None:
+            return None
+        return cls(np.asarray(stored["inputs"], np.float32), stored["labels"].tolist(),
+                   np.asarray(stored["p"], float), stored["kinds"].tolist())
+
+    @classmethod
+    def from_validation(cls, policy, split, p: np.ndarray, features: np.ndarray, decisions,
+                        batch: int = 256) -> "Reference":
+        """Built in training from what fitting the policy already computed (the validation split,
+        the served model's p, the ImageNet features, the policy's decisions): the same numbers
+        :meth:`from_split` gets by scoring the split again."""
+        axes = InputAxes.fit(policy.scope.reference)
+        statistics = [image_statistics(split.gather(np.arange(i, min(i + batch, len(split)))))
+                      for i in range(0, len(split), batch)]
+        inputs = np.concatenate([np.concatenate(statistics), axes.project(features)], axis=1)
+        labels = [CLASSES[int(pi >= policy.threshold)] for pi in p]
+        return cls(inputs.astype(np.float32), labels, np.asarray(p, float),
+                   decision_kinds([d.decision for d in decisions], [d.refer_reason for d in decisions]))
 
     @classmethod
     def from_split(cls, predictor, split_path: str, axes: InputAxes, batch: int = 64) -> "Reference":
