@@ -86,7 +86,7 @@ def build_scoring_pipeline(compile_settings: "ScoringSettings | None" = None):
             data_uri: Prefix of new images (s3://bucket/prefix or a local path), any layout.
             out_uri: Where predictions go (Parquet under predictions/); also what was scored before.
             model_uri: The model: models:/NAME@ALIAS, models:/NAME/VERSION, or a Model artifact directory.
-            reference_uri: The model's validation split (the training run's preprocessed val Dataset); empty: no drift verdicts.
+            reference_uri: A preprocessed split to monitor against (the training run's val Dataset); empty: the reference stored with the model version.
             labels_uri: CSV of key,label (labels that arrived later, e.g. biopsies) joined to the rows scored so far.
             shard_size: Files per scoring task.
             batch_size: Images per forward pass.

@@ -296,11 +296,17 @@ def check_backend_version(kfp_client, target: Target, package: str) -> str:
 
 
 def compile_package(settings, path: str) -> str:
-    """Compile the pipeline with ``settings`` (CompileSettings) to ``path``."""
+    """Compile the pipeline ``settings`` is for to ``path``: the training pipeline
+    (CompileSettings) or the scoring pipeline (scoring_pipeline.ScoringSettings)."""
     from kfp import compiler
 
     from components.core.train_config import model_configs
+    from pipelines.scoring_pipeline import ScoringSettings, build_scoring_pipeline
     from pipelines.training_pipeline import DEFAULT_MODELS, build_pipeline
+
+    if isinstance(settings, ScoringSettings):
+        compiler.Compiler().compile(build_scoring_pipeline(settings), package_path=path)
+        return path
 
     if settings.parameter_defaults.get("serving_namespace"):
         # Compiled in, it cannot be checked against the namespace a run goes to (check_serving_namespace).
@@ -334,10 +340,9 @@ def submit(target: Target, settings, params: list[str], experiment: str, run_nam
     """Compile, then create one run in ``experiment`` (created when missing)."""
     import datetime
 
-    from pipelines.training_pipeline import PIPELINE_NAME
-
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_package(settings, str(Path(tmp, "pipeline.yaml")))
+        pipeline_name = package_pipeline_name(package)
         arguments = parse_params(params, pipeline_parameters(package))
         check_serving_namespace(arguments, target.namespace)
         with api_errors(target):
@@ -346,7 +351,7 @@ def submit(target: Target, settings, params: list[str], experiment: str, run_nam
             result = kfp_client.create_run_from_pipeline_package(
                 package,
                 arguments=arguments,
-                run_name=run_name or f"{PIPELINE_NAME} {datetime.datetime.now():%Y-%m-%d %H:%M:%S}",
+                run_name=run_name or f"{pipeline_name} {datetime.datetime.now():%Y-%m-%d %H:%M:%S}",
                 experiment_name=experiment,
                 namespace=target.namespace,
                 service_account=service_account or None,
@@ -394,19 +399,27 @@ def ensure_pipeline_version(kfp_client, package: str, pipeline_name: str, namesp
     return pipeline_id, version.pipeline_version_id
 
 
-def _description(package: str) -> str | None:
+def _pipeline_info(package: str) -> dict:
     import yaml
 
     with open(package) as fh:
-        return next(yaml.safe_load_all(fh)).get("pipelineInfo", {}).get("description")
+        return next(yaml.safe_load_all(fh)).get("pipelineInfo", {})
+
+
+def _description(package: str) -> str | None:
+    return _pipeline_info(package).get("description")
+
+
+def package_pipeline_name(package: str) -> str:
+    """The compiled pipeline's name (skin-cancer-pipeline or skin-cancer-scoring): what runs are
+    named after and which KFP pipeline a schedule's version is uploaded to."""
+    return _pipeline_info(package)["name"]
 
 
 def create_schedule(target: Target, settings, params: list[str], cron: str, name: str, experiment: str,
                     max_concurrency: int = 1, catchup: bool = False, service_account: str | None = None,
                     pipeline_name: str | None = None, enabled: bool = True) -> Scheduled:
     """Validate the cron, upload the compiled pipeline as a version, create the recurring run."""
-    from pipelines.training_pipeline import PIPELINE_NAME
-
     from pipelines.backend_compat import MAX_RECURRING_CONCURRENCY as MAX_CONCURRENCY
 
     cron = validate_cron(cron)
@@ -422,8 +435,8 @@ def create_schedule(target: Target, settings, params: list[str], cron: str, name
         with api_errors(target):
             kfp_client = client(target)
             check_backend_version(kfp_client, target, package)
-            pipeline_id, version_id = ensure_pipeline_version(kfp_client, package, pipeline_name or PIPELINE_NAME,
-                                                              target.namespace)
+            pipeline_id, version_id = ensure_pipeline_version(
+                kfp_client, package, pipeline_name or package_pipeline_name(package), target.namespace)
             exp = kfp_client.create_experiment(experiment, namespace=target.namespace)
             job = kfp_client.create_recurring_run(
                 experiment_id=exp.experiment_id,

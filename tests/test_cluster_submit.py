@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from pipelines import cli, submit
+from pipelines.presets import PRESETS
 from tests.http_stub import JsonHandler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -454,6 +455,26 @@ def test_schedule_create_reuses_an_identical_version(kfp_server):
     assert first.version_id != second.version_id
     assert kfp_server.recurring[third.recurring_run_id]["no_catchup"] is False  # --catchup
 
+
+
+def test_the_scoring_pipeline_is_submitted_and_scheduled_nightly(kfp_server, capsys):
+    """--pipeline scoring: the run and the recurring run carry the scoring pipeline's spec, under
+    its own KFP pipeline (not a version of the training one), named after it by default."""
+    base = ["--host", kfp_server.url, "--namespace", "clinic", "--pipeline", "scoring", "--image",
+            "registry.example/sc:2", "--param", "data_uri=s3://clinic/inbox", "--param", "out_uri=s3://clinic/scored"]
+    assert cli.main(["submit", *base]) == 0, capsys.readouterr().err
+    run = kfp_server.calls("POST", "/runs")[-1]["body"]
+    spec = run["pipeline_spec"]["pipeline_spec"]
+    assert spec["pipelineInfo"]["name"] == "skin-cancer-scoring"
+    assert run["display_name"].startswith("skin-cancer-scoring ")
+    assert run["runtime_config"]["parameters"] == {"data_uri": "s3://clinic/inbox", "out_uri": "s3://clinic/scored"}
+    assert cli.main(["schedule", "create", *base, "--cron", "0 0 2 * * *"]) == 0, capsys.readouterr().err
+    job = next(iter(kfp_server.recurring.values()))
+    assert job["display_name"] == "skin-cancer-scoring-nightly"
+    assert [p["display_name"] for p in kfp_server.pipelines.values()] == ["skin-cancer-scoring"]
+    assert job["trigger"] == {"cron_schedule": {"cron": "0 0 2 * * *"}}
+    assert cli.main(["submit", *base, "--preset", sorted(PRESETS)[0]]) == 2
+    assert "--preset holds training parameters" in capsys.readouterr().err
 
 @pytest.mark.parametrize("cron, message", [
     ("0 3 * * *", "did you mean '0 0 3 * * *'"),

@@ -9,11 +9,19 @@ from pipelines.presets import PRESETS
 
 
 def _compile_settings(args: argparse.Namespace):
-    """CompileSettings from the compile flags (shared by compile, submit and schedule create)."""
+    """The compile flags (shared by compile, submit and schedule create) as the settings of the
+    pipeline ``--pipeline`` names: CompileSettings (training) or ScoringSettings."""
     from components.core import settings
     from pipelines.training_pipeline import CompileSettings
 
     image, train_image = settings.images(args.image, args.train_image)
+    if args.pipeline == "scoring":
+        from pipelines.scoring_pipeline import ScoringSettings
+
+        if args.preset:
+            raise ValueError("--preset holds training parameters; the scoring pipeline takes none")
+        return ScoringSettings(image=image, retries=args.retries,
+                               **({"parallelism": args.parallelism} if args.parallelism else {}))
 
     for kv in args.node_selector:
         if "=" not in kv:
@@ -34,17 +42,6 @@ def _compile_settings(args: argparse.Namespace):
 def cmd_compile(args: argparse.Namespace) -> int:
     from pipelines.submit import compile_package
 
-    if args.pipeline == "scoring":
-        from kfp import compiler
-
-        from components.core import settings
-        from pipelines.scoring_pipeline import ScoringSettings, build_scoring_pipeline
-
-        scoring = ScoringSettings(image=settings.images(args.image, args.train_image)[0], retries=args.retries,
-                                  **({"parallelism": args.parallelism} if args.parallelism else {}))
-        compiler.Compiler().compile(build_scoring_pipeline(scoring), package_path=args.output)
-        print(f"wrote {args.output}")
-        return 0
     compile_package(_compile_settings(args), args.output)
     print(f"wrote {args.output}")
     return 0
@@ -69,7 +66,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_schedule_create(args: argparse.Namespace) -> int:
     from pipelines.submit import create_schedule
 
-    job = create_schedule(_target(args), _compile_settings(args), args.param, args.cron, args.name,
+    name = args.name or ("skin-cancer-scoring-nightly" if args.pipeline == "scoring" else "skin-cancer-retrain")
+    job = create_schedule(_target(args), _compile_settings(args), args.param, args.cron, name,
                           args.experiment, max_concurrency=args.max_concurrency, catchup=args.catchup,
                           service_account=args.service_account)
     print(f"recurring run id: {job.recurring_run_id}")
@@ -98,6 +96,8 @@ def cmd_schedule_delete(args: argparse.Namespace) -> int:
 
 
 def _add_compile_args(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--pipeline", choices=("training", "scoring"), default="training",
+                   help="which pipeline: training (default) or scoring (pipelines/scoring_pipeline.py)")
     c.add_argument("--image", help="runtime image REGISTRY/NAME:TAG (default from SKIN_CANCER_IMAGE)")
     c.add_argument("--train-image", help="GPU training image (default: SKIN_CANCER_TRAIN_IMAGE or --image)")
     c.add_argument("--parallelism", type=int, default=0, help="models trained at once (0 = all)")
@@ -134,8 +134,6 @@ def _add_run_args(c: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     c = sub.add_parser("compile", help="write the KFP IR YAML that a cluster runs")
     c.add_argument("--output", default="pipeline.yaml")
-    c.add_argument("--pipeline", choices=("training", "scoring"), default="training",
-                   help="which pipeline: training (default) or scoring (pipelines/scoring_pipeline.py)")
     _add_compile_args(c)
     c.set_defaults(func=cmd_compile)
     su = sub.add_parser("submit", help="compile and start one run on a Kubeflow Pipelines cluster")
@@ -150,7 +148,8 @@ def register(sub) -> None:
     scc = scs.add_parser("create", help="upload the pipeline as a version and run it on a cron schedule")
     scc.add_argument("--cron", required=True,
                      help="KFP cron, SIX fields with seconds first, e.g. '0 0 3 * * *' (daily at 03:00 UTC)")
-    scc.add_argument("--name", default="skin-cancer-retrain", help="recurring run name")
+    scc.add_argument("--name", help="recurring run name (default: skin-cancer-retrain, or "
+                                     "skin-cancer-scoring-nightly with --pipeline scoring)")
     scc.add_argument("--max-concurrency", type=int, default=1, help="runs of this schedule allowed at once (1-10, the KFP API's limit)")
     scc.add_argument("--catchup", action="store_true", help="backfill missed intervals (default: no catch-up)")
     _add_cluster_args(scc)
