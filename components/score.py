@@ -85,7 +85,7 @@ def report(shard_results: List[str], data_uri: str, out_uri: str, model_uri: str
             summary, page, {"data_uri": data_uri, "out_uri": out_uri, "model_uri": model_uri,
                             "model_name": predictor.model_name, "model_version": predictor.model_version,
                             "reference_uri": reference_uri, "labels_uri": labels_uri},
-            mlflow_tracking_uri, experiment_name, f"score-{run_name}")
+            mlflow_tracking_uri, experiment_name, f"score-{run_name}", run.scored_dataset(data_uri, rows, run_name))
     print(json.dumps({k: v for k, v in summary.items() if k != "signals"}, default=str))
     batch.check_bad_fraction(rows, max_bad_fraction)  # after the worklist: it names the bad files too
     return json.dumps(summary, default=str)

@@ -91,6 +91,9 @@ def test_under_kfp_local_with_s3_and_mlflow(kfp_local, s3_bucket, mlflow_server,
     logged = mlflow.get_run(first["mlflow_run_id"])
     assert logged.data.metrics["scored"] == first["scored"] and logged.data.params["model_uri"] == str(tiny_model_dir)
     assert logged.data.tags["stage"] == "score"
+    (scored_input,) = logged.inputs.dataset_inputs  # the images it scored, as the run's input dataset
+    assert scored_input.dataset.name.startswith("scoring-") and data in scored_input.dataset.source
+    assert json.loads(scored_input.dataset.profile)["images"] == len(kinds)
     assert "scoring/worklist.html" in {a.path for a in mlflow.MlflowClient().list_artifacts(logged.info.run_id,
                                                                                               "scoring")}
     again = _run(*args)

@@ -117,13 +117,20 @@ def score_uris(predictor, uris: list[str], out_uri: str, inputs=None, batch: int
     batch's pixels and ImageNet features to what the rows keep for input monitoring
     (drift.InputAxes.inputs);
     ``known``: hashes already scored (default: read from ``out_uri``); ``data_uri``: keys are
-    relative to it."""
+    relative to it. The next batch is read and decoded in a thread while this one's forward
+    passes run (TensorFlow releases the GIL), so the model waits less on the files."""
+    from concurrent.futures import ThreadPoolExecutor
+
     known = set(scored_hashes(out_uri, predictor.model_name, predictor.model_version) if known is None else known)
     result = ScoreResult(listed=len(uris))
     base = data_uri.rstrip("/") + "/" if data_uri else ""
-    for start in range(0, len(uris), batch):
-        pending: list[tuple[dict, np.ndarray, tuple | None]] = []
-        for uri in uris[start:start + batch]:
+
+    def prepare(chunk: list[str]) -> tuple[list[dict], list[tuple[dict, np.ndarray, tuple | None]], int]:
+        """Read, hash and decode ``chunk``: (rows with an error, rows to score with their pixels
+        and file size, how many were scored before). One worker: chunks are prepared in order,
+        and only the main thread touches ``result``, so the rows' order is the files' order."""
+        failed, pending, skipped = [], [], 0
+        for uri in chunk:
             row = {"key": uri[len(base):] if base and uri.startswith(base) else uri, "sha256": None,
                    "model_name": predictor.model_name, "model_version": predictor.model_version,
                    "p_malignant": None, "label": None, "decision": None, "refer_reason": None, "error": None,
@@ -132,7 +139,7 @@ def score_uris(predictor, uris: list[str], out_uri: str, inputs=None, batch: int
             if data is not None:
                 row["sha256"] = hashlib.sha256(data).hexdigest()
                 if row["sha256"] in known:
-                    result.already_scored += 1
+                    skipped += 1
                     continue
                 known.add(row["sha256"])
                 try:
@@ -140,10 +147,20 @@ def score_uris(predictor, uris: list[str], out_uri: str, inputs=None, batch: int
                 except BadImage as err:
                     row["error"] = str(err)
             if row["error"]:
-                result.rows.append(row)
-        if pending:
-            _score_batch(predictor, pending, inputs)
-            result.rows += [row for row, _, _ in pending]
+                failed.append(row)
+        return failed, pending, skipped
+
+    chunks = [uris[start:start + batch] for start in range(0, len(uris), batch)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-read") as reader:
+        ahead = reader.submit(prepare, chunks[0]) if chunks else None
+        for i in range(len(chunks)):
+            failed, pending, skipped = ahead.result()
+            ahead = reader.submit(prepare, chunks[i + 1]) if i + 1 < len(chunks) else None
+            result.rows += failed
+            result.already_scored += skipped
+            if pending:
+                _score_batch(predictor, pending, inputs)
+                result.rows += [row for row, _, _ in pending]
     return result
 
 

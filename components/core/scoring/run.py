@@ -146,15 +146,33 @@ def run_metrics(summary: dict) -> dict[str, float]:
     return out
 
 
-def log_run(summary: dict, page: str, params: dict, tracking_uri: str, experiment: str, run_name: str) -> str:
+def scored_dataset(data_uri: str, rows: list[dict], run_name: str):
+    """The images a run scored as an MLflow dataset: where they are and a digest of their content
+    hashes (not the images)."""
+    import hashlib
+
+    from components.core.lineage import image_dataset
+
+    hashes = sorted(r["sha256"] for r in rows if r["sha256"])
+    digest = hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
+    profile = {"images": len(rows), "scored": sum(1 for r in rows if not r["error"]),
+               "errors": sum(1 for r in rows if r["error"])}
+    return image_dataset(f"scoring-{run_name}", data_uri, digest, profile)
+
+
+def log_run(summary: dict, page: str, params: dict, tracking_uri: str, experiment: str, run_name: str,
+            dataset=None) -> str:
     """One MLflow run for the scoring run, in the model's experiment: parameters (data, output,
-    model URI), tags naming the model version it used, the metrics, the summary and the worklist."""
+    model URI), tags naming the model version it used, the images it scored as its input dataset
+    (:func:`scored_dataset`), the metrics, the summary and the worklist."""
     import mlflow
 
     from components.core import settings, tracking
 
     experiment_id = tracking.setup(tracking_uri or None, experiment)
     with tracking.start_run(experiment_id, run_name) as run:
+        if dataset is not None:
+            mlflow.log_input(dataset, context="scoring")
         mlflow.set_tags({"stage": "score", "model_name": params.get("model_name", ""),
                          "model_version": params.get("model_version", ""), "pipeline_run": settings.run_id(),
                          "retrain_recommended": str(summary["retrain_recommended"]).lower()})

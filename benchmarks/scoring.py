@@ -1,0 +1,152 @@
+"""Batch scoring's speed and memory against the same model's raw batched forward pass (issue 24).
+
+    .venv/bin/python -m benchmarks.scoring --model-uri DIR_OR_MODELS_URI [--data ../shared/data/skin-cancer]
+        [--images 1000] [--memory-images 4000] [--batch 64] [--out runs/bench-scoring]
+
+An inbox of N distinct JPEG files is made from the real images (cycled; each copy gets a few
+trailing bytes after the JPEG's end, which decoders ignore, so every file has its own SHA-256
+and nothing is skipped as already scored). Each measurement runs in its own process, one after
+the other, on the same files and machine, and is timed after one warm-up batch through both
+passes:
+
+* ``raw``: read each file, decode it with the project's decoder, the classifier's forward pass
+  on batches of ``--batch`` (``Predictor.predict_arrays``): what the model alone costs;
+* ``raw+features``: the same plus the ImageNet feature pass that the decision policy's scope
+  check needs (what any refer-capable consumer costs);
+* ``scoring``: ``scoring.run.score_files`` (hash, skip check, decode, both passes, the policy's
+  decisions, the input-monitoring numbers, one Parquet file), at ``--images`` and at
+  ``--memory-images`` files: images/s and the process's peak resident memory (VmHWM).
+
+Writes ``scoring.json`` and ``scoring.md`` to ``--out``; prints the markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET_RATIO = 0.8  # scoring's images/s over the raw forward pass's (issue 24)
+TARGET_MEMORY = 1.25  # peak memory at --memory-images over that at --images
+
+
+def make_inbox(data: Path, root: Path, count: int) -> list[str]:
+    """``count`` distinct JPEG files under ``root`` from the real images, cycled."""
+    sources = sorted(data.glob("*/*/*.jpg"))
+    if not sources:
+        raise FileNotFoundError(f"{data}: no {{train,test}}/{{benign,malignant}}/*.jpg images")
+    root.mkdir(parents=True, exist_ok=True)
+    uris = []
+    for i in range(count):
+        path = root / f"day/{i // 500:03d}/{i:05d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(sources[i % len(sources)].read_bytes() + f"\n#{i}".encode())
+        uris.append(str(path))
+    return uris
+
+
+def _child(mode: str, model_uri: str, inbox: str, count: int, batch: int) -> dict:
+    """One measurement, in this process (started fresh by :func:`measure`)."""
+    import numpy as np
+
+    from benchmarks.memory import peak_rss_mb
+    from components.core.images import decode_image
+    from components.core.predictor import Predictor
+    from components.core.scoring import drift, run
+
+    predictor = Predictor.load(model_uri)
+    uris = sorted(str(p) for p in Path(inbox).rglob("*.jpg"))[:count]
+    # One full batch through both passes first: every mode then starts with its kernels set up.
+    warm = np.stack([decode_image(Path(u).read_bytes(), predictor.image_size) for u in uris[:batch]])
+    predictor.predict_pixels(warm, imagenet=predictor.imagenet_features(warm))
+    started = time.perf_counter()
+    if mode in ("raw", "raw+features"):
+        for i in range(0, len(uris), batch):
+            pixels = np.stack([decode_image(Path(u).read_bytes(), predictor.image_size) for u in uris[i:i + batch]])
+            predictor.predict_arrays(pixels)
+            if mode == "raw+features":
+                predictor.imagenet_features(pixels)
+        scored = len(uris)
+    elif mode == "scoring":
+        with tempfile.TemporaryDirectory(prefix="bench-scored-") as out:
+            drift.InputAxes.fit(predictor.policy.scope.reference)
+            result, _ = run.score_files(predictor, uris, inbox, out, "bench", batch)
+            scored = sum(1 for r in result.rows if not r["error"])
+    else:
+        raise ValueError(mode)
+    seconds = time.perf_counter() - started
+    return {"mode": mode, "images": scored, "seconds": round(seconds, 2),
+            "images_per_s": round(scored / seconds, 2), "peak_rss_mb": peak_rss_mb()}
+
+
+def measure(mode: str, model_uri: str, inbox: Path, count: int, batch: int) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.scoring", "--child", mode, "--model-uri", model_uri,
+           "--inbox", str(inbox), "--images", str(count), "--batch", str(batch)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"{mode} at {count} images failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_benchmark(model_uri: str, data: Path, out: Path, images: int, memory_images: int, batch: int,
+                  log=print) -> dict:
+    from benchmarks.machine import machine_info, machine_line
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-inbox-") as tmp:
+        inbox = Path(tmp) / "inbox"
+        make_inbox(data, inbox, max(images, memory_images))
+        results = []
+        for mode, count in (("raw", images), ("raw+features", images), ("scoring", images),
+                            ("scoring", memory_images)):
+            results.append(measure(mode, model_uri, inbox, count, batch))
+            log(json.dumps(results[-1]))
+    raw, feats, small, large = results
+    report = {
+        "machine": machine_line(machine_info()), "model_uri": model_uri, "batch": batch, "results": results,
+        "scoring_over_raw": round(small["images_per_s"] / raw["images_per_s"], 3),
+        "scoring_over_raw_with_features": round(small["images_per_s"] / feats["images_per_s"], 3),
+        "memory_ratio": round(large["peak_rss_mb"] / small["peak_rss_mb"], 3),
+        "targets": {"scoring_over_raw": TARGET_RATIO, "memory_ratio": TARGET_MEMORY},
+    }
+    lines = [f"Batch scoring benchmark ({report['machine']}; model {model_uri}; batch {batch})", "",
+             "| measurement | images | s | images/s | peak RSS MB |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['mode']} | {r['images']} | {r['seconds']} | {r['images_per_s']} | {r['peak_rss_mb']} |"
+              for r in results]
+    lines += ["", f"scoring / raw forward pass: {report['scoring_over_raw']} (target >= {TARGET_RATIO})",
+              f"scoring / raw forward pass + ImageNet features: {report['scoring_over_raw_with_features']}",
+              f"peak memory at {memory_images} / at {images}: {report['memory_ratio']} (target <= {TARGET_MEMORY})"]
+    (out / "scoring.json").write_text(json.dumps(report, indent=1))
+    (out / "scoring.md").write_text("\n".join(lines) + "\n")
+    log("\n".join(lines))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.data import find_default_data
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.scoring", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model-uri", required=True, help="a Model directory or models:/NAME@ALIAS")
+    ap.add_argument("--data", type=Path, default=None, help="the real images (default ../shared/data/skin-cancer)")
+    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--memory-images", type=int, default=4000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-scoring"))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--inbox", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.child, args.model_uri, args.inbox, args.images, args.batch)))
+        return 0
+    run_benchmark(args.model_uri, args.data or find_default_data(), args.out, args.images, args.memory_images,
+                  args.batch)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
