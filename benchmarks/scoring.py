@@ -57,7 +57,7 @@ def _child(mode: str, model_uri: str, inbox: str, count: int, batch: int) -> dic
     from benchmarks.memory import peak_rss_mb
     from components.core.images import decode_image
     from components.core.predictor import Predictor
-    from components.core.scoring import drift, run
+    from components.core.scoring import run
 
     predictor = Predictor.load(model_uri)
     uris = sorted(str(p) for p in Path(inbox).rglob("*.jpg"))[:count]
@@ -74,7 +74,6 @@ def _child(mode: str, model_uri: str, inbox: str, count: int, batch: int) -> dic
         scored = len(uris)
     elif mode == "scoring":
         with tempfile.TemporaryDirectory(prefix="bench-scored-") as out:
-            drift.InputAxes.fit(predictor.policy.scope.reference)
             result, _ = run.score_files(predictor, uris, inbox, out, "bench", batch)
             scored = sum(1 for r in result.rows if not r["error"])
     else:

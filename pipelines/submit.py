@@ -411,7 +411,7 @@ def _description(package: str) -> str | None:
 
 
 def package_pipeline_name(package: str) -> str:
-    """The compiled pipeline's name (skin-cancer-pipeline or skin-cancer-scoring): what runs are
+    """The compiled pipeline's name (skin-cancer-training or skin-cancer-scoring): what runs are
     named after and which KFP pipeline a schedule's version is uploaded to."""
     return _pipeline_info(package)["name"]
 

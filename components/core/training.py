@@ -293,11 +293,10 @@ def fit_decision_policy(cfg: TrainConfig, threshold: float, train: SplitArrays, 
     from components.core.decision import DecisionPolicy
     from components.core.decision.evaluation import decide_split, referral_metrics, risk_coverage
     from components.core.decision.features import split_features
+    from components.core.scoring.drift import Reference
 
     started = time.perf_counter()
     f_train, f_val, f_test = (split_features(s) for s in (train, val, test))
-    from components.core.scoring.drift import Reference
-
     policy = DecisionPolicy.fit(threshold, val.labels, p_val, f_train, f_val, cfg.refer_coverage,
                                 cfg.ood_false_flag_rate)
     decisions = {name: decide_split(policy, split, p, f)

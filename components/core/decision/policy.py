@@ -102,10 +102,10 @@ class DecisionPolicy:
         """Decisions for a batch: ``pixels`` as the model saw them, ``p`` its p(malignant);
         ``imagenet``: their ImageNet features when the caller already has them (batch scoring
         keeps them for drift monitoring), so they are computed once."""
-        if imagenet is not None:
-            scores = self.scope.scores(imagenet) if len(pixels) else np.zeros(0)
+        if not len(pixels):
+            scores = np.zeros(0)
         else:
-            scores = self.ood_scores(pixels) if len(pixels) else np.zeros(0)
+            scores = self.scope.scores(imagenet) if imagenet is not None else self.ood_scores(pixels)
         sizes = original_sizes or [None] * len(pixels)
         return [self.decide(float(pi), float(si), image_checks.image_problems(img, size))
                 for img, pi, si, size in zip(pixels, p, scores, sizes)]

@@ -81,10 +81,10 @@ def finish(predictor, rows: list[dict], already_scored: int, out_uri: str, predi
            reference_uri: str | None = None, labels_uri: str | None = None,
            min_images: int = DRIFT_MIN_IMAGES) -> dict:
     """Monitoring, the labels join and the summary of a run whose rows are ``rows``."""
-    axes = drift.InputAxes.fit(predictor.policy.scope.reference)
     # A split the caller names wins; otherwise the reference stored with the model version.
-    reference = (drift.Reference.from_split(predictor, reference_uri, axes) if reference_uri
-                 else drift.Reference.from_policy(predictor.policy))
+    reference = (drift.Reference.from_split(predictor, reference_uri,
+                                            drift.InputAxes.fit(predictor.policy.scope.reference))
+                 if reference_uri else drift.Reference.from_policy(predictor.policy))
     signals = monitor(reference, rows, min_images=min_images)
     labelled, floor = None, None
     if labels_uri:
