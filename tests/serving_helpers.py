@@ -51,15 +51,18 @@ def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120
 
 
 class Server:
-    """``skin-cancer serve`` as a subprocess; ``url`` once it answers /v2/health/ready."""
+    """``skin-cancer serve`` as a subprocess; ``url`` (HTTP) and ``grpc_url`` (V2 gRPC,
+    ``HOST:PORT``) once it answers /v2/health/ready."""
 
     def __init__(self, args: list[str], log: Path, env: dict | None = None):
-        self.port = free_port()
+        self.port, self.grpc_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_url = f"127.0.0.1:{self.grpc_port}"
         self.log = log
         self._fh = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
+            [sys.executable, "-m", "pipelines.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--grpc-port", str(self.grpc_port), *args],
             stdout=self._fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
         try:
@@ -119,3 +122,22 @@ def shared_bad_uploads(good: bytes) -> list[tuple[str, str, dict, int, str]]:
         ("v2-bad-base64", INFER, dict(json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
                                                         "data": ["%%%not base64"]}]}), 400, "base64"),
     ]
+
+
+def kserve_v2_datamodels():
+    """KServe's V2 REST data models (``kserve.protocol.rest.v2_datamodels``), loaded from their
+    file. Importing the ``kserve`` package registers its gRPC protos (proto package
+    ``inference``) in protobuf's default pool, and ``tritonclient.grpc`` registers the same names
+    from its own protos: one process cannot import both. The models file needs only pydantic."""
+    import importlib.util
+
+    cached = sys.modules.get("kserve_v2_datamodels")
+    if cached is not None:
+        return cached
+    package = importlib.util.find_spec("kserve")  # finds the package without importing it
+    path = Path(package.submodule_search_locations[0]) / "protocol" / "rest" / "v2_datamodels.py"
+    spec = importlib.util.spec_from_file_location("kserve_v2_datamodels", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -145,11 +145,14 @@ def test_custom_predictor_runs_the_project_image_on_the_champion_artifact():
     assert cmd[cmd.index("--model-uri") + 1] == custom["model_mount"]
     assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
     assert cmd[cmd.index("--port") + 1] == "8080" == str(container["ports"][0]["containerPort"])
+    assert cmd[cmd.index("--grpc-port") + 1] == "8081"
     assert cmd[cmd.index("--model-name") + 1] == "skin-cancer-classifier"
     assert cmd[cmd.index("--model-version") + 1] == "4"
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert predictor["serviceAccountName"] == "skin-cancer-serving"
     assert isvc["metadata"]["namespace"] == "team-a"
+    # KServe's switch for scraping the server's /metrics (on the container port, KServe's default path)
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/enable-prometheus-scraping"] == "true"
 
 
 @pytest.mark.parametrize("name", ["Skin-Cancer", "1abc", "skin_cancer", "a" * 60, "skin-"])

@@ -21,7 +21,7 @@ from PIL import Image
 from components.core.dataset import CLASSES
 from tests.http_stub import JsonHandler
 from tests.serving_helpers import (
-    INFER, MAX_UPLOAD_MB, MODEL_NAME, MODEL_VERSION, Server, sample_images, shared_bad_uploads,
+    INFER, MAX_UPLOAD_MB, MODEL_NAME, MODEL_VERSION, Server, kserve_v2_datamodels, sample_images, shared_bad_uploads,
 )
 
 # The model and server fixtures, registered once so both serving test modules share one server.
@@ -65,25 +65,30 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 
 
 def test_health_and_metadata(server):
-    assert requests.get(server.url + "/v2/health/live", timeout=10).json() == {"live": True}
-    assert requests.get(server.url + "/v2/health/ready", timeout=10).json() == {"ready": True}
-    from components.core import settings
+    """KServe's V2 answers, each valid against KServe's own data models."""
+    dm = kserve_v2_datamodels()
 
-    about = requests.get(server.url + "/v2", timeout=10).json()
-    assert (about["name"], about["version"]) == ("skin-cancer-server", settings.version())
-    assert (about["model"], about["model_version"], about["extensions"]) == (MODEL_NAME, MODEL_VERSION,
-                                                                              ["binary_tensor_data"])
-    meta = requests.get(f"{server.url}/v2/models/{MODEL_NAME}", timeout=10).json()
+    def get(path, model=None, status=200):
+        r = requests.get(server.url + path, timeout=10)
+        assert r.status_code == status, (path, r.status_code, r.text)
+        if model is not None:
+            model.model_validate(r.json())
+        return r.json()
+
+    assert get("/v2/health/live", dm.ServerLiveResponse) == {"live": True}
+    assert get("/v2/health/ready", dm.ServerReadyResponse) == {"ready": True}
+    get("/v2", dm.ServerMetadataResponse)
+    assert get("/v2/models", dm.ListModelsResponse) == {"models": [MODEL_NAME]}
+    meta = get(f"/v2/models/{MODEL_NAME}", dm.ModelMetadataResponse)
     assert meta["name"] == MODEL_NAME and meta["versions"] == [MODEL_VERSION]
     assert {i["datatype"] for i in meta["inputs"]} == {"BYTES", "UINT8"}
     assert {(o["name"], o["datatype"]) for o in meta["outputs"]} == {
         ("p_malignant", "FP32"), ("label", "BYTES"), ("decision", "BYTES"), ("refer_reason", "BYTES")}
-    assert requests.get(f"{server.url}/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}", timeout=10).ok
-    assert requests.get(f"{server.url}/v2/models/{MODEL_NAME}/ready", timeout=10).json()["ready"] is True
-    r = requests.get(f"{server.url}/v2/models/other-model", timeout=10)
-    assert r.status_code == 404 and "serves 'skin-cancer-classifier'" in r.json()["error"]
-    r = requests.get(f"{server.url}/v2/models/{MODEL_NAME}/versions/99", timeout=10)
-    assert r.status_code == 404 and "version '99'" in r.json()["error"]
+    assert get(f"/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}", dm.ModelMetadataResponse) == meta
+    assert get(f"/v2/models/{MODEL_NAME}/ready", dm.ModelReadyResponse)["ready"] is True
+    assert get(f"/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}/ready", dm.ModelReadyResponse)["ready"] is True
+    assert "other-model does not exist" in get("/v2/models/other-model", status=404)["error"]
+    assert "version 99" in get(f"/v2/models/{MODEL_NAME}/versions/99", status=404)["error"]
 
 
 def test_predict_answers_label_probability_and_model(server, images, reference):
@@ -114,9 +119,11 @@ def test_any_case_of_extension(server, images, reference, filename, fmt):
 
 def test_v2_bytes_pixels_and_binary_agree(server, images, reference):
     blobs = [images["benign"][0].read_bytes(), images["malignant"][0].read_bytes()]
+    answer_model = kserve_v2_datamodels().InferenceResponse
     r = requests.post(server.url + INFER, json=v2_bytes(*blobs, id="req-1"), timeout=60)
     assert r.status_code == 200, r.text
     answer = r.json()
+    answer_model.model_validate(answer)
     assert answer["id"] == "req-1" and answer["model_name"] == MODEL_NAME and answer["model_version"] == MODEL_VERSION
     out = outputs(answer)
     assert out["p_malignant"]["datatype"] == "FP32" and out["p_malignant"]["shape"] == [2]
@@ -134,6 +141,8 @@ def test_v2_bytes_pixels_and_binary_agree(server, images, reference):
     r = requests.post(server.url + INFER, timeout=60, json={"inputs": [
         {"name": "pixels", "datatype": "UINT8", "shape": list(pixels.shape), "data": pixels.ravel().tolist()}]})
     assert r.status_code == 200, r.text
+    answer_model.model_validate(r.json())
+    assert r.json()["id"]  # KServe gives one when the request sends none
     assert outputs(r.json())["p_malignant"]["data"] == pytest.approx(out["p_malignant"]["data"], abs=1e-5)
 
     # The binary tensor data extension: raw JPEG bytes after the JSON header.
@@ -145,6 +154,7 @@ def test_v2_bytes_pixels_and_binary_agree(server, images, reference):
                       headers={"Content-Type": "application/octet-stream",
                                "Inference-Header-Content-Length": str(len(header))})
     assert r.status_code == 200, r.text
+    answer_model.model_validate(r.json())
     assert [o["name"] for o in r.json()["outputs"]] == ["p_malignant"]
     assert r.json()["outputs"][0]["data"] == pytest.approx(out["p_malignant"]["data"], abs=1e-5)
 
@@ -152,6 +162,7 @@ def test_v2_bytes_pixels_and_binary_agree(server, images, reference):
     r = requests.post(f"{server.url}/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}/infer", json=v2_bytes(blobs[0]),
                       timeout=60)
     assert r.status_code == 200
+    answer_model.model_validate(r.json())
 
 
 def test_explain_returns_a_heatmap_png(server, images, reference):
@@ -203,17 +214,17 @@ def _bad_cases(images) -> list:
          "not valid JSON"),
         ("v2-multipart", INFER, dict(files={"file": ("x.jpg", good, "image/jpeg")}), 415, "application/json"),
         ("v2-array", INFER, dict(json=[1, 2]), 400, "JSON object"),
-        ("v2-no-inputs", INFER, dict(json={"id": "x"}), 400, "'inputs'"),
+        ("v2-no-inputs", INFER, dict(json={"id": "x"}), 400, "inputs: Field required"),
         ("v2-two-inputs", INFER, dict(json={"inputs": [v2_bytes(good)["inputs"][0]] * 2}), 400, "exactly one input"),
         ("v2-fp32", INFER, dict(json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [0.5]}]}),
          400, "not supported"),
         ("v2-shape-mismatch", INFER, dict(json={"inputs": [{**v2_bytes(good, good)["inputs"][0], "shape": [3]}]}), 400,
          "does not match"),
         ("v2-bad-shape", INFER, dict(json={"inputs": [{**v2_bytes(good)["inputs"][0], "shape": "1"}]}), 400,
-         "'shape'"),
+         "shape"),
         ("v2-bytes-not-image", INFER, dict(json=v2_bytes(b"plain text")), 400, "not an image"),
         ("v2-no-data", INFER, dict(json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}), 400,
-         "'data' is missing"),
+         "data: Field required"),
         ("v2-uint8-range", INFER, dict(json={"inputs": [{"name": "p", "datatype": "UINT8", "shape": [1, 1, 1, 3],
                                                          "data": [0, 300, 2]}]}), 400, "0-255"),
         ("v2-uint8-shape", INFER, dict(json={"inputs": [{"name": "p", "datatype": "UINT8", "shape": [1, 2, 2],
@@ -224,11 +235,17 @@ def _bad_cases(images) -> list:
         ("v2-batch-limit", INFER, dict(json={"inputs": [{"name": "p", "datatype": "UINT8", "shape": [33, 1, 1, 3],
                                                          "data": [0] * 99}]}), 413, "batch limit"),
         ("v2-unknown-output", INFER, dict(json=v2_bytes(good, outputs=[{"name": "logits"}])), 400, "unknown output"),
-        ("v2-wrong-model", "/v2/models/resnet/infer", dict(json=v2_bytes(good)), 404, "not served here"),
+        ("v2-wrong-model", "/v2/models/resnet/infer", dict(json=v2_bytes(good)), 404, "resnet does not exist"),
+        ("v2-wrong-version", f"/v2/models/{MODEL_NAME}/versions/99/infer", dict(json=v2_bytes(good)), 404,
+         "version 99"),
+        ("v2-binary-missing-data", INFER, dict(data=b'{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}',
+                                               headers={"Content-Type": "application/octet-stream",
+                                                        "Inference-Header-Content-Length": "66"}), 400,
+         "'data' is missing"),
         ("v2-bad-binary-header", INFER, dict(data=b"{}", headers={"Content-Type": "application/octet-stream",
                                                                   "Inference-Header-Content-Length": "99"}), 400,
          "outside the body"),
-        ("unknown-path", "/v1/models/x:predict", dict(json={}), 404, "Not Found"),
+        ("unknown-path", "/v3/nothing", dict(json={}), 404, "Not Found"),
     ]
 
 
@@ -604,3 +621,127 @@ def test_explain_gives_no_heatmap_for_an_out_of_scope_image(server, images):
     assert r.status_code == 422 and "does not look like a dermoscopic image" in r.json()["error"]
     r = post_file(server.url, images["malignant"][0].read_bytes(), path="/explain")
     assert r.status_code == 200 and r.headers["x-decision"] in ("benign", "malignant", "refer")
+
+
+# --- KServe's server: a real V2 client on both protocols, Prometheus metrics (issue 25) ---------
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_triton_client_passes_health_metadata_and_inference(server, images, reference, protocol):
+    """tritonclient, as a KServe or Triton user calls a V2 server: BYTES files (binary data over
+    HTTP, raw contents over gRPC) and UINT8 pixels, with the answers the model gives in process."""
+    from components.core.images import decode_image
+
+    if protocol == "http":
+        import tritonclient.http as tc
+
+        client = tc.InferenceServerClient(server.url.removeprefix("http://"))
+    else:
+        import tritonclient.grpc as tc
+
+        client = tc.InferenceServerClient(server.grpc_url)
+    try:
+        assert client.is_server_live() and client.is_server_ready()
+        assert client.is_model_ready(MODEL_NAME)
+        assert client.is_model_ready(MODEL_NAME, MODEL_VERSION)
+        meta = client.get_model_metadata(MODEL_NAME)
+        meta = meta if protocol == "http" else {"name": meta.name, "outputs": [{"name": o.name} for o in meta.outputs]}
+        assert meta["name"] == MODEL_NAME
+        assert [o["name"] for o in meta["outputs"]] == ["p_malignant", "label", "decision", "refer_reason"]
+
+        blobs = [images["benign"][0].read_bytes(), images["malignant"][0].read_bytes()]
+        expected = [reference.predict_bytes(b) for b in blobs]
+        files = tc.InferInput("image", [2], "BYTES")
+        files.set_data_from_numpy(np.array(blobs, dtype=object))
+        result = client.infer(MODEL_NAME, [files], request_id="triton-1")
+        response = result.get_response(as_json=True) if protocol == "grpc" else result.get_response()
+        assert response["id"] == "triton-1" and response["model_version"] == MODEL_VERSION
+        np.testing.assert_allclose(result.as_numpy("p_malignant"), [e["p_malignant"] for e in expected], atol=1e-5)
+        assert [v.decode() for v in result.as_numpy("label")] == [e["label"] for e in expected]
+        assert [v.decode() for v in result.as_numpy("decision")] == [e["decision"] for e in expected]
+        assert [v.decode() for v in result.as_numpy("refer_reason")] == [e["refer_reason"] or "" for e in expected]
+
+        pixels = np.stack([decode_image(b, reference.image_size) for b in blobs])
+        tensor = tc.InferInput("pixels", list(pixels.shape), "UINT8")
+        tensor.set_data_from_numpy(pixels)
+        result = client.infer(MODEL_NAME, [tensor], model_version=MODEL_VERSION,
+                              outputs=[tc.InferRequestedOutput("decision"), tc.InferRequestedOutput("p_malignant")])
+        np.testing.assert_allclose(result.as_numpy("p_malignant"), [e["p_malignant"] for e in expected], atol=1e-5)
+        assert result.as_numpy("label") is None  # only the outputs asked for
+
+        bad = tc.InferInput("image", [1], "BYTES")
+        bad.set_data_from_numpy(np.array([b"plain text"], dtype=object))
+        from tritonclient.utils import InferenceServerException
+
+        with pytest.raises(InferenceServerException, match="not an image"):
+            client.infer(MODEL_NAME, [bad])
+    finally:
+        client.close()
+
+
+def _metrics(url: str) -> dict:
+    """``GET /metrics`` parsed: {(sample name, labels as sorted tuple): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = requests.get(url + "/metrics", timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(r.text) for s in family.samples}
+
+
+def _total(metrics: dict, name: str, **labels) -> float:
+    return sum(v for (n, ls), v in metrics.items() if n == name and set(labels.items()) <= set(ls))
+
+
+def test_metrics_serve_prometheus_request_counts_and_latencies(server, images):
+    good = images["benign"][1].read_bytes()
+    before = _metrics(server.url)
+    for _ in range(2):
+        assert post_file(server.url, good).status_code == 200
+        assert requests.post(server.url + INFER, json=v2_bytes(good), timeout=60).status_code == 200
+    assert post_file(server.url, b"not an image").status_code == 400
+    after = _metrics(server.url)
+
+    def grew(name, **labels):
+        return _total(after, name, **labels) - _total(before, name, **labels)
+
+    # KServe's histograms time every V2 request; ours the upload routes, by answer.
+    assert grew("request_predict_seconds_count", model_name=MODEL_NAME) >= 2
+    assert grew("request_predict_seconds_sum", model_name=MODEL_NAME) > 0
+    assert grew("request_preprocess_seconds_count", model_name=MODEL_NAME) >= 2
+    assert grew("skin_cancer_upload_request_seconds_count", route="/predict", status="200") >= 2
+    assert grew("skin_cancer_upload_request_seconds_count", route="/predict", status="400") >= 1
+    assert grew("skin_cancer_upload_request_seconds_sum", route="/predict", status="200") > 0
+    assert grew("skin_cancer_decisions_total", model_name=MODEL_NAME) >= 4
+    assert grew("skin_cancer_batch_images_count", model_name=MODEL_NAME) >= 1
+
+
+def test_requests_that_arrive_together_share_a_forward_pass(tiny_model_dir, images, reference, tmp_path):
+    """Adaptive batching, on a server that waits up to 1 s for company: 8 clients at once, one of
+    them with a file that is not an image. Each good request gets its own image's answer, the bad
+    one alone gets a 400, and the 7 good ones share fewer forward passes than requests."""
+    srv = Server(["--model-uri", str(tiny_model_dir), "--model-name", MODEL_NAME, "--model-version", MODEL_VERSION,
+                  "--max-latency-ms", "1000", "--max-batch-size", "8"], tmp_path / "server.log")
+    try:
+        files = [*images["benign"][:4], *images["malignant"][:3]]
+        bodies = [p.read_bytes() for p in files] + [b"GIF89a not an image"]
+        expected = [reference.predict_bytes(b)["p_malignant"] for b in bodies[:-1]]
+        before = _metrics(srv.url)
+        barrier = threading.Barrier(len(bodies))
+
+        def one(body: bytes):
+            barrier.wait()
+            return requests.post(srv.url + INFER, json=v2_bytes(body), timeout=120)
+
+        with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+            answers = list(pool.map(one, bodies))
+        for r, p in zip(answers[:-1], expected):
+            assert r.status_code == 200, r.text
+            assert outputs(r.json())["p_malignant"]["data"][0] == pytest.approx(p, abs=1e-5)
+        assert answers[-1].status_code == 400 and "not an image" in answers[-1].json()["error"]
+        after = _metrics(srv.url)
+        passes = _total(after, "skin_cancer_batch_requests_count") - _total(before, "skin_cancer_batch_requests_count")
+        served = _total(after, "skin_cancer_batch_requests_sum") - _total(before, "skin_cancer_batch_requests_sum")
+        assert served == 7 and passes < 7, (served, passes)
+    finally:
+        srv.stop()

@@ -55,6 +55,7 @@ FIELD_MANAGER = "skin-cancer-pipeline"
 CONTAINER_NAME = "kserve-container"  # the name KServe gives (and looks for in) the predictor container
 MODEL_MOUNT = "/mnt/models"  # where KServe's storage initializer puts STORAGE_URI
 PORT = 8080
+GRPC_PORT = 8081  # KServe's default gRPC port
 S3_SECRET = settings.S3_SECRET  # the S3 credentials the serving account lists (manifests/base/rbac.yaml)
 KFP_BUCKET = "mlpipeline"  # Kubeflow Pipelines' own MinIO bucket
 KFP_DEFAULT_PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"  # KFP's pipeline root when kfp-launcher sets none
@@ -142,7 +143,10 @@ def build_inference_service(
             "namespace": namespace,
             "labels": dict(LABELS),
             "annotations": {"skin-cancer-kfp/model": f"{model_name}:{model_version}",
-                            "skin-cancer-kfp/model-artifact": model_artifact_uri},
+                            "skin-cancer-kfp/model-artifact": model_artifact_uri,
+                            # KServe adds the scrape annotations for the server's /metrics on PORT
+                            # (and, serverless, merges them with the queue proxy's)
+                            "serving.kserve.io/enable-prometheus-scraping": "true"},
         },
         "spec": {
             "predictor": {
@@ -154,8 +158,11 @@ def build_inference_service(
                         "name": CONTAINER_NAME,
                         "image": image,
                         "command": ["skin-cancer"],
+                        # The same server as `skin-cancer serve`; its gRPC port stays inside the pod
+                        # (a KServe predictor exposes one port: HTTP here, or h2c for gRPC alone).
                         "args": ["serve", "--model-uri", MODEL_MOUNT, "--host", "0.0.0.0", "--port", str(PORT),
-                                 "--model-name", model_name, "--model-version", str(model_version)],
+                                 "--grpc-port", str(GRPC_PORT), "--model-name", model_name,
+                                 "--model-version", str(model_version)],
                         "env": [{"name": "STORAGE_URI", "value": storage_uri(model_artifact_uri)}],
                         "ports": [{"containerPort": PORT, "protocol": "TCP"}],
                         "readinessProbe": probe,

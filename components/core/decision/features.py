@@ -51,7 +51,7 @@ def _build(keras, imagenet_lite0):
 @functools.lru_cache(maxsize=1)
 def _forward():
     """The extractor as one traced graph over uint8 batches of any size (eager Keras calls cost
-    tens of milliseconds each in Python dispatch, as serving/model.compiled_forward notes)."""
+    tens of milliseconds each in Python dispatch, as predictor.compiled_forward notes)."""
     import tensorflow as tf
 
     model = _extractor()

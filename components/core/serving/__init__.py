@@ -1,43 +1,39 @@
-"""The inference server: one loaded :class:`~components.core.predictor.Predictor`, KServe's Open
-Inference Protocol (V2), a multipart ``/predict`` for people and scripts, Grad-CAM, and the
-clinician page at ``/``.
+"""The inference server: KServe's Python model server (``kserve.ModelServer``) running one loaded
+:class:`~components.core.predictor.Predictor`, with the clinician page and upload routes on the
+same HTTP app.
 
-Modules, after KServe's Python server (``kserve/protocol/`` apart from the model and the wiring):
+Modules (the protocol is KServe's; what is here is ours):
 
-* :mod:`.config`: :class:`ServingSettings`, the limits and the identity the server reports;
-* :mod:`.protocol`: the V2 protocol as plain functions (:func:`parse_infer_request`,
-  :func:`infer_response`, :class:`InputError`), no HTTP and no model;
-* :mod:`.limits`: what is refused before any model work (:class:`BodyLimit`, the upload check);
-* :mod:`.model`: :class:`ServedModel`, the Predictor with a lock, a traced forward pass, V2
-  metadata and Grad-CAM;
-* :mod:`.app`: the FastAPI app and its routes (:func:`create_app`), and :func:`serve`.
+* :mod:`.config`: :class:`ServingSettings`, the limits, batching and identity the server uses;
+* :mod:`.inputs`: what this model accepts as a V2 input tensor, as plain functions
+  (:func:`~.inputs.check_tensor`, :class:`~.inputs.InputError`), no HTTP and no KServe;
+* :mod:`.batching`: :class:`~.batching.AdaptiveBatcher`, requests that arrive together share one
+  forward pass, on one model thread;
+* :mod:`.limits`: what is refused before any model work (:class:`~.limits.BodyLimit`, the upload check);
+* :mod:`.app`: the page, ``/predict``, ``/explain``, the model card and the error answers
+  (:func:`~.app.install_routes`, on any FastAPI app);
+* :mod:`.model`: :class:`~.model.ServedModel`, the ``kserve.Model`` (imports KServe);
+* :mod:`.server`: :func:`~.server.serve`, KServe's ``ModelServer`` with our routes (imports KServe).
 
-Endpoints (all answers are JSON; every error is ``{"error": "<what went wrong>"}`` with a 4xx
-for bad input, so the server keeps serving):
+Endpoints (every error is ``{"error": "<what went wrong>"}`` with a 4xx for bad input, so the
+server keeps serving):
 
-* ``GET  /v2/health/live``, ``GET /v2/health/ready``: liveness and readiness (V2).
-* ``GET  /v2``: server metadata; ``GET /v2/models/{name}[/versions/{v}]``: model metadata;
-  ``GET /v2/models/{name}[/versions/{v}]/ready``.
-* ``POST /v2/models/{name}[/versions/{v}]/infer``: V2 inference. Inputs: a ``BYTES`` tensor of
-  JPEG/PNG files (shape ``[n]``; each element base64 in JSON, or raw with the binary tensor
-  data extension), or a ``UINT8`` tensor of RGB pixels, shape ``[n, h, w, 3]``. Outputs:
-  ``p_malignant`` (FP32, ``[n]``) and ``label`` (BYTES, ``[n]``), at the model's stored threshold.
+* V2 over REST (``--port``, default 8080) and gRPC (``--grpc-port``, default 8081), by KServe:
+  ``/v2/health/live``, ``/v2/health/ready``, ``/v2``, ``/v2/models``, model metadata and
+  readiness, ``POST /v2/models/{name}[/versions/{v}]/infer``. Inputs: a ``BYTES`` tensor of
+  JPEG/PNG files (shape ``[n]``; each element base64 in JSON, raw with the binary tensor data
+  extension and in gRPC), or a ``UINT8`` tensor of RGB pixels, shape ``[n, h, w, 3]``. Outputs:
+  ``p_malignant`` (FP32), ``label``, ``decision`` and ``refer_reason`` (BYTES), one per image.
+* ``GET /metrics``: Prometheus text (KServe's request latency histograms, and ours: decisions,
+  batch sizes, upload request latencies).
 * ``POST /predict``: multipart form field ``file`` (JPEG or PNG, any case of extension) ->
-  ``{"label", "p_malignant", "threshold", "model_name", "model_version"}``.
+  ``{"label", "p_malignant", "decision", "refer_reason", ..., "threshold", "model_name", "model_version"}``.
 * ``POST /explain``: same upload -> PNG of the Grad-CAM heatmap over the image as the model saw it.
-* ``GET  /``: the clinician page.
+* ``GET /``: the clinician page; ``GET /model-card``: the served model's card.
 
-A request body that stops arriving for ``SKIN_CANCER_BODY_TIMEOUT_S`` (30 s) gets 408 and its
-connection is closed.
+The package imports nothing heavy: ``from components.core.serving.server import serve`` loads KServe.
 """
 
-from components.core.serving.app import create_app, serve, static_page
 from components.core.serving.config import DEFAULT_MAX_BATCH, ServingSettings
-from components.core.serving.limits import BodyLimit
-from components.core.serving.model import ServedModel, compiled_forward
-from components.core.serving.protocol import InferInput, InputError, infer_response, parse_infer_request
 
-__all__ = [
-    "DEFAULT_MAX_BATCH", "BodyLimit", "InferInput", "InputError", "ServedModel", "ServingSettings",
-    "compiled_forward", "create_app", "infer_response", "parse_infer_request", "serve", "static_page",
-]
+__all__ = ["DEFAULT_MAX_BATCH", "ServingSettings"]

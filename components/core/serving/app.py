@@ -1,9 +1,11 @@
-"""The HTTP server: the FastAPI app around one :class:`ServedModel` and its routes, and
-:func:`serve` (``skin-cancer serve``). What the routes speak is in :mod:`.protocol`, what they
-refuse early in :mod:`.limits`, the model in :mod:`.model`.
+"""The routes that are ours, on the same HTTP server as KServe's V2 endpoints: the clinician
+page (``/``), ``/predict`` and ``/explain`` (multipart uploads, for people and scripts) and the
+model card; the upload limits (:class:`~.limits.BodyLimit`) and the error answers for every route.
 
-Every error is ``{"error": "<what went wrong>"}`` with a 4xx for bad input, so the server keeps
-serving. A client that hangs up mid-request is logged at INFO, not as a server error.
+:func:`install_routes` adds them to a FastAPI app: :mod:`.server` to KServe's, the tests to a bare
+one (no KServe import). Every error is ``{"error": "<what went wrong>"}`` with a 4xx for bad input,
+so the server keeps serving. A client that hangs up mid-request is logged at INFO, not as a server
+error.
 """
 
 import html
@@ -13,31 +15,32 @@ from importlib import resources
 from string import Template
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import Histogram
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from components.core import settings as project_settings
-from components.core.model_card import find as find_model_card
 from components.core.serving.config import ServingSettings
+from components.core.serving.inputs import InputError
 from components.core.serving.limits import BodyLimit, check_upload_name, media_type
-from components.core.serving.model import ServedModel
-from components.core.serving.protocol import InputError, infer_response, parse_infer_request
 
 log = logging.getLogger(__name__)
 
-v2 = APIRouter()  # KServe's Open Inference Protocol (V2)
-uploads = APIRouter()  # multipart uploads and the page, for people and scripts
+# JSONResponse: KServe's app defaults to ORJSONResponse, which FastAPI now deprecates
+uploads = APIRouter(default_response_class=JSONResponse)  # multipart uploads and the page
+
+# KServe's histograms time its V2 endpoints; these time ours, by route and answer.
+UPLOAD_SECONDS = Histogram("skin_cancer_upload_request_seconds", "Latency of /predict and /explain requests",
+                           ["route", "status"])
 
 
 def static_page(name: str = "index.html") -> str:
     return resources.files("components.core").joinpath(f"static/{name}").read_text(encoding="utf-8")
 
 
-def _served(request: Request) -> ServedModel:
+def _served(request: Request):
     return request.app.state.model
 
 
@@ -76,59 +79,6 @@ ERROR_HANDLERS = {InputError: _input_error, HTTPException: _http_error, ClientDi
                   RequestValidationError: _validation_error, Exception: _internal_error}
 
 
-# --- V2 health, metadata and inference ----------------------------------------------------------
-
-
-@v2.get("/v2/health/live")
-async def live():
-    return {"live": True}
-
-
-@v2.get("/v2/health/ready")
-async def ready():
-    return {"ready": True}
-
-
-@v2.get("/v2")
-async def server_metadata(request: Request):
-    model = _served(request)
-    return {"name": "skin-cancer-server", "version": project_settings.version(), "extensions": ["binary_tensor_data"],
-            "model": model.name, "model_version": model.version,
-            "uptime_seconds": time.time() - request.app.state.started}
-
-
-@v2.get("/v2/models/{name}")
-@v2.get("/v2/models/{name}/versions/{version}")
-async def model_metadata(name: str, request: Request, version: str | None = None):
-    model = _served(request)
-    model.require(name, version)
-    return model.metadata()
-
-
-@v2.get("/v2/models/{name}/ready")
-@v2.get("/v2/models/{name}/versions/{version}/ready")
-async def model_ready(name: str, request: Request, version: str | None = None):
-    model = _served(request)
-    model.require(name, version)
-    return {"name": model.name, "ready": True}
-
-
-@v2.post("/v2/models/{name}/infer")
-@v2.post("/v2/models/{name}/versions/{version}/infer")
-async def infer(name: str, request: Request, version: str | None = None):
-    model = _served(request)
-    model.require(name, version)
-    media = media_type(request.headers.get("content-type"))
-    header_length = request.headers.get("inference-header-content-length")
-    allowed = {"", "application/json"} | ({"application/octet-stream"} if header_length is not None else set())
-    if media not in allowed:
-        raise InputError(f"V2 infer expects application/json (or application/octet-stream with "
-                         f"Inference-Header-Content-Length), got {media!r}", 415)
-    parsed_request, inputs = parse_infer_request(await request.body(), header_length, model.settings)
-    results = await run_in_threadpool(model.predict_input, inputs[0].datatype, inputs[0].values)
-    return infer_response(parsed_request, results, model.identity(), model.predictor.threshold)
-
-
 # --- uploads and the page -----------------------------------------------------------------------
 
 
@@ -150,19 +100,35 @@ async def _read_upload(request: Request) -> bytes:
     return data
 
 
+class _Timed:
+    """Observes one upload request's latency in :data:`UPLOAD_SECONDS`, labelled by its answer."""
+
+    def __init__(self, route: str):
+        self.route = route
+
+    def __enter__(self):
+        self.started = time.perf_counter()
+
+    def __exit__(self, kind, err, tb):
+        status = "200" if err is None else str(getattr(err, "status", getattr(err, "status_code", 500)))
+        UPLOAD_SECONDS.labels(self.route, status).observe(time.perf_counter() - self.started)
+
+
 @uploads.post("/predict")
 async def predict(request: Request):
     model = _served(request)
-    data = await _read_upload(request)
-    result = await run_in_threadpool(model.predict_upload, data)
+    with _Timed("/predict"):
+        data = await _read_upload(request)
+        result = await model.predict_upload(data)
     return {**result, "threshold": model.predictor.threshold, **model.identity()}
 
 
 @uploads.post("/explain")
 async def explain(request: Request):
     model = _served(request)
-    data = await _read_upload(request)
-    png, result, layer = await run_in_threadpool(model.explain_png, data)
+    with _Timed("/explain"):
+        data = await _read_upload(request)
+        png, result, layer = await model.explain_png(data)
     return Response(png, media_type="image/png",
                     headers={"X-P-Malignant": f"{result['p_malignant']:.6f}", "X-Decision": result["decision"],
                              "X-Refer-Reason": result["refer_reason"] or "", "X-Grad-CAM-Layer": layer,
@@ -199,50 +165,18 @@ async def model_card_markdown(request: Request):
     return Response(_card(request), media_type="text/markdown; charset=utf-8")
 
 
-# --- the app and the server ---------------------------------------------------------------------
+# --- the routes on an app ------------------------------------------------------------------------
 
 
-def create_app(predictor, settings: ServingSettings | None = None, warm_up: bool = True,
-               model_card: str | None = None) -> FastAPI:
-    """The FastAPI app around one loaded ``predictor`` (tests build it with a tiny model);
-    ``model_card``: its card's Markdown (``GET /model-card``), None when it has none."""
-    settings = settings or ServingSettings.from_env()
-    model = ServedModel(predictor, settings)
-    if warm_up:  # the first call traces the graph: pay for it before the first request
-        model.warm_up()
-    app = FastAPI(title="skin-cancer classifier", version=model.version or "0",
-                  description="Decision support only: not a diagnosis.", docs_url="/docs", redoc_url=None)
+def install_routes(app: FastAPI, model, settings: ServingSettings, model_card: str | None = None) -> FastAPI:
+    """Add the page, the upload routes, the model card, the upload limits and the error answers to
+    ``app`` for ``model`` (a :class:`~.model.ServedModel`; the tests pass a stand-in).
+    ``model_card``: the card's Markdown (``GET /model-card``), None when it has none."""
     app.state.model = model
     app.state.page = static_page()
     app.state.model_card = model_card
-    app.state.started = time.time()
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes, timeout_s=settings.body_timeout_s)
     for exc_class, handler in ERROR_HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
-    app.include_router(v2)
     app.include_router(uploads)
     return app
-
-
-def serve(model_uri: str, host: str = "127.0.0.1", port: int = 8080, settings: ServingSettings | None = None,
-          log_level: str = "info") -> None:
-    """Load the model once, then serve until stopped (``skin-cancer serve``)."""
-    import uvicorn
-
-    from components.core.predictor import Predictor
-
-    settings = settings or ServingSettings.from_env()
-    started = time.perf_counter()
-    try:
-        predictor = Predictor.load(model_uri)
-    except (OSError, ValueError):
-        raise
-    except Exception as err:  # MLflow: no such model, alias or server; say which URI
-        raise ValueError(f"cannot load model {model_uri!r}: {type(err).__name__}: {err}") from err
-    card = find_model_card(model_uri, predictor.model_name, predictor.model_version)
-    app = create_app(predictor, settings, model_card=card)
-    model = app.state.model
-    log.warning("loaded %s version %s from %s in %.1f s (threshold %.3f; %s); serving on http://%s:%d",
-                model.name, model.version or "?", model_uri, time.perf_counter() - started,
-                predictor.threshold, "with its model card" if card else "no model card", host, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)

@@ -1,53 +1,170 @@
-"""The model as the server holds it: a loaded :class:`~components.core.predictor.Predictor` plus
-a lock, one traced forward pass, V2 metadata and Grad-CAM (:class:`ServedModel`).
+"""The model as KServe serves it: :class:`ServedModel`, a ``kserve.Model`` around one loaded
+:class:`~components.core.predictor.Predictor`.
 
-Model calls are serialised by the lock: Keras models are not documented as thread-safe, and
-TensorFlow already uses every core inside one call. The model runs as one traced graph
-(:func:`compiled_forward`), not op by op from Python."""
+KServe's ``ModelServer`` speaks the Open Inference Protocol (V2) over REST and gRPC and calls
+``preprocess`` -> ``predict`` -> ``postprocess`` per request, timing each in its Prometheus
+histograms. What is ours: ``preprocess`` checks the input tensor and decodes the images (on a
+worker thread, so the event loop keeps accepting requests), ``predict`` hands them to the
+adaptive batcher (:mod:`.batching`), which runs the traced forward pass and the decision policy
+on the model thread, and ``postprocess`` writes the four outputs. ``/predict`` and ``/explain``
+(:mod:`.app`) go through the same batcher and model thread.
+"""
 
-import threading
+from __future__ import annotations
+
+import asyncio
+import struct
+import uuid
 
 import numpy as np
+from kserve import Model
+from kserve.errors import InvalidInput, ModelNotFound
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from prometheus_client import Counter, Histogram
 
 from components.core.images import BadImage, decode_image, original_size
+from components.core.predictor import compiled_forward
+from components.core.serving.batching import AdaptiveBatcher
 from components.core.serving.config import ServingSettings
-from components.core.serving.protocol import InputError
+from components.core.serving.inputs import InputError, check_outputs, check_tensor, image_files, pixel_array
 from components.core.settings import CLASSES
 
 DISPLAY_SIZE = 320  # side of the Grad-CAM picture
 
+DECISIONS = Counter("skin_cancer_decisions", "Images answered, by decision and refer reason",
+                    ["model_name", "decision", "refer_reason"])
+BATCH_IMAGES = Histogram("skin_cancer_batch_images", "Images per forward pass (adaptive batching)", ["model_name"],
+                         buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+BATCH_REQUESTS = Histogram("skin_cancer_batch_requests", "Requests sharing one forward pass", ["model_name"],
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 
-def compiled_forward(model):
-    """The model's forward pass as one traced TensorFlow graph, for any batch and image size.
-
-    Calling a Keras model eagerly dispatches every op from Python: ~45 ms a call for the small
-    test model, against ~1.5 ms for the same graph traced once (same probabilities). Under load
-    the model lock makes that per-call cost the server's throughput limit."""
-    import tensorflow as tf
-
-    spec = tf.TensorSpec([None, None, None, 3], tf.uint8)
-    return tf.function(lambda images: model(images, training=False), input_signature=[spec], autograph=False)
+OUTPUT_TEXT = {
+    "p_malignant": "p(malignant), flip-averaged",
+    "label": "benign or malignant: what the threshold alone says",
+    "decision": "benign, malignant or refer: the answer to act on",
+    "refer_reason": "out_of_scope (not a dermoscopic lesion image), uncertain (conformal set holds both "
+                    "classes), or empty when decided",
+}
 
 
-class ServedModel:
-    """The Predictor plus what serving adds: a lock, batching, V2 metadata and Grad-CAM."""
+class ServedInputError(InvalidInput):
+    """An :class:`~.inputs.InputError` as KServe knows it: gRPC answers INVALID_ARGUMENT with its
+    message; REST keeps its HTTP status (the server's handler for this class)."""
+
+    def __init__(self, err: InputError):
+        super().__init__(str(err))
+        self.status = err.status
+
+
+class ServedModel(Model):
+    """The Predictor plus what serving adds: input checks, batching, V2 metadata and Grad-CAM."""
 
     def __init__(self, predictor, settings: ServingSettings):
+        super().__init__(settings.model_name or predictor.model_name)
         self.predictor = predictor
         self.settings = settings
-        self.name = settings.model_name or predictor.model_name
         self.version = str(settings.model_version or predictor.model_version or "")
-        self._lock = threading.Lock()
-        self._gradcam = None
+        self.batcher = AdaptiveBatcher(self._run_batch, settings.max_batch_size, settings.max_latency_ms / 1000,
+                                       on_batch=self._observe_batch)
         self._forward = None
+        self._gradcam = None
 
-    def require(self, name: str, version: str | None = None) -> None:
-        """Raise a 404 :class:`InputError` unless this is model ``name`` (and ``version``, if given)."""
-        if name != self.name:
-            raise InputError(f"model {name!r} is not served here; this server serves {self.name!r}", 404)
-        if version is not None and version != self.version:
-            raise InputError(f"model {name!r} version {version!r} is not served here; "
-                             f"this server serves version {self.version!r}", 404)
+    # --- KServe's model life cycle ------------------------------------------------------------
+
+    def load(self, warm_up: bool = True) -> bool:
+        """Trace the forward pass, and run it once so the first request does not pay for it."""
+        self._forward = compiled_forward(self.predictor.model)
+        if warm_up:
+            size = self.predictor.image_size
+            self._run_batch(np.zeros((1, size, size, 3), np.uint8), [None])
+        self.ready = True
+        return self.ready
+
+    def validate(self, payload):
+        return payload  # preprocess checked it (KServe's own check is for V1 dicts)
+
+    async def preprocess(self, payload: InferRequest, headers: dict | None = None) -> tuple:
+        """The request's one input tensor as images: (request, pixels, original sizes, outputs).
+        Announced to the batcher while it is decoded; ``predict`` queues it right after (no
+        await in between), so a batch being formed waits for it."""
+        try:
+            with self.batcher.incoming():
+                return await self._prepare(payload)
+        except InputError as err:
+            raise ServedInputError(err) from None
+
+    async def _prepare(self, payload: InferRequest) -> tuple:
+        """Check the tensor, then decode its images on a worker thread."""
+        if payload.model_version and payload.model_version != self.version:
+            raise ModelNotFound(f"{self.name} version {payload.model_version}")
+        if len(payload.inputs) != 1:
+            raise InputError(f"expected exactly one input tensor (BYTES image files or UINT8 pixels), "
+                             f"got {len(payload.inputs)}")
+        outputs = check_outputs([o.name for o in payload.request_outputs or []])
+        tensor = payload.inputs[0]
+        check_tensor(tensor.name, tensor.datatype, tensor.shape, self.settings)
+        values = _tensor_values(tensor)
+        loop = asyncio.get_running_loop()
+        if tensor.datatype == "UINT8":
+            pixels = pixel_array(tensor.name, list(tensor.shape), values)
+            sizes = [(img.shape[1], img.shape[0]) for img in pixels]
+        else:
+            files = image_files(tensor.name, values)
+            if len(files) != tensor.shape[0] or len(files) != int(np.prod(tensor.shape)):
+                raise InputError(f"input {tensor.name!r}: shape {list(tensor.shape)} does not match the "
+                                 f"{len(files)} element(s) sent")
+            pixels, sizes = await loop.run_in_executor(None, self._decode_files, files)
+        return payload, pixels, sizes, outputs
+
+    async def predict(self, prepared: tuple, headers: dict | None = None) -> tuple:
+        request, pixels, sizes, outputs = prepared
+        return request, await self.batcher.submit(pixels, sizes), outputs
+
+    def postprocess(self, answered: tuple, headers: dict | None = None) -> InferResponse:
+        request, results, names = answered
+        n = len(results)
+        arrays = {
+            "p_malignant": ("FP32", np.array([r["p_malignant"] for r in results], np.float32)),
+            "label": ("BYTES", _bytes_array(r["label"] for r in results)),
+            "decision": ("BYTES", _bytes_array(r["decision"] for r in results)),
+            # a BYTES tensor has no null: a decided image's refer_reason is ""
+            "refer_reason": ("BYTES", _bytes_array(r["refer_reason"] or "" for r in results)),
+        }
+        outputs = []
+        for name in names:
+            # As lists: KServe's to_rest and to_grpc both turn lists into JSON, typed contents or
+            # raw bytes as the request asks (to_grpc cannot take an array when outputs go raw).
+            output = InferOutput(name, [n], arrays[name][0])
+            output.set_data_from_numpy(arrays[name][1], binary_data=False)
+            outputs.append(output)
+        return InferResponse(response_id=request.id or str(uuid.uuid4()), model_name=self.name,
+                             model_version=self.version or None, infer_outputs=outputs,
+                             parameters={"threshold": _number(float(self.predictor.threshold), request.from_grpc)},
+                             use_binary_outputs=request.use_binary_outputs,
+                             requested_outputs=request.request_outputs)
+
+    def get_input_types(self) -> list[dict]:
+        return [{"name": "image", "datatype": "BYTES", "shape": [-1]},
+                {"name": "pixels", "datatype": "UINT8", "shape": [-1, -1, -1, 3]}]
+
+    def get_output_types(self) -> list[dict]:
+        return [{"name": name, "datatype": "FP32" if name == "p_malignant" else "BYTES", "shape": [-1]}
+                for name in OUTPUT_TEXT]
+
+    # --- the model thread -------------------------------------------------------------------------
+
+    def _run_batch(self, pixels: np.ndarray, sizes: list) -> list[dict]:
+        """One forward pass and the decision policy (on the model thread)."""
+        results = self.predictor.predict_pixels(pixels, sizes, forward=self._forward)
+        for r in results:
+            DECISIONS.labels(self.name, r["decision"], r["refer_reason"] or "").inc()
+        return results
+
+    def _observe_batch(self, images: int, requests: int) -> None:
+        BATCH_IMAGES.labels(self.name).observe(images)
+        BATCH_REQUESTS.labels(self.name).observe(requests)
+
+    # --- what the upload routes and the page use ------------------------------------------------
 
     def decode(self, data: bytes, size: int | None = None) -> np.ndarray:
         try:
@@ -55,74 +172,82 @@ class ServedModel:
         except BadImage as err:
             raise InputError(str(err)) from err
 
-    def warm_up(self) -> None:
-        """Trace the graph now, so the first request does not pay for it."""
-        size = self.predictor.image_size
-        self.predict_pixels(np.zeros((1, size, size, 3), np.uint8))
+    def _decode_files(self, files: list[bytes]) -> tuple[np.ndarray, list]:
+        return np.stack([self.decode(f) for f in files]), [original_size(f) for f in files]
 
-    def predict_pixels(self, batch: np.ndarray, original_sizes: list | None = None) -> list[dict]:
-        """uint8 ``(n, h, w, 3)`` -> one result per image (Predictor.predict_pixels: label,
-        p_malignant and the decision policy's decision, refer_reason, prediction_set, ood_score)."""
-        with self._lock:
-            if self._forward is None:
-                self._forward = compiled_forward(self.predictor.model)
-            return self.predictor.predict_pixels(batch, original_sizes, forward=self._forward)
+    async def predict_upload(self, data: bytes) -> dict:
+        """One uploaded file (/predict, the page), batched with whatever else is waiting."""
+        with self.batcher.incoming():
+            pixels, sizes = await asyncio.get_running_loop().run_in_executor(None, self._decode_files, [data])
+            answer = self.batcher.submit(pixels, sizes)  # queued here, inside the announcement
+        return (await answer)[0]
 
-    def predict_input(self, datatype: str, values) -> list[dict]:
-        """A parsed V2 input: image files (``BYTES``, decoded here) or a uint8 pixel array (``UINT8``)."""
-        if datatype == "UINT8":
-            return self.predict_pixels(values, [(v.shape[1], v.shape[0]) for v in values])
-        return self.predict_pixels(np.stack([self.decode(v) for v in values]), [original_size(v) for v in values])
-
-    def predict_upload(self, data: bytes) -> dict:
-        """One uploaded file (/predict, the page)."""
-        return self.predict_pixels(self.decode(data)[None], [original_size(data)])[0]
-
-    def identity(self) -> dict:
-        return {"model_name": self.name, "model_version": self.version}
-
-    def explain_png(self, data: bytes) -> tuple[bytes, dict, str]:
+    async def explain_png(self, data: bytes) -> tuple[bytes, dict, str]:
         """Grad-CAM over the image as the model sees it (square-resized): (PNG, the prediction, layer name).
 
         The prediction is the one /predict and V2 give for this image (p is the mean over the
         flipped views); the heatmap explains the unflipped view, the one a person looks at. An
         image the decision policy finds out of scope gets no heatmap (422): a map over a palace
         or a blank frame would look like an explanation of a lesion."""
-        from components.core import gradcam
-
-        result = self.predict_upload(data)
+        result = await self.predict_upload(data)
         if result["refer_reason"] == "out_of_scope":
             raise InputError(result["refer_text"], 422)
-        pixels = self.decode(data)
-        display = self.decode(data, DISPLAY_SIZE)
-        with self._lock:
-            if self._gradcam is None:
-                self._gradcam = gradcam.GradCam(self.predictor.model)
-            heat, _ = self._gradcam.heatmap(pixels)
+        return await self.batcher.run_exclusive(self._heatmap_png, data, result)
+
+    def _heatmap_png(self, data: bytes, result: dict) -> tuple[bytes, dict, str]:
+        from components.core import gradcam
+
+        pixels, display = self.decode(data), self.decode(data, DISPLAY_SIZE)
+        if self._gradcam is None:
+            self._gradcam = gradcam.GradCam(self.predictor.model)
+        heat, _ = self._gradcam.heatmap(pixels)
         return gradcam.to_png(gradcam.overlay(display, heat)), result, self._gradcam.target.name
 
-    def metadata(self) -> dict:
-        """V2 model metadata."""
+    def identity(self) -> dict:
+        return {"model_name": self.name, "model_version": self.version}
+
+    def require_version(self, version: str) -> None:
+        """Raise KServe's 404 unless ``version`` is the one served (KServe itself answers 501 to
+        any versioned path; this server serves exactly one version, so it can say which)."""
+        if version != self.version:
+            raise ModelNotFound(f"{self.name} version {version} (this server serves version "
+                                f"{self.version or '(unversioned)'})")
+
+    def metadata_extras(self) -> dict:
+        """What the REST model metadata adds to KServe's (name, platform, inputs, outputs): the
+        version, what each tensor holds, and the stored decision settings. gRPC's
+        ``TensorMetadata`` has no field for them."""
         return {
-            "name": self.name,
             "versions": [self.version] if self.version else [],
             "platform": "tensorflow_keras",
-            "inputs": [
-                {"name": "image", "datatype": "BYTES", "shape": [-1],
-                 "parameters": {"content": "JPEG or PNG file; base64 in JSON, raw with binary data"}},
-                {"name": "pixels", "datatype": "UINT8", "shape": [-1, -1, -1, 3],
-                 "parameters": {"content": "RGB pixels, any height and width"}},
-            ],
-            "outputs": [
-                {"name": "p_malignant", "datatype": "FP32", "shape": [-1]},
-                {"name": "label", "datatype": "BYTES", "shape": [-1],
-                 "parameters": {"content": "benign or malignant: what the threshold alone says"}},
-                {"name": "decision", "datatype": "BYTES", "shape": [-1],
-                 "parameters": {"content": "benign, malignant or refer: the answer to act on"}},
-                {"name": "refer_reason", "datatype": "BYTES", "shape": [-1],
-                 "parameters": {"content": "out_of_scope (not a dermoscopic lesion image), uncertain "
-                                           "(conformal set holds both classes), or empty when decided"}},
-            ],
+            "inputs": [{**t, "parameters": {"content": "JPEG or PNG file; base64 in JSON, raw with binary data "
+                                                      "and gRPC" if t["datatype"] == "BYTES"
+                                            else "RGB pixels, any height and width"}}
+                       for t in self.get_input_types()],
+            "outputs": [{**t, "parameters": {"content": OUTPUT_TEXT[t["name"]]}} for t in self.get_output_types()],
             "parameters": {"threshold": self.predictor.threshold, "image_size": self.predictor.image_size,
                            "classes": list(CLASSES), "decision_policy": self.predictor.policy.summary()},
         }
+
+
+def _tensor_values(tensor):
+    """A parsed tensor's values: the JSON (or gRPC typed contents) list as sent, else the raw
+    bytes as an array of the declared shape."""
+    if isinstance(tensor.data, list) and tensor.data:
+        return tensor.data
+    try:
+        return tensor.as_numpy()
+    except (ValueError, TypeError, struct.error) as err:
+        raise InputError(f"input {tensor.name!r}: shape {list(tensor.shape)} does not match the data sent "
+                         f"({err})") from None
+
+
+def _number(value: float, grpc: bool):
+    """A float answer parameter. KServe's V2 gRPC ``InferParameter`` holds bool, int64 or string
+    only (``kserve/protocol/grpc/grpc_predict_v2.proto``), so gRPC answers carry it as the
+    number's text; REST as a JSON number."""
+    return repr(value) if grpc else value
+
+
+def _bytes_array(values) -> np.ndarray:
+    return np.array([v.encode() for v in values], dtype=object)
