@@ -76,7 +76,8 @@ class ServedModel(Model):
         self._forward = compiled_forward(self.predictor.model)
         if warm_up:
             size = self.predictor.image_size
-            self._run_batch(np.zeros((1, size, size, 3), np.uint8), [None])
+            # not through _run_batch: a warm-up is no answer, and the decision counts stay true
+            self.predictor.predict_pixels(np.zeros((1, size, size, 3), np.uint8), [None], forward=self._forward)
         self.ready = True
         return self.ready
 

@@ -130,7 +130,7 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 8080, grpc_port: 
           settings: ServingSettings | None = None, **kserve_options) -> None:
     """Load the model once, then serve V2 (REST on ``port``, gRPC on ``grpc_port``, 0 for none),
     the page and the upload routes until stopped. ``kserve_options``: ``kserve.ModelServer``'s
-    own (``max_threads``, ``enable_docs_url``, ...)."""
+    own (``max_threads``, ``max_asyncio_workers``, ``enable_latency_logging``, ``access_log_format``)."""
     import kserve.model_server
 
     from components.core.model_card import find as find_model_card
