@@ -721,7 +721,9 @@ def test_requests_that_arrive_together_share_a_forward_pass(tiny_model_dir, imag
     them with a file that is not an image. Each good request gets its own image's answer, the bad
     one alone gets a 400, and the 7 good ones share fewer forward passes than requests."""
     srv = Server(["--model-uri", str(tiny_model_dir), "--model-name", MODEL_NAME, "--model-version", MODEL_VERSION,
-                  "--max-latency-ms", "1000", "--max-batch-size", "8"], tmp_path / "server.log")
+                  "--max-latency-ms", "1000", "--max-batch-size", "8",
+                  "--max_asyncio_workers", "2", "--max_threads", "2"],  # KServe's flags, under KServe's names
+                 tmp_path / "server.log")
     try:
         files = [*images["benign"][:4], *images["malignant"][:3]]
         bodies = [p.read_bytes() for p in files] + [b"GIF89a not an image"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -115,13 +116,17 @@ async def _served_input_error(request: Request, exc: ServedInputError):
 
 class _ModelServer(ModelServer):
     """KServe's server, with the HTTP address this command was given (KServe listens on 0.0.0.0;
-    a laptop running the page should not show patients' images to its whole network)."""
+    a laptop running the page should not show patients' images to its whole network) and its
+    decode threads on the loop that runs."""
 
     def __init__(self, host: str, **kwargs):
         super().__init__(**kwargs)
         self.host = host
 
     async def _serve(self):
+        # ModelServer.start sets its executor (--max_asyncio_workers: the threads that decode
+        # images) on asyncio.get_event_loop(), then asyncio.run()s a new loop: give it to this one.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=self.max_asyncio_workers))
         self._rest_server.config.host = self.host
         await super()._serve()
 
