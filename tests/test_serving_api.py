@@ -245,6 +245,11 @@ def _bad_cases(images) -> list:
         ("v2-bad-binary-header", INFER, dict(data=b"{}", headers={"Content-Type": "application/octet-stream",
                                                                   "Inference-Header-Content-Length": "99"}), 400,
          "outside the body"),
+        ("v2-binary-bad-length-prefix", INFER, dict(
+            data=b'{"inputs":[{"name":"image","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":8}}]}'
+                 + b"\x09\x00\x00\x00abcd",  # says 9 bytes, sends 4
+            headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "96"}), 400,
+         "does not match the data sent"),
         ("unknown-path", "/v3/nothing", dict(json={}), 404, "Not Found"),
     ]
 
