@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.memory import proc_status
+from benchmarks.processes import free_port, stop
 
 BUCKET = "skin-cancer-bench"
 PREFIX = "data"
@@ -27,12 +28,6 @@ while True:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class S3Server:
     """A moto S3 server on 127.0.0.1 in its own process (its memory and CPU are not the measured ones)."""
 
@@ -42,7 +37,7 @@ class S3Server:
         self.port = 0
 
     def __enter__(self) -> "S3Server":
-        self.port = _free_port()
+        self.port = free_port()
         self.logdir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.logdir / "s3-server.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-c", _SERVER_CODE, str(self.port)],
@@ -62,13 +57,7 @@ class S3Server:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, timeout=15)
         self._log.close()
 
     @property

@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,16 +42,12 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks.processes import free_port, stop
+
 TARGET_RATIO = 0.85  # server images/s with 16 clients over the raw batched pass's (issue 25)
 TARGET_P50 = 1.10  # a single client's p50 over the server's before issue 25 (--baseline-tree)
 WARM_UP = 1  # requests per client before each block's clock starts
 ROUNDS = 2  # blocks of --requests per row, the servers taking turns (a shared machine drifts by 10-20 %)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load_images(data: Path, count: int) -> list[bytes]:
@@ -244,12 +239,7 @@ class _Server:
             raise
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop(self.proc, timeout=60)
         self.log.close()
 
 

@@ -27,7 +27,6 @@ class InputError(ValueError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
-        self.reason = message  # what KServe's handlers and gRPC interceptor report
 
 
 def check_tensor(name: str, datatype: str, shape: list[int], settings: ServingSettings) -> None:

@@ -111,7 +111,7 @@ class ServedModel(Model):
             sizes = [(img.shape[1], img.shape[0]) for img in pixels]
         else:
             files = image_files(tensor.name, values)
-            if len(files) != tensor.shape[0] or len(files) != int(np.prod(tensor.shape)):
+            if len(files) != int(np.prod(tensor.shape)):  # shape is [n] or [n, 1] (check_tensor)
                 raise InputError(f"input {tensor.name!r}: shape {list(tensor.shape)} does not match the "
                                  f"{len(files)} element(s) sent")
             pixels, sizes = await loop.run_in_executor(None, self._decode_files, files)
@@ -176,12 +176,17 @@ class ServedModel(Model):
     def _decode_files(self, files: list[bytes]) -> tuple[np.ndarray, list]:
         return np.stack([self.decode(f) for f in files]), [original_size(f) for f in files]
 
-    async def predict_upload(self, data: bytes) -> dict:
-        """One uploaded file (/predict, the page), batched with whatever else is waiting."""
+    async def _decode_and_predict(self, data: bytes) -> tuple[np.ndarray, dict]:
+        """One uploaded file's pixels at model size and its prediction, batched with whatever
+        else is waiting."""
         with self.batcher.incoming():
             pixels, sizes = await asyncio.get_running_loop().run_in_executor(None, self._decode_files, [data])
             answer = self.batcher.submit(pixels, sizes)  # queued here, inside the announcement
-        return (await answer)[0]
+        return pixels[0], (await answer)[0]
+
+    async def predict_upload(self, data: bytes) -> dict:
+        """One uploaded file (/predict, the page)."""
+        return (await self._decode_and_predict(data))[1]
 
     async def explain_png(self, data: bytes) -> tuple[bytes, dict, str]:
         """Grad-CAM over the image as the model sees it (square-resized): (PNG, the prediction, layer name).
@@ -190,15 +195,16 @@ class ServedModel(Model):
         flipped views); the heatmap explains the unflipped view, the one a person looks at. An
         image the decision policy finds out of scope gets no heatmap (422): a map over a palace
         or a blank frame would look like an explanation of a lesion."""
-        result = await self.predict_upload(data)
+        pixels, result = await self._decode_and_predict(data)
         if result["refer_reason"] == "out_of_scope":
             raise InputError(result["refer_text"], 422)
-        return await self.batcher.run_exclusive(self._heatmap_png, data, result)
+        # decoded off the model thread, like every image; the model-size pixels are the predicted ones
+        display = await asyncio.get_running_loop().run_in_executor(None, self.decode, data, DISPLAY_SIZE)
+        return await self.batcher.run_exclusive(self._heatmap_png, pixels, display, result)
 
-    def _heatmap_png(self, data: bytes, result: dict) -> tuple[bytes, dict, str]:
+    def _heatmap_png(self, pixels: np.ndarray, display: np.ndarray, result: dict) -> tuple[bytes, dict, str]:
         from components.core import gradcam
 
-        pixels, display = self.decode(data), self.decode(data, DISPLAY_SIZE)
         if self._gradcam is None:
             self._gradcam = gradcam.GradCam(self.predictor.model)
         heat, _ = self._gradcam.heatmap(pixels)

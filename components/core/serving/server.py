@@ -32,7 +32,7 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
 from pydantic import ValidationError
 
-from components.core.serving.app import install_routes
+from components.core.serving.app import ERROR_HANDLERS, install_routes
 from components.core.serving.config import ServingSettings
 from components.core.serving.inputs import InputError, split_binary_body
 from components.core.serving.limits import media_type
@@ -110,10 +110,6 @@ def install_v2_routes(app: FastAPI, model: ServedModel, server: ModelServer) -> 
     app.include_router(router)
 
 
-async def _served_input_error(request: Request, exc: ServedInputError):
-    return JSONResponse({"error": str(exc)}, status_code=exc.status)
-
-
 class _ModelServer(ModelServer):
     """KServe's server, with the HTTP address this command was given (KServe listens on 0.0.0.0;
     a laptop running the page should not show patients' images to its whole network) and its
@@ -158,7 +154,8 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 8080, grpc_port: 
     app.title, app.description = "skin-cancer classifier", "Decision support only: not a diagnosis."
     install_v2_routes(app, model, server)
     install_routes(app, model, settings, model_card=card)
-    app.add_exception_handler(ServedInputError, _served_input_error)
+    # the same answer as an InputError's: {"error"} with its status (KServe's own handler says 400)
+    app.add_exception_handler(ServedInputError, ERROR_HANDLERS[InputError])
     log.warning("loaded %s version %s from %s in %.1f s (threshold %.3f; %s); serving on http://%s:%d%s",
                 model.name, model.version or "?", model_uri, time.perf_counter() - started, predictor.threshold,
                 "with its model card" if card else "no model card", host, port,
