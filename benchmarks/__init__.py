@@ -7,7 +7,7 @@ Not part of the product (not installed with it): run from the repository root wi
 1. Preprocessing from an S3 endpoint on 127.0.0.1 (a moto server in its own process, so its
    memory and CPU are not the measured process's), images/s and peak memory of
 
-   a. this project's :func:`components.core.dataset.preprocess`;
+   a. this project's :func:`components.core.data.dataset.preprocess`;
    b. the reference approach, re-implemented here: one ``get_object`` at a time, PIL decode
       on one core, ``np.array(img) / 255`` (float64) per image into a list, ``np.array`` of
       the list, float64 one-hot labels, ``pickle.dumps`` and one ``put_object`` of the pickle;
@@ -18,7 +18,7 @@ Not part of the product (not installed with it): run from the repository root wi
    Diagnostics beside them: the same decode with one thread per core, GET-only throughput
    from the endpoint, and the project's preprocessing from the local folder (no S3).
 2. Training input: the same model (the ``basic`` family at the pipeline's image size) and
-   batch size, fed by :func:`components.core.training.make_dataset` (uint8 shards) or by
+   batch size, fed by :func:`components.core.modeling.training.make_dataset` (uint8 shards) or by
    float64 ``/255`` arrays with float64 one-hot labels through ``model.fit`` as the reference
    did; plus a tiny model that makes the input the bottleneck.
 3. End to end: ``skin-cancer run`` with default local settings, wall time and per stage.

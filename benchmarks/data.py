@@ -23,8 +23,8 @@ def find_default_data() -> Path:
 
 def list_images(root: Path, limit_per_folder: int | None = None) -> list[tuple[str, Path]]:
     """``(relpath, path)`` of every image in ``{train,test}/{benign,malignant}``, sorted, optionally capped."""
-    from components.core.dataset import RAW_SPLITS
-    from components.core.images import has_image_extension
+    from components.core.data.dataset import RAW_SPLITS
+    from components.core.data.images import has_image_extension
 
     items = []
     for split in RAW_SPLITS:

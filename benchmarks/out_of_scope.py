@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default="runs", help="the MLflow store `skin-cancer run` left (without MLFLOW_TRACKING_URI)")
     ap.add_argument("--json", help="write the per-image results here")
     args = ap.parse_args(argv)
-    from components.core import settings, tracking
-    from components.core.predictor import Predictor
+    from components.core import settings
+    from components.core.registry import tracking
+    from components.core.inference.predictor import Predictor
     from pipelines.commands.model_use import predict_lines
 
     if args.model_uri.startswith("models:/") and not settings.tracking_uri():

@@ -18,7 +18,7 @@ def m_project_preprocess(data_uri: str, image_size: int, out_dir: str, keep: boo
     import sklearn.model_selection  # noqa: F401
     import tqdm  # noqa: F401
 
-    from components.core import dataset
+    from components.core.data import dataset
 
     outs = {s: str(Path(out_dir, s)) for s in dataset.OUTPUT_SPLITS}
     mark = Mark()
@@ -45,7 +45,7 @@ def reference_preprocess(bucket: str, prefix: str, image_size: int, out_key: str
     import numpy as np
     from PIL import Image
 
-    from components.core.dataset import RAW_SPLITS
+    from components.core.data.dataset import RAW_SPLITS
 
     s3 = boto3.client("s3")
     keys = []
@@ -78,7 +78,7 @@ def m_reference_preprocess(bucket: str, prefix: str, image_size: int, out_key: s
     import numpy  # noqa: F401  imports are not timed, for either approach
     import PIL.Image  # noqa: F401
 
-    import components.core.dataset  # noqa: F401  (its split names; not timed either)
+    import components.core.data.dataset  # noqa: F401  (its split names; not timed either)
 
     mark = Mark()
     got = reference_preprocess(bucket, prefix, image_size, out_key)
@@ -97,7 +97,7 @@ def reference_memory_need(images: int, image_size: int) -> int:
 
 def m_decode(paths: list[str], image_size: int, threads: int = 1) -> dict:
     """(c) Decode-only over bytes already in memory: the project's decode_image (decode + resize)."""
-    from components.core.images import decode_image
+    from components.core.data.images import decode_image
 
     blobs = [Path(p).read_bytes() for p in paths]
     mark = Mark()
@@ -117,7 +117,8 @@ def m_fetch_only(data_uri: str) -> dict:
     import inspect
     from concurrent.futures import ThreadPoolExecutor
 
-    from components.core import dataset, storage
+    from components.core.data import dataset
+    from components.core.data import storage
 
     workers = inspect.signature(dataset.preprocess).parameters["workers"].default
     mark = Mark()

@@ -55,8 +55,8 @@ def _child(mode: str, model_uri: str, inbox: str, count: int, batch: int) -> dic
     import numpy as np
 
     from benchmarks.memory import peak_rss_mb
-    from components.core.images import decode_image
-    from components.core.predictor import Predictor
+    from components.core.data.images import decode_image
+    from components.core.inference.predictor import Predictor
     from components.core.scoring import run
 
     predictor = Predictor.load(model_uri)

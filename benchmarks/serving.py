@@ -61,8 +61,8 @@ def _raw_child(model_uri: str, data: str, count: int, batch: int) -> dict:
     """The raw batched pass, in this process (started fresh by :func:`measure_raw`)."""
     import numpy as np
 
-    from components.core.images import decode_image, original_size
-    from components.core.predictor import Predictor, compiled_forward
+    from components.core.data.images import decode_image, original_size
+    from components.core.inference.predictor import Predictor, compiled_forward
 
     predictor = Predictor.load(model_uri)
     forward = compiled_forward(predictor.model)  # the traced graph the server runs

@@ -28,7 +28,7 @@ def config(image_size: int, batch_size: int, steps_per_epoch: int, epochs: int) 
 
 
 def _bench_model(spec, backbone, float_input: bool, seed: int):
-    """The project's model graph (see components.core.models.build_model) with a chosen input and head.
+    """The project's model graph (see components.core.modeling.models.build_model) with a chosen input and head.
 
     ``float_input``: the reference's input, floats in [0, 1] scaled back to 0-255 by the first
     layer, and its head: a 2-unit softmax for one-hot labels.
@@ -36,7 +36,7 @@ def _bench_model(spec, backbone, float_input: bool, seed: int):
     import keras
     from keras import layers
 
-    from components.core.models import augmentation
+    from components.core.modeling.models import augmentation
 
     keras.utils.set_random_seed(seed)
     if float_input:
@@ -70,9 +70,9 @@ def m_train_input(kind: str, split_dir: str, batch_size: int, steps_per_epoch: i
     import tensorflow as tf
     from keras import layers
 
-    from components.core.dataset import SplitArrays
-    from components.core.models import MODEL_FAMILIES, ModelSpec, build_model
-    from components.core.training import make_dataset
+    from components.core.data.dataset import SplitArrays
+    from components.core.modeling.models import MODEL_FAMILIES, ModelSpec, build_model
+    from components.core.modeling.training import make_dataset
 
     gpus = tf.config.list_physical_devices("GPU")
     keras.mixed_precision.set_global_policy("float32")  # the same arithmetic for both input paths

@@ -1,7 +1,7 @@
 """Stage 4: serve the new champion as a KServe InferenceService (server-side apply, then wait for Ready).
 
 Runs only when the champion changed and the pipeline parameter ``deploy`` is true. The plain
-code (manifest, apply, polling) is components/core/kserve_deploy.py.
+code (manifest, apply, polling) is components/core/deploy/inference_service.py.
 """
 
 
@@ -35,16 +35,16 @@ def deploy_model(
     import logging
     from collections import namedtuple
 
-    from components.core import kserve_deploy
+    from components.core.deploy import inference_service
 
     logging.basicConfig(level=logging.INFO)
-    manifest = kserve_deploy.build_inference_service(
-        name=service_name, namespace=namespace or kserve_deploy.current_namespace(), image=image,
+    manifest = inference_service.build_inference_service(
+        name=service_name, namespace=namespace or inference_service.current_namespace(), image=image,
         model_artifact_uri=model_artifact_uri, model_name=model_name, model_version=model_version,
         service_account=service_account,
     )
     print(json.dumps(manifest, indent=1))
-    result = kserve_deploy.deploy(manifest, timeout_s=timeout_seconds, failure_grace_s=failure_grace_seconds)
+    result = inference_service.deploy(manifest, timeout_s=timeout_seconds, failure_grace_s=failure_grace_seconds)
     print(f"InferenceService {result.namespace}/{result.name} Ready: {result.url} (in cluster: {result.internal_url})")
     return namedtuple("Deployment", ["url", "internal_url", "manifest"])(result.url, result.internal_url,
                                                                          json.dumps(manifest))

@@ -20,7 +20,7 @@ def fingerprint_data(data_uri: str) -> NamedTuple("DataFingerprint", fingerprint
     """List ``data_uri`` (keys, sizes, ETags), check its layout and hash the listing."""
     from collections import namedtuple
 
-    from components.core.dataset import scan_raw
+    from components.core.data.dataset import scan_raw
 
     scan = scan_raw(data_uri)  # fails here, before any decoding, when the layout is wrong
     print(f"{data_uri}: {len(scan.images)} images, {len(scan.skipped)} non-image files, fingerprint {scan.fingerprint}")

@@ -32,7 +32,7 @@ def preprocess(
     URI with different images must not hit the cache. An empty string skips the check.
     ``allow_leakage`` accepts test images that also appear (same bytes) in train/val.
     """
-    from components.core.stages import run_preprocess
+    from components.core.steps.preprocess import run_preprocess
 
     result = run_preprocess(
         data_uri=data_uri, image_size=image_size, val_fraction=val_fraction, seed=seed,

@@ -36,8 +36,8 @@ def score_shard(shard: Dict[str, Any], data_uri: str, out_uri: str, model_uri: s
     ``predictions/<run_name>-<index>.parquet``. Returns JSON: rows, already_scored, predictions_uri."""
     import json
 
-    from components.core import tracking
-    from components.core.predictor import Predictor
+    from components.core.registry import tracking
+    from components.core.inference.predictor import Predictor
     from components.core.scoring import run
 
     if model_uri.startswith(("models:/", "runs:/")):
@@ -61,8 +61,8 @@ def report(shard_results: List[str], data_uri: str, out_uri: str, model_uri: str
     ``max_bad_fraction``, naming the files. Returns the summary as JSON."""
     import json
 
-    from components.core import tracking
-    from components.core.predictor import Predictor
+    from components.core.registry import tracking
+    from components.core.inference.predictor import Predictor
     from components.core.scoring import batch, run
     from components.core.scoring.report import render
 

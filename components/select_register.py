@@ -36,7 +36,7 @@ def select_and_register(
     registered version's card (also in its MLflow run and beside the Model artifact).
     ``runtime_image``: this task's image, added to the training image the winner recorded, so the
     registered version names both (``runtime=REF,train=REF``)."""
-    from components.core.stages import run_select_and_register
+    from components.core.steps.select import run_select_and_register
 
     return run_select_and_register(
         results=results, val_path=val_data.path, test_path=test_data.path, mlflow_tracking_uri=mlflow_tracking_uri,

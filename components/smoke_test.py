@@ -2,7 +2,7 @@
 
 Sends known benign and malignant test images (read at run time from the data set) to the
 server's V2 endpoint and fails the run on an error, a malformed answer or a probability
-outside [0, 1]. The plain code is components/core/smoke.py.
+outside [0, 1]. The plain code is components/core/deploy/smoke.py.
 """
 
 
@@ -27,7 +27,7 @@ def smoke_test(
     import json
     import logging
 
-    from components.core import smoke
+    from components.core.deploy import smoke
 
     logging.basicConfig(level=logging.INFO)
     samples = smoke.load_samples(data_uri, samples_per_class)

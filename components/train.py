@@ -34,7 +34,7 @@ def train(
     runtime image's reference here would retrain every model when only that image is rebuilt (the
     selection step, which runs in the runtime image, records that one).
     ``refer_coverage``: the decision policy's conformal coverage level (components/core/decision)."""
-    from components.core.stages import run_train
+    from components.core.steps.train import run_train
 
     return run_train(
         model_config=model_config, train_path=train_data.path, val_path=val_data.path, test_path=test_data.path,

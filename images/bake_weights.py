@@ -2,7 +2,7 @@
 
 Run at image build time (images/Dockerfile), as root:
 
-    python3 images/bake_weights.py bake components/core/models.py   # download (train-gpu only)
+    python3 images/bake_weights.py bake components/core/modeling/models.py   # download (train-gpu only)
     python3 images/bake_weights.py share                             # permissions for the runtime user
     python3 images/bake_weights.py check [NAME=SHA256 ...]           # get_file finds the files, no download
 
@@ -50,7 +50,7 @@ def load_zoo(path: str):
 
 def bake(zoo, family: str) -> bool:
     """Bake one family's download; False for families whose weights come from an installed
-    package instead (efficientnet-lite0: ``python3 -m components.core.pretrained`` converts them)."""
+    package instead (efficientnet-lite0: ``python3 -m components.core.modeling.pretrained`` converts them)."""
     try:
         zoo.build_model(zoo.ModelSpec(family=family, image_size=224, weights="imagenet", augment=False))
     except ModuleNotFoundError as err:
@@ -66,7 +66,7 @@ def bake_all(zoo_path: str) -> list[Path]:
         if bake(zoo, family):
             print(f"baked ImageNet weights for {family}")
         else:
-            print(f"{family}: weights from an installed package (converted by components.core.pretrained)")
+            print(f"{family}: weights from an installed package (converted by components.core.modeling.pretrained)")
     files = cached_files()
     if not files:
         raise SystemExit(f"no weight files in {keras_home() / 'models'} after baking")
@@ -124,7 +124,7 @@ def check(pairs: dict[str, str]) -> None:
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "bake"
     if command == "bake":
-        files = bake_all(argv[2] if len(argv) > 2 else "components/core/models.py")
+        files = bake_all(argv[2] if len(argv) > 2 else "components/core/modeling/models.py")
         print("\n".join(f"{p} {p.stat().st_size} bytes" for p in files))
     elif command == "share":
         share()

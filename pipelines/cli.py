@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(ConsoleFormatter("%(message)s"))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
-    from components.core.dataset import DataError
-    from components.core.storage import StorageError
-    from components.core.tracking import TrackingError
+    from components.core.data.dataset import DataError
+    from components.core.data.storage import StorageError
+    from components.core.registry.tracking import TrackingError
 
     try:
         return args.func(args)

@@ -13,7 +13,7 @@ How: :class:`Session` swaps this process's ``sys.stdout`` and ``sys.stderr`` for
 kfp.local's SubprocessRunner prints each task's output (stdout and stderr merged, indented)
 and logs through the root logger, from the thread that runs the task, so every line reaches
 :meth:`TaskWatcher.feed` with the thread it came from. The train tasks print one
-``skin-cancer-progress`` line per epoch (components/core/progress.py), which becomes the bar.
+``skin-cancer-progress`` line per epoch (components/core/modeling/progress.py), which becomes the bar.
 
 Commands that run TensorFlow in their own process (predict, serve, train) use
 :func:`quiet_tensorflow_start`: TensorFlow's C++ start-up lines go to file descriptor 2
@@ -37,7 +37,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, TextIO
 
-from components.core import progress
+from components.core.modeling import progress
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # kfp.local's own log lines: "13:36:11.424 - INFO - Executing task 'train'" (task output is indented).
@@ -179,7 +179,7 @@ class FitProgress:
 
 
 class ModelProgress:
-    """One model's training events (components/core/progress.py) as progress bars, one per
+    """One model's training events (components/core/modeling/progress.py) as progress bars, one per
     ``model.fit``: crossval fits once per fold and then the final model."""
 
     def __init__(self, console: Console, label: str | None = None):

@@ -9,7 +9,7 @@ weights baked in (``images/``, build arg ``BAKE_IMAGENET_WEIGHTS=1``):
 """
 
 from components.core import settings
-from components.core.train_config import model_configs
+from components.core.modeling.train_config import model_configs
 
 LOCAL_CPU: dict = {
     "image_size": settings.IMAGE_SIZE,

@@ -70,7 +70,7 @@ def parse_params(pairs: list[str], declared: dict[str, dict]) -> dict:
 
 def _check_models(models) -> None:
     """``models=[...]``: every model config checked here, not first inside a training task."""
-    from components.core.train_config import model_configs
+    from components.core.modeling.train_config import model_configs
 
     try:
         model_configs(models)
@@ -300,7 +300,7 @@ def compile_package(settings, path: str) -> str:
     (CompileSettings) or the scoring pipeline (scoring_pipeline.ScoringSettings)."""
     from kfp import compiler
 
-    from components.core.train_config import model_configs
+    from components.core.modeling.train_config import model_configs
     from pipelines.scoring_pipeline import ScoringSettings, build_scoring_pipeline
     from pipelines.training_pipeline import DEFAULT_MODELS, build_pipeline
 

@@ -42,7 +42,7 @@ DEFAULT_MODELS: list[dict] = LOCAL_CPU["models"]
 # The KFP run id reaches the tasks as an environment variable read from the pod's
 # `pipeline/runid` label (set by KFP's API server on every pod of a run), never as a task
 # input: an input is part of KFP's cache key, and a per-run value there would make every
-# training a cache miss. Tasks record it as an MLflow tag (components/core/tracking.py).
+# training a cache miss. Tasks record it as an MLflow tag (components/core/registry/tracking.py).
 RUN_ID_FIELD_PATH = "metadata.labels['pipeline/runid']"
 
 

@@ -1,7 +1,7 @@
 """Copy one registered version's figures from MLflow into docs/figures (the README's examples).
 
 Every training run logs its figures under ``figures/`` and the selection step adds the comparison
-of all models under ``selection/`` (components/core/figures.py draws both). This copies one of
+of all models under ``selection/`` (components/core/evaluation/figures.py draws both). This copies one of
 each kind, shrunk losslessly (and to 256 colours when still over the size limit):
 
     .venv/bin/skin-cancer run --workdir /tmp/demo-run         # or with --data for real images

@@ -89,7 +89,7 @@ def s3_endpoint():
     """A moto S3 server on 127.0.0.1; the AWS environment points boto3 at it."""
     from moto.server import ThreadedMotoServer
 
-    from components.core import storage
+    from components.core.data import storage
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -163,7 +163,7 @@ def mlflow_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_raw(tmp_path_factory) -> Path:
     """A tiny SYNTHETIC raw data set: 24 train and 8 test images per class, 48 px."""
-    from components.core.demo_data import write_demo_data
+    from components.core.data.demo_data import write_demo_data
 
     root = tmp_path_factory.mktemp("demo-raw")
     write_demo_data(str(root), train_per_class=24, test_per_class=8, size=48, seed=1)
@@ -172,7 +172,7 @@ def demo_raw(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def preprocessed(demo_raw, tmp_path_factory) -> Path:
-    from components.core import dataset
+    from components.core.data import dataset
 
     out = tmp_path_factory.mktemp("preprocessed")
     dataset.preprocess(str(demo_raw), {s: str(out / s) for s in dataset.OUTPUT_SPLITS}, image_size=32, val_fraction=0.25)

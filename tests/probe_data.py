@@ -33,8 +33,8 @@ def write_split(root: Path, split: str, images: list[tuple[str, np.ndarray, int]
     ``root``, through the same code preprocess uses; returns its path."""
     from PIL import Image
 
-    from components.core import dataset
-    from components.core.dataset.shards import _build_split, _commit, _partial_dir
+    from components.core.data import dataset
+    from components.core.data.dataset.shards import _build_split, _commit, _partial_dir
 
     root = Path(root)
     items = []
@@ -73,14 +73,14 @@ def log_model_run(model, experiment_id: str, name: str, trained_on: list[str] | 
     Its metrics are placeholders: registration scores every model itself."""
     import mlflow
 
-    from components.core import tracking
+    from components.core.registry import tracking
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         info = tracking.log_model(model, threshold, image_size, "probe")
         if trained_on is not None:
             tracking.log_json({"sha1": sorted(trained_on), "count": len(trained_on)}, tracking.TRAINED_ON_ARTIFACT)
     from components.core.step_results import TrainSummary
-    from components.core.train_config import TrainConfig
+    from components.core.modeling.train_config import TrainConfig
 
     placeholder = {"accuracy": 0.0, "auc": 0.0, "sensitivity": 0.0, "specificity": 0.0}
     return TrainSummary(name=name, family="probe", run_id=run.info.run_id, model_uri=info.model_uri,

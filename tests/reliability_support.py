@@ -47,8 +47,8 @@ def write_probe_splits(root, per_class: int = 10, size: int = 16, seed: int = 3)
     """Preprocessed ``val`` and ``test`` splits of probe images; returns their paths."""
     from PIL import Image
 
-    from components.core import dataset
-    from components.core.dataset.shards import _build_split, _commit, _partial_dir
+    from components.core.data import dataset
+    from components.core.data.dataset.shards import _build_split, _commit, _partial_dir
 
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -115,7 +115,7 @@ def worker_warm(seconds: float) -> int:
 
 
 def worker_log_probe_models(experiment: str) -> dict:
-    from components.core import tracking
+    from components.core.registry import tracking
 
     experiment_id = tracking.setup(None, experiment)
     return {kind: log_probe_model(kind, experiment_id) for kind in PROBE_MODELS}
@@ -125,12 +125,12 @@ def worker_register(winner, name: str, val_path: str, test_path: str, delay: flo
     import os
     import time
 
-    from components.core import registry
-    from components.core.dataset import SplitArrays
+    from components.core.registry import versions
+    from components.core.data.dataset import SplitArrays
 
     time.sleep(delay)
     started = time.time()
-    reg = registry.register_winner(winner, name, SplitArrays(val_path), SplitArrays(test_path),
+    reg = versions.register_winner(winner, name, SplitArrays(val_path), SplitArrays(test_path),
                                    {"model_name": winner.name})
     return {"version": reg.version, "alias": reg.alias, "champion_version": reg.champion_version,
             "pid": os.getpid(), "started": started, "finished": time.time()}

@@ -22,9 +22,9 @@ INFER = f"/v2/models/{MODEL_NAME}/infer"
 
 def train_tiny_model(preprocessed: Path, out: Path) -> Path:
     """One epoch of the basic CNN (width 4) on the 32 px fixture data, saved as a Model artifact dir."""
-    from components.core.dataset import CLASSES, open_splits
-    from components.core.stages import write_model_dir
-    from components.core.training import TrainConfig, train_model
+    from components.core.data.dataset import CLASSES, open_splits
+    from components.core.inference.model_dir import write_model_dir
+    from components.core.modeling.training import TrainConfig, train_model
 
     cfg = TrainConfig(family="basic", epochs=1, batch_size=16, image_size=32, width=4, augment=False, seed=0)
     splits = open_splits(*(str(preprocessed / s) for s in ("train", "val", "test")))

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from components.core import calibration, models
-from components.core.dataset import SplitArrays
-from components.core.training import TrainConfig, fit_one, train_model
+from components.core.modeling import calibration
+from components.core.modeling import models
+from components.core.data.dataset import SplitArrays
+from components.core.modeling.training import TrainConfig, fit_one, train_model
 
 
 def test_fit_temperature_recovers_a_known_overconfidence():
@@ -56,7 +57,7 @@ def splits(preprocessed):
 def test_head_phase_freezes_the_backbone_then_fine_tunes_it(splits, monkeypatch):
     import keras
 
-    from components.core.pretrained.efficientnet_lite import imagenet_lite0
+    from components.core.modeling.pretrained.efficientnet_lite import imagenet_lite0
 
     imagenet_stem = imagenet_lite0().get_layer("stem_conv").get_weights()[0]
     stems = {}  # epoch -> the backbone's first kernel at its end

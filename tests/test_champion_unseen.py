@@ -6,8 +6,11 @@ images with seed 2, so part of run 2's validation set was run 1's training set."
 
 import pytest
 
-from components.core import dataset, promotion_report, registry, selection
-from components.core.stages import run_train
+from components.core.data import dataset
+from components.core.reporting import promotion_report
+from components.core.registry import versions
+from components.core.registry import selection
+from components.core.steps.train import run_train
 from components.core.step_results import TrainSummary
 
 TINY = {"epochs": 1, "batch_size": 16, "image_size": 32, "seed": 0, "learning_rate": 0.01}
@@ -23,7 +26,7 @@ def train_and_register(splits, paths, uri, name):
     result = TrainSummary.from_json(run_train(
         {"family": "basic", "width": 4, "augment": False, "early_stopping_patience": 0},
         *paths, TINY, uri, "test-unseen", splits[0].manifest["fingerprint"]))
-    return registry.register_winner(result, name, splits[1], splits[2], {"data_fingerprint": "fp"})
+    return versions.register_winner(result, name, splits[1], splits[2], {"data_fingerprint": "fp"})
 
 
 @pytest.mark.slow
@@ -72,4 +75,4 @@ def test_a_version_without_a_recorded_training_set_is_unknown_not_empty():
     class Version:
         run_id = "no-such-run"
 
-    assert registry.trained_on(Version()) is None
+    assert versions.trained_on(Version()) is None

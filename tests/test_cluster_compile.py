@@ -214,7 +214,7 @@ def test_train_gets_nothing_that_changes_with_only_the_runtime_image(compiled, t
 
 def test_the_registered_version_still_names_both_images(monkeypatch):
     """Training records its own image; selection adds the runtime one (lineage.with_runtime_image)."""
-    from components.core import lineage
+    from components.core.registry import lineage
     from pipelines.training_pipeline import CompileSettings
 
     s = CompileSettings(image="r/runtime:1", train_image="r/gpu:1")
@@ -260,7 +260,7 @@ def test_retries_can_be_switched_off(tmp_path):
 # --- the fingerprint, and KFP's cache, for real under kfp.local ------------------------------
 
 def test_fingerprint_component_lists_without_reading_and_checks_the_layout(kfp_local, demo_raw, tmp_path):
-    from components.core.dataset import scan_raw
+    from components.core.data.dataset import scan_raw
     from components.fingerprint import fingerprint_data
 
     task = fingerprint_data(data_uri=str(demo_raw))
@@ -278,7 +278,7 @@ def test_fingerprint_component_lists_without_reading_and_checks_the_layout(kfp_l
 def test_fingerprint_of_s3_data_changes_when_an_image_lands(s3_bucket, demo_raw):
     import boto3
 
-    from components.core.dataset import scan_raw
+    from components.core.data.dataset import scan_raw
     from tests.conftest import upload_tree
 
     uri = upload_tree(demo_raw, s3_bucket, "raw")

@@ -374,7 +374,8 @@ def test_the_pipeline_root_is_the_project_bucket_written_with_the_project_creden
     """deploy=true needs the champion's Model artifact where KServe can read it: KFP's launcher
     must write artifacts to the project's bucket, at the endpoint the tasks use, with the Secret
     the serving account lists, and the pipeline's Role must let the launcher read that Secret."""
-    from components.core import kserve_deploy, settings
+    from components.core import settings
+    from components.core.deploy import inference_service
 
     template = {t["metadata"]["name"]: t for t in secret_template()}
     for overlay, objects in rendered.items():
@@ -396,7 +397,7 @@ def test_the_pipeline_root_is_the_project_bucket_written_with_the_project_creden
         assert default["credentials"]["fromEnv"] is False
         ref = default["credentials"]["secretRef"]
         serving = by_kind(objects, "ServiceAccount")[settings.SERVING_SERVICE_ACCOUNT]
-        assert ref["secretName"] == kserve_deploy.S3_SECRET == serving["secrets"][0]["name"]
+        assert ref["secretName"] == inference_service.S3_SECRET == serving["secrets"][0]["name"]
         assert {ref["accessKeyKey"], ref["secretKeyKey"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
         assert {ref["accessKeyKey"], ref["secretKeyKey"]} <= set(template[ref["secretName"]]["stringData"])
         readable = {n for r in by_kind(objects, "Role")["skin-cancer-pipeline"]["rules"]
@@ -404,9 +405,9 @@ def test_the_pipeline_root_is_the_project_bucket_written_with_the_project_creden
         assert ref["secretName"] in readable, overlay
         # What the launcher writes there is what the deploy step hands KServe, unchanged.
         model = f"{root}/skin-cancer-training/run-1/train/0b1c/model"
-        assert kserve_deploy.storage_uri(model) == model
-    with pytest.raises(kserve_deploy.DeployError, match="own object store"):
-        kserve_deploy.storage_uri(kserve_deploy.KFP_DEFAULT_PIPELINE_ROOT + "/skin-cancer-training/run-1/model")
+        assert inference_service.storage_uri(model) == model
+    with pytest.raises(inference_service.DeployError, match="own object store"):
+        inference_service.storage_uri(inference_service.KFP_DEFAULT_PIPELINE_ROOT + "/skin-cancer-training/run-1/model")
 
 
 def kserve_s3_annotations(endpoint_url: str, region: str) -> dict[str, str]:
@@ -499,10 +500,11 @@ def test_the_smoke_test_may_reach_the_predictor_and_nothing_else_opens(rendered)
     """The policy admits exactly what the smoke test sends (recorded from the real smoke test),
     without a peer identity (KFP task pods have no sidecar), on the predictor pods of the
     InferenceService the deploy step builds; the clinician page and /predict stay closed."""
-    from components.core import kserve_deploy, smoke
-    from components.core.dataset import CLASSES
+    from components.core.deploy import inference_service
+    from components.core.deploy import smoke
+    from components.core.data.dataset import CLASSES
 
-    isvc = kserve_deploy.build_inference_service(
+    isvc = inference_service.build_inference_service(
         name="any-name", namespace="ns", image="registry.example/skin-cancer:1", model_name="skin-cancer-classifier",
         model_version="3", model_artifact_uri="s3://skin-cancer/pipeline-root/run/model")
     # KServe's predictor pods carry the InferenceService's labels plus its own (predictor.go buildObjectMeta).

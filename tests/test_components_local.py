@@ -5,7 +5,7 @@ import json
 
 from kfp import dsl
 
-from components.core.dataset import SplitArrays, hash_split, scan_raw
+from components.core.data.dataset import SplitArrays, hash_split, scan_raw
 from components.preprocess import preprocess
 from components.train import train
 

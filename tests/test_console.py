@@ -1,4 +1,4 @@
-"""The console a person sees (pipelines/console.py, components/core/progress.py): what shows by
+"""The console a person sees (pipelines/console.py, components/core/modeling/progress.py): what shows by
 default, what goes to the log file, and `skin-cancer run` end to end on a tiny data set."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from components.core import progress
+from components.core.modeling import progress
 from pipelines import console as con
 
 # What must never reach the console of a healthy run.

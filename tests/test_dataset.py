@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.core import dataset
+from components.core.data import dataset
 
 SPLITS = dataset.OUTPUT_SPLITS
 COLOURS = {"benign": (30, 60, 220), "malignant": (220, 40, 30)}  # blue = 0, red = 1
@@ -151,7 +151,7 @@ def test_s3_preprocess_equals_local(tmp_path, s3_bucket):
 
 
 def test_demo_data_is_synthetic_and_in_the_layout(tmp_path):
-    from components.core.demo_data import write_demo_data
+    from components.core.data.demo_data import write_demo_data
 
     counts = write_demo_data(str(tmp_path), train_per_class=3, test_per_class=2, size=32)
     assert counts == {"train/benign": 3, "train/malignant": 3, "test/benign": 2, "test/malignant": 2}

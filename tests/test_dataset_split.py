@@ -3,7 +3,7 @@ balance stay within the stated tolerance (3 standard errors of a Bernoulli share
 
 import math
 
-from components.core.dataset import RawImage, hash_split
+from components.core.data.dataset import RawImage, hash_split
 
 FRACTION = 0.15
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.core import dataset
+from components.core.data import dataset
 
 
 def jpeg(seed: int) -> bytes:

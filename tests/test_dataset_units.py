@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from components.core.dataset import (
+from components.core.data.dataset import (
     DataError,
     RawImage,
     class_balance,
@@ -15,7 +15,7 @@ from components.core.dataset import (
     leakage_groups,
     side_number,
 )
-from components.core.dataset.checks import check_bad_fraction, imbalance_warnings
+from components.core.data.dataset.checks import check_bad_fraction, imbalance_warnings
 
 
 def _raw(benign: int, malignant: int) -> list[RawImage]:

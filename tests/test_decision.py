@@ -113,7 +113,7 @@ def test_the_risk_coverage_figure_is_a_picture_with_the_chosen_level():
 
     from PIL import Image
 
-    from components.core import figures
+    from components.core.evaluation import figures
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 300)
@@ -205,9 +205,9 @@ def test_the_detector_refuses_non_dermoscopy_and_keeps_real_lesions(real_data):
     every packaged photograph is out of scope (checks or distance), and at most 5 % of the real
     test split's lesions are (measured here: 2 of 108)."""
     from components.core import settings
-    from components.core.dataset.split import side_number
+    from components.core.data.dataset.split import side_number
     from components.core.decision.features import imagenet_features
-    from components.core.images import decode_image
+    from components.core.data.images import decode_image
     from tests.drawn_images import package_photographs
 
     size = settings.IMAGE_SIZE

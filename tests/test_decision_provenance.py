@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from components.core import training
-from components.core.dataset import open_splits
+from components.core.modeling import training
+from components.core.data.dataset import open_splits
 from tests.probe_data import linear_model, quick_model_logging, uniform, write_split
 
 HISTORY = {"loss": [0.6], "val_loss": [0.65], "accuracy": [0.7], "val_accuracy": [0.6], "auc": [0.7],
@@ -55,7 +55,7 @@ def test_the_stored_threshold_and_metrics_come_from_validation(red_splits, mlflo
     FP 1, TN 3: accuracy 5/8; AUC 14/16."""
     import mlflow
 
-    from components.core.stages import run_train
+    from components.core.steps.train import run_train
 
     fit_returns(monkeypatch, linear_model((1.0, 0.0, 0.0), 0.0, activation=None, name="red"))
     artifact = SimpleNamespace(path=str(tmp_path / "model"), uri=str(tmp_path / "model"), metadata={})

@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from components.core import kserve_deploy
-from components.core.kserve_deploy import DeployError, InferenceServiceFailed
+from components.core.deploy import inference_service
+from components.core.deploy.inference_service import DeployError, InferenceServiceFailed
 from tests.http_stub import JsonHandler
 
 FIELDS = json.loads((Path(__file__).parent / "data" / "kserve_v1beta1_inferenceservice.json").read_text())
@@ -24,7 +24,7 @@ ARTIFACT = "s3://skin-cancer/pipeline-root/skin-cancer-training/run-1/train/0b1c
 def manifest(**overrides) -> dict:
     args = dict(name="skin-cancer", namespace="team-a", image="registry.example/skin-cancer:1.2.3",
                 model_artifact_uri=ARTIFACT, model_name="skin-cancer-classifier", model_version="4")
-    return kserve_deploy.build_inference_service(**{**args, **overrides})
+    return inference_service.build_inference_service(**{**args, **overrides})
 
 
 # --- validation against the published fields --------------------------------------------------
@@ -294,7 +294,7 @@ def api_client(url: str):
 
 
 def test_apply_is_server_side_and_waits_for_ready(kube):
-    result = kserve_deploy.deploy(manifest(), timeout_s=30, poll_s=0.01, api=api_client(kube.url))
+    result = inference_service.deploy(manifest(), timeout_s=30, poll_s=0.01, api=api_client(kube.url))
     patch = kube.requests[0]
     assert patch["method"] == "PATCH"
     assert patch["path"] == "/apis/serving.kserve.io/v1beta1/namespaces/team-a/inferenceservices/skin-cancer"
@@ -310,11 +310,11 @@ def test_apply_is_server_side_and_waits_for_ready(kube):
 
 def test_rerun_is_idempotent_and_a_new_champion_waits_for_its_own_generation(kube):
     api = api_client(kube.url)
-    kserve_deploy.deploy(manifest(), timeout_s=30, poll_s=0.01, api=api)
-    again = kserve_deploy.deploy(manifest(), timeout_s=30, poll_s=0.01, api=api)
+    inference_service.deploy(manifest(), timeout_s=30, poll_s=0.01, api=api)
+    again = inference_service.deploy(manifest(), timeout_s=30, poll_s=0.01, api=api)
     assert again.generation == 1  # same spec: nothing changed
     kube.requests.clear()
-    newer = kserve_deploy.deploy(manifest(model_version="5", model_artifact_uri="s3://b/run-2/model"),
+    newer = inference_service.deploy(manifest(model_version="5", model_artifact_uri="s3://b/run-2/model"),
                                  timeout_s=30, poll_s=0.01, api=api)
     assert newer.generation == 2
     # The stale Ready=True of generation 1 was not taken for the new revision being ready.
@@ -325,7 +325,7 @@ def test_timeout_names_the_reason():
     stub = StubKube(ready_after=10**9)
     try:
         with pytest.raises(DeployError, match="not Ready after .*RevisionMissing.*is not ready"):
-            kserve_deploy.deploy(manifest(), timeout_s=0.3, poll_s=0.05, api=api_client(stub.url))
+            inference_service.deploy(manifest(), timeout_s=0.3, poll_s=0.05, api=api_client(stub.url))
     finally:
         stub.close()
 
@@ -334,7 +334,7 @@ def test_forbidden_says_which_rbac_is_missing():
     stub = StubKube(deny=True)
     try:
         with pytest.raises(DeployError, match="HTTP 403.*get, create and patch on inferenceservices"):
-            kserve_deploy.deploy(manifest(), timeout_s=5, api=api_client(stub.url))
+            inference_service.deploy(manifest(), timeout_s=5, api=api_client(stub.url))
     finally:
         stub.close()
 
@@ -401,7 +401,7 @@ REVISION_FAILED = {**starting(1), "conditions": conditions("False", "RevisionFai
 def deploy_with(statuses: list[dict], grace: float, timeout: float = 30, **stub_args):
     stub = StubKube(statuses=statuses, **stub_args)
     try:
-        return kserve_deploy.deploy(manifest(), timeout_s=timeout, poll_s=0.01, api=api_client(stub.url),
+        return inference_service.deploy(manifest(), timeout_s=timeout, poll_s=0.01, api=api_client(stub.url),
                                     failure_grace_s=grace), stub
     finally:
         stub.close()
@@ -409,7 +409,7 @@ def deploy_with(statuses: list[dict], grace: float, timeout: float = 30, **stub_
 
 def test_a_refused_spec_fails_within_seconds_not_after_the_timeout(monkeypatch):
     started = time.monotonic()
-    monkeypatch.setattr(kserve_deploy, "SPEC_REFUSED_CONFIRM_S", 0.2)
+    monkeypatch.setattr(inference_service, "SPEC_REFUSED_CONFIRM_S", 0.2)
     with pytest.raises(InferenceServiceFailed) as err:
         deploy_with([INVALID_SPEC], grace=600, timeout=600)
     assert time.monotonic() - started < 10
@@ -462,7 +462,7 @@ def test_runtime_not_recognized_is_waited_for():
 
 
 def test_an_api_server_that_is_briefly_away_is_asked_again(monkeypatch):
-    monkeypatch.setattr(kserve_deploy.time, "sleep", lambda s: None)
+    monkeypatch.setattr(inference_service.time, "sleep", lambda s: None)
     result, stub = deploy_with([starting(1), ready(1)], grace=60, unavailable=2)
     assert result.generation == 1
     assert [r["method"] for r in stub.requests] == ["PATCH"] * 3 + ["GET"] * 4
@@ -482,7 +482,7 @@ def test_deploy_component_against_stub_api(kube, tmp_path, monkeypatch):
         "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
     }))
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setattr(kserve_deploy.time, "sleep", lambda s: None)
+    monkeypatch.setattr(inference_service.time, "sleep", lambda s: None)
     out = deploy_model.python_func(
         model_artifact_uri="s3://pipeline-root/run/model", model_name="skin-cancer-classifier", model_version="9",
         service_name="skin-cancer", namespace="team-b", image="registry.example/skin-cancer:2",

@@ -4,7 +4,7 @@ second must not see them."""
 
 import os
 
-from components.core import tracking
+from components.core.registry import tracking
 
 
 def test_a_test_that_moves_uri_credentials_into_the_environment():

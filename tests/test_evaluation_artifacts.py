@@ -16,11 +16,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from components.core import confidence, lineage, model_card, registry, stages, tracking
-from components.core.dataset import open_splits
-from components.core.metrics import choose_threshold, classification_metrics
+from components.core.evaluation import confidence
+from components.core.registry import lineage
+from components.core.reporting import model_card
+from components.core.registry import versions
+from components.core.steps import select as select_step, train as train_step
+from components.core.registry import tracking
+from components.core.data.dataset import open_splits
+from components.core.evaluation.metrics import choose_threshold, classification_metrics
 from components.core.step_results import TrainSummary
-from components.core.train_config import TrainConfig
+from components.core.modeling.train_config import TrainConfig
 from tests.image_checks import assert_not_blank, assert_sensible
 
 SECRET = "hunter2-not-for-mlflow"
@@ -77,7 +82,7 @@ def logged(mlflow_server, splits):
         with tracking.training_run(cfg, "basic", experiment, lineage.version_tags(described)) as training:
             training.datasets = lineage.log_inputs(described)
             run = training.log_result(result, train.manifest["sources"],
-                                      figures=lambda r: stages._evaluation_pngs("basic", r, val.labels, test.labels))
+                                      figures=lambda r: train_step._evaluation_pngs("basic", r, val.labels, test.labels))
         other = stand_in_result(val, test, seed=2, name="narrow")
         with mlflow.start_run(experiment_id=experiment, run_name="narrow") as narrow:
             tracking.log_json({"threshold": other.threshold, "val": other.val_scores.tolist(),
@@ -97,7 +102,7 @@ def as_summary(result, run_id, described=None, figures=(), artifact_uri=""):
 
 @pytest.fixture(scope="module")
 def selection(logged, splits, tmp_path_factory):
-    """The selection step's report (stages.selection_report) for a version that stayed
+    """The selection step's report (select_step.selection_report) for a version that stayed
     @challenger: figures, card and page logged to MLflow, the card beside the Model artifact."""
     _, val, test = splits
     model_dir = tmp_path_factory.mktemp("model-artifact")
@@ -107,11 +112,11 @@ def selection(logged, splits, tmp_path_factory):
                 "comparison": {"compared_on": 12, "validation_images": len(val), "champion_training_set": "recorded",
                                "decided": True, "mine": {"accuracy": 0.6, "auc": 0.7},
                                "theirs": {"accuracy": 0.7, "auc": 0.8}}}
-    reg = registry.Registration("card-test-model", "3", "models:/card-test-model/3", "challenger", False, "2",
+    reg = versions.Registration("card-test-model", "3", "models:/card-test-model/3", "challenger", False, "2",
                                 previous)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KFP_RUN_ID", "kfp-run-under-test")
-        card, page, problem = stages.selection_report(results, winner, reg, val, test)
+        card, page, problem = select_step.selection_report(results, winner, reg, val, test)
     return SimpleNamespace(winner=winner, reg=reg, card=card, page=page, problem=problem, model_dir=model_dir)
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from components.core import lineage, model_card
-from components.core.dataset import SplitArrays
+from components.core.registry import lineage
+from components.core.reporting import model_card
+from components.core.data.dataset import SplitArrays
 from pipelines.training_pipeline import CompileSettings, build_pipeline
 
 TINY = {"family": "basic", "name": "tiny", "width": 4, "augment": False, "early_stopping_patience": 0}

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from components.core import confidence, figures
+from components.core.evaluation import confidence
+from components.core.evaluation import figures
 from tests.image_checks import assert_sensible, count_near, pixels
 
 RED = np.array([0xD6, 0x27, 0x28])  # figures.THRESHOLD_STYLE's colour

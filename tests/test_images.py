@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.core.images import BadImage, decode_image, has_image_extension
+from components.core.data.images import BadImage, decode_image, has_image_extension
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

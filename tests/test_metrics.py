@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from components.core.metrics import choose_threshold, classification_metrics, expected_calibration_error
+from components.core.evaluation.metrics import choose_threshold, classification_metrics, expected_calibration_error
 
 
 def test_metrics_on_a_known_confusion_matrix():

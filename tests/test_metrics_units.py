@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from components.core.metrics import choose_threshold, expected_calibration_error, roc_points
-from components.core.training import class_weight_for
+from components.core.evaluation.metrics import choose_threshold, expected_calibration_error, roc_points
+from components.core.modeling.training import class_weight_for
 
 # Four samples: benign scores 0.1 and 0.4, malignant scores 0.35 and 0.8.
 Y4 = np.array([0, 0, 1, 1])

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 
-from components.core import model_card, registry
+from components.core.reporting import model_card
+from components.core.registry import versions
 from components.core.step_results import TrainSummary
-from components.core.train_config import TrainConfig
+from components.core.modeling.train_config import TrainConfig
 
 VAL = {"accuracy": 0.85, "auc": 0.9, "sensitivity": 0.9, "specificity": 0.8, "brier": 0.1, "ece": 0.05,
        "threshold": 0.4, "confusion_matrix": [[40, 10], [5, 45]], "n": 100}
@@ -42,7 +43,7 @@ def test_every_metric_row_for_a_hand_made_result():
 
 
 def test_the_card_states_those_rows_the_threshold_rule_and_the_calibration():
-    reg = registry.Registration("skin", "4", "models:/skin/4", "champion", True, "4", None)
+    reg = versions.Registration("skin", "4", "models:/skin/4", "champion", True, "4", None)
     result = winner()
     card = model_card.build(result, reg, [result]).splitlines()
     start = card.index(METRIC_ROWS[0])

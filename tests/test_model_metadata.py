@@ -11,7 +11,7 @@ import pytest
 from components.core.decision import DecisionPolicy, PolicyError
 from components.core.decision.scope import ScopeModel
 
-from components.core.predictor import ModelMetadataError, Predictor, decision_settings
+from components.core.inference.predictor import ModelMetadataError, Predictor, decision_settings
 
 
 def test_decision_settings_are_read_never_assumed():
@@ -56,7 +56,7 @@ def test_a_model_artifact_without_a_decision_policy_is_refused_by_name(tmp_path)
 def test_the_registry_refuses_to_score_a_registered_model_without_a_threshold(mlflow_server):
     import mlflow
 
-    from components.core.registry import evaluate_model_uri
+    from components.core.registry.versions import evaluate_model_uri
 
     mlflow.set_tracking_uri(mlflow_server)
     inputs = keras.Input((32, 32, 3), dtype="float32")

@@ -1,5 +1,5 @@
 """EfficientNet-Lite0's ImageNet weights: read without PyTorch or pickle code, mapped, and proven
-right on photographs that installed packages ship (components/core/pretrained/)."""
+right on photographs that installed packages ship (components/core/modeling/pretrained/)."""
 
 import io
 import pickle
@@ -9,8 +9,8 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from components.core.pretrained import efficientnet_lite as lite
-from components.core.pretrained import torch_legacy, verify
+from components.core.modeling.pretrained import efficientnet_lite as lite
+from components.core.modeling.pretrained import torch_legacy, verify
 
 
 @pytest.fixture(scope="module")

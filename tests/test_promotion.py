@@ -12,8 +12,10 @@ import uuid
 
 import pytest
 
-from components.core import promotion_report, registry, tracking
-from components.core.dataset import SplitArrays
+from components.core.reporting import promotion_report
+from components.core.registry import versions
+from components.core.registry import tracking
+from components.core.data.dataset import SplitArrays
 from tests.probe_data import linear_model, log_model_run, quick_model_logging, uniform, write_split
 from tests.reliability_support import PROBE_MODELS, write_probe_splits
 
@@ -50,10 +52,10 @@ def test_a_better_model_takes_over_and_a_worse_one_becomes_challenger(experiment
     assert set(PROBE_MODELS) == {"A", "B", "C"}
     c, a, b = (log_model_run(probe_model(k), experiment, f"probe-{k}", image_size=16) for k in "CAB")
 
-    first = registry.register_winner(c, name, val, test, {})
+    first = versions.register_winner(c, name, val, test, {})
     assert (first.version, first.alias, first.champion_changed, first.previous_champion) == ("1", "champion", True, None)
 
-    better = registry.register_winner(a, name, val, test, {})
+    better = versions.register_winner(a, name, val, test, {})
     assert (better.version, better.alias, better.champion_changed, better.champion_version) == (
         "2", "champion", True, "2")
     compared = better.previous_champion["comparison"]
@@ -62,7 +64,7 @@ def test_a_better_model_takes_over_and_a_worse_one_becomes_challenger(experiment
     assert (compared["decided"], compared["compared_on"], compared["champion_training_set"]) == (True, 20, "unknown")
     assert (compared["mine"]["accuracy"], compared["theirs"]["accuracy"]) == (1.0, 0.5)
 
-    worse = registry.register_winner(b, name, val, test, {})
+    worse = versions.register_winner(b, name, val, test, {})
     assert (worse.version, worse.alias, worse.champion_changed, worse.champion_version) == (
         "3", "challenger", False, "2")
     compared = worse.previous_champion["comparison"]
@@ -73,8 +75,8 @@ def test_a_better_model_takes_over_and_a_worse_one_becomes_challenger(experiment
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    assert client.get_model_version_by_alias(name, registry.CHAMPION).version == "2"
-    assert client.get_model_version_by_alias(name, registry.CHALLENGER).version == "3"
+    assert client.get_model_version_by_alias(name, versions.CHAMPION).version == "2"
+    assert client.get_model_version_by_alias(name, versions.CHALLENGER).version == "3"
 
 
 def unseen_trap(root) -> tuple[str, str, list[str]]:
@@ -106,13 +108,13 @@ def test_better_on_all_of_validation_but_worse_on_the_unseen_images_stays_challe
     name = f"unseen-trap-{uuid.uuid4().hex[:6]}"
 
     champion = log_model_run(reads(1), experiment, "reads-G", trained_on=seen_sha1)
-    assert registry.register_winner(champion, name, val, test, {}).alias == "champion"
+    assert versions.register_winner(champion, name, val, test, {}).alias == "champion"
     newcomer = log_model_run(reads(2), experiment, "reads-B", trained_on=[])
-    reg = registry.register_winner(newcomer, name, val, test, {})
+    reg = versions.register_winner(newcomer, name, val, test, {})
 
     assert (reg.alias, reg.champion_changed, reg.champion_version) == ("challenger", False, "1")
     # On all 20 validation images the newcomer is better: 16/20 against the champion's 10/20 ...
-    assert registry.evaluate_model_uri(reg.model_uri, val, test)["val"]["accuracy"] == 0.8
+    assert versions.evaluate_model_uri(reg.model_uri, val, test)["val"]["accuracy"] == 0.8
     assert reg.previous_champion["val"]["accuracy"] == 0.5
     # ... but on the 10 the champion never trained on it is worse (6/10 against 10/10).
     compared = reg.previous_champion["comparison"]

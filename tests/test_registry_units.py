@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from components.core import promotion_report, registry, selection
+from components.core.reporting import promotion_report
+from components.core.registry import versions
+from components.core.registry import selection
 from components.core.step_results import TrainSummary
-from components.core.train_config import TrainConfig
+from components.core.modeling.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +32,7 @@ def test_the_rule_is_stated_in_the_summary_and_the_readme():
     metrics = {"accuracy": 0.9, "auc": 0.95, "sensitivity": 0.9, "specificity": 0.9}
     result = TrainSummary("basic", "basic", "run-1", "runs:/run-1/model", 0.5, metrics, metrics, 1000, 5.0,
                           TrainConfig())
-    reg = registry.Registration("m", "2", "models:/m/2", "challenger", False, "1", None)
+    reg = versions.Registration("m", "2", "models:/m/2", "challenger", False, "1", None)
     summary = promotion_report.summary_markdown([result], result, reg)
     assert "| basic (winner) | 0.900 | 0.950 |" in summary and selection.PROMOTION_RULE in summary
     readme = " ".join((ROOT / "README.md").read_text().split())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.core import dataset
+from components.core.data import dataset
 from tests.faults import wait_until
 from tests.reliability_support import write_raw
 
@@ -80,7 +80,8 @@ def test_reader_verifies_the_labels_checksum_too(tmp_path):
 
 
 def test_splits_from_different_runs_are_refused_before_training(tmp_path, monkeypatch):
-    from components.core import stages, training
+    from components.core.steps import train as train_step
+    from components.core.modeling import training
 
     a, b = tmp_path / "a", tmp_path / "b"
     _run(write_raw(tmp_path / "raw-a", train=8, test=3, seed=1), a)
@@ -92,7 +93,7 @@ def test_splits_from_different_runs_are_refused_before_training(tmp_path, monkey
     monkeypatch.setattr(training, "train_model", lambda *a, **k: pytest.fail("trained on a mixture"))
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.raises(dataset.DataError, match="different preprocessing runs"):
-        stages.run_train({"family": "basic"}, *mixture, {"epochs": 1, "image_size": 16}, tracking_uri,
+        train_step.run_train({"family": "basic"}, *mixture, {"epochs": 1, "image_size": 16}, tracking_uri,
                          "mixture", "", "test")
 
 
@@ -113,7 +114,7 @@ class _GoodModel:
 
 
 def test_model_artifact_is_written_whole_or_not_at_all(tmp_path):
-    from components.core.stages import write_model_dir
+    from components.core.inference.model_dir import write_model_dir
 
     target = tmp_path / "model"
     with pytest.raises(KeyboardInterrupt):

@@ -18,7 +18,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from components.core import champion_lock, registry, selection
+from components.core.registry import champion_lock
+from components.core.registry import versions
+from components.core.registry import selection
 from tests import reliability_support as support
 from tests.faults import FaultProxy, always
 
@@ -54,13 +56,13 @@ def test_concurrent_registrations_never_leave_the_alias_on_the_worse_model(pool,
     for r, (delay_a, delay_b) in enumerate(ROUNDS):
         name = f"race-{uuid.uuid4().hex[:6]}-{r}"
         seeded = pool.submit(support.worker_register, winners["C"], name, probe["val"], probe["test"]).result()
-        assert seeded["alias"] == registry.CHAMPION
+        assert seeded["alias"] == versions.CHAMPION
         fut_a = pool.submit(support.worker_register, winners["A"], name, probe["val"], probe["test"], delay_a)
         fut_b = pool.submit(support.worker_register, winners["B"], name, probe["val"], probe["test"], delay_b)
         a, b = fut_a.result(timeout=300), fut_b.result(timeout=300)
         assert a["pid"] != b["pid"]
         overlap = min(a["finished"], b["finished"]) > max(a["started"], b["started"])
-        champion = client.get_model_version_by_alias(name, registry.CHAMPION).version
+        champion = client.get_model_version_by_alias(name, versions.CHAMPION).version
         outcomes.append((r, delay_a, delay_b, overlap, a["alias"], b["alias"], champion == a["version"]))
         assert champion == a["version"], f"round {r}: champion is v{champion}, not A (v{a['version']}): {outcomes}"
         names = {m.name for m in client.search_registered_models(f"name = '{name}{champion_lock.LOCK_SUFFIX}'")}
@@ -83,7 +85,7 @@ def test_quality_order_is_total_and_deterministic():
 def test_a_held_lock_makes_a_writer_wait_then_fail_clearly(mlflow_server):
     from mlflow import MlflowClient
 
-    from components.core import tracking
+    from components.core.registry import tracking
 
     tracking.setup(mlflow_server, "lock-test")
     client = MlflowClient(mlflow_server)

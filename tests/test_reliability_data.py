@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.core import dataset
+from components.core.data import dataset
 from tests.reliability_support import write_raw
 
 SPLITS = dataset.OUTPUT_SPLITS
@@ -35,7 +35,7 @@ def test_same_image_in_train_and_test_is_leakage_and_fails_unless_allowed(tmp_pa
     assert "--allow-leakage" in message
     assert not out.exists() or not any(out.iterdir()), "a failed run left output behind"
 
-    with caplog.at_level(logging.WARNING, logger="components.core.dataset"):
+    with caplog.at_level(logging.WARNING, logger="components.core.data.dataset"):
         report = _run(raw, out, allow_leakage=True)
     assert [g["keys"] for g in report.leakage] == [
         ["test/benign/copy-of-3.jpg", "train/benign/0003.jpg"],
@@ -64,17 +64,17 @@ def test_train_val_duplicates_are_reported_not_fatal(tmp_path, caplog):
     raw = write_raw(tmp_path / "raw", train=12, test=4)
     # Mirrors the real data's one duplicate pair (train/malignant 768.jpg = 769.jpg): same folder.
     shutil.copy(raw / "train/malignant/0005.jpg", raw / "train/malignant/0005-again.jpg")
-    with caplog.at_level(logging.WARNING, logger="components.core.dataset"):
+    with caplog.at_level(logging.WARNING, logger="components.core.data.dataset"):
         report = _run(raw, tmp_path / "out")
     assert [g["keys"] for g in report.duplicates] == [["train/malignant/0005-again.jpg", "train/malignant/0005.jpg"]]
     assert report.leakage == [] and "byte-identical images (train/val or within one split)" in caplog.text
 
 
 def test_class_imbalance_is_reported_in_report_metadata_and_log(tmp_path, caplog, monkeypatch):
-    from components.core import stages
+    from components.core.steps import preprocess as preprocess_step
 
     raw = write_raw(tmp_path / "raw", train=10, test=4, benign_train=30)  # 30 benign : 10 malignant
-    with caplog.at_level(logging.WARNING, logger="components.core.dataset"):
+    with caplog.at_level(logging.WARNING, logger="components.core.data.dataset"):
         report = _run(raw, tmp_path / "out")
     assert report.class_balance["train"]["ratio"] == pytest.approx(3.0, rel=0.1)
     assert report.class_balance["train"]["majority"] == "benign"
@@ -84,7 +84,7 @@ def test_class_imbalance_is_reported_in_report_metadata_and_log(tmp_path, caplog
 
     # The pipeline step puts it on the Dataset artifacts (what the KFP UI shows).
     artifacts = {s: SimpleNamespace(path=str(tmp_path / "art" / s), metadata={}) for s in SPLITS}
-    stages.run_preprocess(str(raw), 16, 0.25, 42, 0.01, f"sqlite:///{tmp_path / 'mlflow.db'}", "balance", artifacts)
+    preprocess_step.run_preprocess(str(raw), 16, 0.25, 42, 0.01, f"sqlite:///{tmp_path / 'mlflow.db'}", "balance", artifacts)
     assert artifacts["train"].metadata["class_balance"]["ratio"] == pytest.approx(3.0, rel=0.1)
 
 

@@ -14,8 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from components.core import registry, stages, tracking
-from components.core.dataset import SplitArrays
+from components.core.registry import versions
+from components.core.steps import preprocess as preprocess_step, train as train_step
+from components.core.registry import tracking
+from components.core.data.dataset import SplitArrays
 from tests.faults import FaultProxy, combine, every, first
 from tests.reliability_support import log_probe_model, write_probe_splits
 
@@ -32,7 +34,8 @@ def _artifacts(tmp_path):
 
 
 def test_tracking_server_down_fails_fast_and_before_any_work(preprocessed, demo_raw, tmp_path, monkeypatch):
-    from components.core import dataset, training
+    from components.core.data import dataset
+    from components.core.modeling import training
     from tests.conftest import free_port
 
     def must_not_run(*args, **kwargs):
@@ -46,7 +49,7 @@ def test_tracking_server_down_fails_fast_and_before_any_work(preprocessed, demo_
 
     started = time.monotonic()
     with pytest.raises(tracking.TrackingError) as info:
-        stages.run_train({"family": "basic"}, *(str(preprocessed / s) for s in ("train", "val", "test")),
+        train_step.run_train({"family": "basic"}, *(str(preprocessed / s) for s in ("train", "val", "test")),
                          defaults, dead, "down", "", "test")
     elapsed = time.monotonic() - started
     message = str(info.value)
@@ -55,7 +58,7 @@ def test_tracking_server_down_fails_fast_and_before_any_work(preprocessed, demo_
     assert elapsed < 20, f"took {elapsed:.0f} s to report a dead server"
 
     with pytest.raises(tracking.TrackingError, match="not reachable"):
-        stages.run_preprocess(str(demo_raw), 32, 0.25, 1, 0.01, dead, "down", _artifacts(tmp_path))
+        preprocess_step.run_preprocess(str(demo_raw), 32, 0.25, 1, 0.01, dead, "down", _artifacts(tmp_path))
     assert not (tmp_path / "artifacts").exists()
 
 
@@ -79,7 +82,7 @@ def test_blips_during_a_run_are_retried_and_registration_happens_once(mlflow_ser
                 mlflow.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
             tracking.log_json({"ok": True}, "report.json")
         winner = log_probe_model("B", experiment)
-        reg = registry.register_winner(winner, name, SplitArrays(probe["val"]), SplitArrays(probe["test"]), {})
+        reg = versions.register_winner(winner, name, SplitArrays(probe["val"]), SplitArrays(probe["test"]), {})
 
     injected = proxy.faults()
     assert "lost" in injected and {"503", "reset", "500"} <= set(injected), injected
@@ -88,9 +91,9 @@ def test_blips_during_a_run_are_retried_and_registration_happens_once(mlflow_ser
     assert logged.info.status == "FINISHED" and logged.data.params == {"a": "1", "b": "two"}
     assert [m.value for m in direct.get_metric_history(run.info.run_id, "loss")] == [1.0, 0.5, 1 / 3, 0.25, 0.2]
     assert [a.path for a in direct.list_artifacts(run.info.run_id)] == ["report.json"]
-    versions = direct.search_model_versions(f"name='{name}'")
-    assert [v.version for v in versions] == [reg.version], "a retried create left a second version"
-    assert direct.get_model_version_by_alias(name, registry.CHAMPION).version == reg.version
+    found = direct.search_model_versions(f"name='{name}'")
+    assert [v.version for v in found] == [reg.version], "a retried create left a second version"
+    assert direct.get_model_version_by_alias(name, versions.CHAMPION).version == reg.version
 
 
 def test_registering_the_same_run_twice_gives_one_version(mlflow_server, tmp_path):
@@ -104,9 +107,9 @@ def test_registering_the_same_run_twice_gives_one_version(mlflow_server, tmp_pat
     with quick_model_logging():
         winner = log_probe_model("A", experiment)
     name = f"idem-{uuid.uuid4().hex[:6]}"
-    first_reg = registry.register_winner(winner, name, val, test, {"try": "1"})
-    retried = registry.register_winner(winner, name, val, test, {"try": "2"})  # a retried task
-    versions = MlflowClient(mlflow_server).search_model_versions(f"name='{name}'")
-    assert len(versions) == 1
-    assert retried.version == first_reg.version and retried.alias == registry.CHAMPION
+    first_reg = versions.register_winner(winner, name, val, test, {"try": "1"})
+    retried = versions.register_winner(winner, name, val, test, {"try": "2"})  # a retried task
+    found = MlflowClient(mlflow_server).search_model_versions(f"name='{name}'")
+    assert len(found) == 1
+    assert retried.version == first_reg.version and retried.alias == versions.CHAMPION
     assert first_reg.champion_changed and not retried.champion_changed

@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from components.core import dataset, storage
+from components.core.data import dataset
+from components.core.data import storage
 from tests.conftest import upload_tree
 from tests.faults import FaultProxy, always, every
 from tests.reliability_support import write_raw

@@ -16,7 +16,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from components.core import storage, tracking
+from components.core.data import storage
+from components.core.registry import tracking
 from tests.conftest import free_port, upload_tree
 from tests.faults import FaultProxy, always
 from tests.reliability_support import write_raw
@@ -63,7 +64,7 @@ def _mlflow_texts(server: str, experiment: str) -> list[str]:
 def test_no_credential_value_reaches_any_output(tmp_path, s3_bucket, mlflow_server, monkeypatch, capfd, caplog):
     from kfp import compiler
 
-    from components.core import stages
+    from components.core.steps import preprocess as preprocess_step, select as select_step, train as train_step
     from pipelines.cli import main
     from pipelines.training_pipeline import build_pipeline
 
@@ -89,15 +90,15 @@ def test_no_credential_value_reaches_any_output(tmp_path, s3_bucket, mlflow_serv
 
     # The three stages, tiny, with the tracking URI from the environment (as on a cluster).
     art = {s: _artifact(tmp_path / "pre" / s) for s in ("train", "val", "test")}
-    pre = stages.run_preprocess(raw, 32, 0.25, 42, 0.01, "", experiment, art)
+    pre = preprocess_step.run_preprocess(raw, 32, 0.25, 42, 0.01, "", experiment, art)
     model_art, metrics_art, roc_art = (_artifact(tmp_path / n) for n in ("model", "metrics", "roc"))
-    result = stages.run_train(
+    result = train_step.run_train(
         {"family": "basic", "width": 4, "augment": False, "early_stopping_patience": 0, "extra": {"blocks": 1}},
         art["train"].path, art["val"].path, art["test"].path,
         {"epochs": 1, "batch_size": 16, "learning_rate": 0.01, "image_size": 32, "seed": 1},
         "", experiment, pre.fingerprint, model_art, metrics_art, roc_art,
     )
-    reg = stages.run_select_and_register([result], art["val"].path, art["test"].path, "", experiment, name,
+    reg = select_step.run_select_and_register([result], art["val"].path, art["test"].path, "", experiment, name,
                                          pre.fingerprint, str(tmp_path / "summary.md"))
     outputs += [pre.report, result, reg.summary_json, (tmp_path / "summary.md").read_text()]
     outputs += [json.dumps(a.metadata, default=str) for a in (*art.values(), model_art, metrics_art)]

@@ -36,7 +36,7 @@ import pytest
 import requests
 from PIL import Image
 
-from components.core.dataset import CLASSES
+from components.core.data.dataset import CLASSES
 from tests.serving_helpers import (
     INFER,
     MAX_PIXELS,

@@ -56,7 +56,7 @@ def _np_load_calls(text: str) -> list[str]:
 # The one reviewed exception: the legacy PyTorch checkpoint reader subclasses pickle.Unpickler
 # with a find_class that resolves four names and raises for every other (tests/test_pretrained.py
 # proves a payload is refused, not run).
-RESTRICTED_UNPICKLER = "components/core/pretrained/torch_legacy.py"
+RESTRICTED_UNPICKLER = "components/core/modeling/pretrained/torch_legacy.py"
 
 
 def _restricted(rel: str, text: str, what: str) -> bool:

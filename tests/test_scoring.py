@@ -41,7 +41,7 @@ def make_inbox(demo_raw: Path, root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def predictor(tiny_model_dir):
-    from components.core.predictor import Predictor
+    from components.core.inference.predictor import Predictor
 
     return Predictor.load(str(tiny_model_dir))
 
@@ -196,7 +196,7 @@ def test_output_inside_the_data_prefix_is_not_scored_whatever_its_spelling(predi
 
 
 def test_a_malignant_recall_below_the_model_cards_lower_bound_recommends_retraining():
-    from components.core.confidence import wilson
+    from components.core.evaluation.confidence import wilson
     from components.core.scoring.labels import recall_floor
     from components.core.scoring.run import summarise
 

@@ -32,11 +32,11 @@ def monitored(tmp_path_factory):
     """A small model that tells the SYNTHETIC classes apart (the basic CNN, a few epochs at 32 px),
     the reference stored with it in training (its validation split as it saw it), a held-out test
     split (40 per class) and the validation split's folder."""
-    from components.core import dataset
-    from components.core.demo_data import write_demo_data
-    from components.core.predictor import Predictor
-    from components.core.stages import write_model_dir
-    from components.core.training import TrainConfig, train_model
+    from components.core.data import dataset
+    from components.core.data.demo_data import write_demo_data
+    from components.core.inference.predictor import Predictor
+    from components.core.inference.model_dir import write_model_dir
+    from components.core.modeling.training import TrainConfig, train_model
 
     root = tmp_path_factory.mktemp("drift")
     write_demo_data(str(root / "raw"), train_per_class=80, test_per_class=40, size=48, seed=3)
@@ -121,7 +121,7 @@ REAL_SIZE = 128
 
 
 def _real(root: Path, split: str, cls: str, n: int, rng) -> np.ndarray:
-    from components.core.images import decode_image
+    from components.core.data.images import decode_image
 
     files = sorted((root / split / cls).glob("*.jpg"))
     return np.stack([decode_image(files[i].read_bytes(), REAL_SIZE) for i in rng.choice(len(files), n, replace=False)])

@@ -18,7 +18,7 @@ import pytest
 import requests
 from PIL import Image
 
-from components.core.dataset import CLASSES
+from components.core.data.dataset import CLASSES
 from tests.http_stub import JsonHandler
 from tests.serving_helpers import (
     INFER, MAX_UPLOAD_MB, MODEL_NAME, MODEL_VERSION, Server, kserve_v2_datamodels, sample_images, shared_bad_uploads,
@@ -37,7 +37,7 @@ def images(demo_raw):
 @pytest.fixture(scope="module")
 def reference(tiny_model_dir):
     """The same model loaded in this process: what the server must answer."""
-    from components.core.predictor import Predictor
+    from components.core.inference.predictor import Predictor
 
     return Predictor.load(str(tiny_model_dir))
 
@@ -135,7 +135,7 @@ def test_v2_bytes_pixels_and_binary_agree(server, images, reference):
     assert threshold == pytest.approx(reference.threshold)
 
     # UINT8 pixels: the decoded image gives the same probability as the file.
-    from components.core.images import decode_image
+    from components.core.data.images import decode_image
 
     pixels = np.stack([decode_image(b, reference.image_size) for b in blobs])
     r = requests.post(server.url + INFER, timeout=60, json={"inputs": [
@@ -166,8 +166,8 @@ def test_v2_bytes_pixels_and_binary_agree(server, images, reference):
 
 
 def test_explain_returns_a_heatmap_png(server, images, reference):
-    from components.core.images import decode_image
-    from components.core.models import without_tta
+    from components.core.data.images import decode_image
+    from components.core.modeling.models import without_tta
 
     data = images["malignant"][0].read_bytes()
     r = post_file(server.url, data, path="/explain")
@@ -325,8 +325,8 @@ def test_many_parallel_requests_are_all_answered_correctly(server, images, refer
 # 64 px in: the basic CNN's second block works at 64 / 2 = 32 px; MobileNetV3Small's last map is 64 / 32 = 2 px.
 @pytest.mark.parametrize("family,layer,side", [("basic", "block2_relu2", 32), ("mobilenetv3", "MobileNetV3Small/", 2)])
 def test_gradcam_finds_the_last_feature_map(family, layer, side):
-    from components.core.gradcam import GradCam
-    from components.core.models import ModelSpec, build_model
+    from components.core.inference.gradcam import GradCam
+    from components.core.modeling.models import ModelSpec, build_model
 
     model = build_model(ModelSpec(family=family, image_size=64, augment=True, width=4, extra={"blocks": 2}))
     cam = GradCam(model)
@@ -363,7 +363,7 @@ def _top_left_model():
 
 
 def test_gradcam_points_at_the_region_that_drives_the_prediction():
-    from components.core.gradcam import GradCam
+    from components.core.inference.gradcam import GradCam
 
     # Grey quadrants: top-left 230 (what the model looks at), top-right 46, bottom-left 92, bottom-right 23.
     pixels = np.zeros((8, 8, 3), np.uint8)
@@ -386,7 +386,7 @@ def test_tta_is_the_mean_over_the_four_flips():
     import keras
     from keras import layers
 
-    from components.core.models import with_tta, without_tta
+    from components.core.modeling.models import with_tta, without_tta
 
     inputs = keras.Input(shape=(None, None, 3), dtype="uint8")
     x = layers.Rescaling(1.0 / 255)(inputs)
@@ -428,7 +428,7 @@ def test_serve_loads_the_champion_from_mlflow(tiny_model_dir, tmp_path, images):
     import mlflow
     from mlflow import MlflowClient
 
-    from components.core import tracking
+    from components.core.registry import tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracking.setup(uri, "serving-test")
@@ -456,7 +456,7 @@ def test_serve_loads_the_champion_from_mlflow(tiny_model_dir, tmp_path, images):
 
 
 def test_smoke_test_component_passes_against_the_server(server, demo_raw, kfp_local, reference):
-    from components.core import storage
+    from components.core.data import storage
     from components.smoke_test import smoke_test
 
     task = smoke_test(url=server.url, model_name=MODEL_NAME, data_uri=str(demo_raw), samples_per_class=2)
@@ -470,7 +470,7 @@ def test_smoke_test_component_passes_against_the_server(server, demo_raw, kfp_lo
 
 
 def test_smoke_test_fails_on_a_wrong_model_name(server, demo_raw):
-    from components.core import smoke
+    from components.core.deploy import smoke
 
     samples = smoke.load_samples(str(demo_raw), 1)
     with pytest.raises(smoke.SmokeTestError, match="HTTP 404"):
@@ -537,7 +537,7 @@ def _decided(label: str, p: float) -> dict:
                                              "data": ["malignant"]}]}, "states no decision threshold"),
 ])
 def test_smoke_test_fails_on_a_malformed_answer(demo_raw, answer, message):
-    from components.core import smoke
+    from components.core.deploy import smoke
 
     liar = _LyingServer(answer)
     try:
@@ -551,7 +551,7 @@ def test_smoke_test_fails_on_a_malformed_answer(demo_raw, answer, message):
 
 
 def test_predictor_loads_a_model_artifact_from_s3(tiny_model_dir, s3_bucket, images, reference):
-    from components.core.predictor import Predictor
+    from components.core.inference.predictor import Predictor
     from tests.conftest import upload_tree
 
     uri = upload_tree(tiny_model_dir, s3_bucket, "pipeline-root/run-1/train/model")
@@ -575,7 +575,7 @@ def test_every_consumer_gives_the_same_decision_for_the_same_image(server, image
     import subprocess
     import sys
 
-    from components.core import smoke
+    from components.core.deploy import smoke
     from tests.drawn_images import package_photographs
 
     files = {p.name: p.read_bytes() for p in (*images["benign"][:2], *images["malignant"][:2])}
@@ -620,7 +620,7 @@ def test_v2_metadata_describes_the_decision_outputs(server):
 
 
 def test_explain_gives_no_heatmap_for_an_out_of_scope_image(server, images):
-    from components.core import smoke
+    from components.core.deploy import smoke
 
     r = post_file(server.url, smoke.out_of_scope_probe(), filename="grey.png", content_type="image/png", path="/explain")
     assert r.status_code == 422 and "does not look like a dermoscopic image" in r.json()["error"]
@@ -635,7 +635,7 @@ def test_explain_gives_no_heatmap_for_an_out_of_scope_image(server, images):
 def test_a_triton_client_passes_health_metadata_and_inference(server, images, reference, protocol):
     """tritonclient, as a KServe or Triton user calls a V2 server: BYTES files (binary data over
     HTTP, raw contents over gRPC) and UINT8 pixels, with the answers the model gives in process."""
-    from components.core.images import decode_image
+    from components.core.data.images import decode_image
 
     if protocol == "http":
         import tritonclient.http as tc

@@ -31,7 +31,7 @@ def _heatmap_size(page) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def reference(tiny_model_dir):
     """The served model loaded in this process: what the page must show."""
-    from components.core.predictor import Predictor
+    from components.core.inference.predictor import Predictor
 
     return Predictor.load(str(tiny_model_dir))
 

@@ -51,6 +51,6 @@ def test_the_server_does_not_load_the_plotting_stack():
     import sys
 
     probe = ("import sys, components.core.serving.app; "
-             "print([m for m in ('matplotlib', 'components.core.figures') if m in sys.modules])")
+             "print([m for m in ('matplotlib', 'components.core.evaluation.figures') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from components.core.step_results import ModelResult, SelectionSummary, TrainSummary
-from components.core.train_config import TrainConfig, model_configs
+from components.core.modeling.train_config import TrainConfig, model_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = {"accuracy": 0.75, "auc": math.nan, "sensitivity": 0.5, "specificity": 1.0, "confusion_matrix": [[2, 0], [1, 1]]}
@@ -91,9 +91,9 @@ def test_run_refuses_a_bad_model_config_before_anything_runs(tmp_path, capsys):
 
 
 def test_train_refuses_a_bad_config_before_training(preprocessed, tmp_path, capsys, monkeypatch):
-    from components.core import stages
+    from components.core.steps import train as train_step
 
-    monkeypatch.setattr(stages, "run_train", lambda **kw: pytest.fail("training started"))
+    monkeypatch.setattr(train_step, "run_train", lambda **kw: pytest.fail("training started"))
     code, err = run_cli(["train", "--data", str(preprocessed), "--model", "basic", "--workdir", str(tmp_path),
                          "--config", '{"dropout": "high"}'], capsys)
     assert code == 2 and "hyperparameter dropout must be float, got 'high'" in err
@@ -160,7 +160,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_cycle_between_core_modules():
     graph = core_imports()
-    assert "components.core.redaction" in graph["components.core.lineage"]  # the graph is read, not empty
+    assert "components.core.redaction" in graph["components.core.registry.lineage"]  # the graph is read, not empty
     assert cycles(graph) == []
     # ... and the check finds one where there is one (lineage and tracking imported each other).
     assert cycles({"a": {"b"}, "b": {"a", "c"}, "c": set()}) == [["a", "b", "a"]]

@@ -3,7 +3,7 @@
 
 import pytest
 
-from components.core import storage
+from components.core.data import storage
 
 
 def test_local_list_read_write(tmp_path):

@@ -17,9 +17,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from components.core import stages, tracking
-from components.core.dataset import open_splits
-from components.core.training import TrainConfig
+from components.core.steps import preprocess as preprocess_step
+from components.core.registry import tracking
+from components.core.data.dataset import open_splits
+from components.core.modeling.training import TrainConfig
 
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -63,7 +64,7 @@ def test_without_holding_the_variable_back_mlflow_resumes_kfps_run(plugin):
 def test_preprocessing_nests_under_kfps_task_run_in_our_experiment(plugin, demo_raw, tmp_path):
     experiment = f"skin-cancer-{uuid.uuid4().hex[:8]}"
     artifacts = {s: SimpleNamespace(path=str(tmp_path / s), metadata={}) for s in ("train", "val", "test")}
-    out = stages.run_preprocess(str(demo_raw), 32, 0.25, 1, 0.01, "", experiment, artifacts)
+    out = preprocess_step.run_preprocess(str(demo_raw), 32, 0.25, 1, 0.01, "", experiment, artifacts)
 
     ours = plugin.client.get_experiment_by_name(experiment)
     runs = plugin.client.search_runs([ours.experiment_id])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from components.core import tracking
+from components.core.registry import tracking
 
 CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI")
 

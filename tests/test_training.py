@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from components.core import models
-from components.core.dataset import SplitArrays
-from components.core.training import TrainConfig, fit_one, make_dataset, train_model
+from components.core.modeling import models
+from components.core.data.dataset import SplitArrays
+from components.core.modeling.training import TrainConfig, fit_one, make_dataset, train_model
 
 TINY = dict(epochs=1, batch_size=16, image_size=32, early_stopping_patience=0)
 
@@ -82,7 +82,7 @@ def test_training_run_logged_to_mlflow_and_reloads_identically(splits, preproces
 
     monkeypatch.setenv("KFP_RUN_ID", "run-1")
 
-    from components.core.stages import run_train
+    from components.core.steps.train import run_train
 
     out = json.loads(run_train(
         {"family": "basic", "width": 4, "name": "tiny"}, *(str(preprocessed / s) for s in ("train", "val", "test")),

@@ -19,7 +19,7 @@ from benchmarks.suite import run_bench
 
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory):
-    from components.core.demo_data import write_demo_data
+    from components.core.data.demo_data import write_demo_data
 
     root = tmp_path_factory.mktemp("bench")
     data = root / "raw"

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.benchmark
 @pytest.mark.timeout(900)
 def test_serving_benchmark_measures_raw_and_both_protocols(tmp_path):
     from benchmarks.serving import main
-    from components.core import dataset
-    from components.core.demo_data import write_demo_data
+    from components.core.data import dataset
+    from components.core.data.demo_data import write_demo_data
     from tests.serving_helpers import train_tiny_model
 
     raw = tmp_path / "raw"

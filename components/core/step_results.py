@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-from components.core.train_config import TrainConfig
+from components.core.modeling.train_config import TrainConfig
 
 
 def _json(data: dict) -> str:

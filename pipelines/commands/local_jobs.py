@@ -19,7 +19,7 @@ DEFAULT_WORKDIR = "runs"
 def _models_arg(value: str) -> list[dict]:
     """``basic,crossval`` or a JSON list of model configs, each checked here (train_config): an
     unknown key or a bad value stops the command before anything runs, naming the key."""
-    from components.core.train_config import model_configs
+    from components.core.modeling.train_config import model_configs
 
     value = value.strip()
     try:
@@ -32,7 +32,7 @@ def _models_arg(value: str) -> list[dict]:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from components.core.demo_data import write_demo_data
+    from components.core.data.demo_data import write_demo_data
 
     counts = write_demo_data(args.dir, args.train_per_class, args.test_per_class, args.size, args.seed)
     print(f"wrote SYNTHETIC demo data to {args.dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -40,7 +40,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
-    from components.core import dataset
+    from components.core.data import dataset
     from pipelines.console import isatty
 
     out = Path(args.out)
@@ -84,12 +84,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, image_size: int, session) -> int:
     """Stage 2 in this process: its output goes to the log, its epochs to a progress bar."""
-    from components.core import progress, settings, tracking
-    from components.core.stages import run_train
+    from components.core import settings
+    from components.core.modeling import progress
+    from components.core.registry import tracking
+    from components.core.steps.train import run_train
     from pipelines.console import ModelProgress
 
     from components.core.step_results import TrainSummary
-    from components.core.train_config import model_config
+    from components.core.modeling.train_config import model_config
 
     uri = settings.tracking_uri() or tracking.local_tracking_uri(args.workdir)
     config = {"family": args.model, **json.loads(args.config)}
@@ -120,7 +122,7 @@ def _train(args: argparse.Namespace, image_size: int, session) -> int:
 
 
 def _split_image_size(data_dir: str) -> int:
-    from components.core.dataset import DataError
+    from components.core.data.dataset import DataError
 
     manifest = Path(data_dir, "train", "manifest.json")
     if not manifest.is_file():
@@ -158,14 +160,15 @@ def _run(args: argparse.Namespace, workdir: Path, session) -> int:
     """The main job; everything it prints goes to ``session``'s log, a person sees the console."""
     from kfp import local
 
-    from components.core import settings, tracking
+    from components.core import settings
+    from components.core.registry import tracking
     from components.core.step_results import SelectionSummary
     from pipelines.training_pipeline import CompileSettings, build_pipeline
 
     console = session.console
     data = args.data
     if not data:
-        from components.core.demo_data import write_demo_data
+        from components.core.data.demo_data import write_demo_data
 
         data = str(workdir / "demo-data")
         if not Path(data, "README.txt").exists():
@@ -228,7 +231,7 @@ def _select_outputs(workdir: Path, since: float) -> dict[str, Path]:
 def _where_to_look(say, uri: str, experiment: str, models: list, log: Path, files: dict | None = None,
                    summary_json: str | None = None, serve: str | None = None) -> None:
     """Where the results live: MLflow (runs, metrics, figures), the run's files, the log."""
-    from components.core import tracking
+    from components.core.registry import tracking
 
     rows = []
     if uri.startswith("sqlite:"):

@@ -15,7 +15,8 @@ from pipelines.commands.local_jobs import DEFAULT_WORKDIR
 
 def _use_local_registry(args: argparse.Namespace) -> None:
     """Without MLFLOW_TRACKING_URI, a registry URI means the store `skin-cancer run` left in --workdir."""
-    from components.core import settings, tracking
+    from components.core import settings
+    from components.core.registry import tracking
 
     if args.model_uri.startswith(("models:/", "runs:/")) and not settings.tracking_uri():
         # The registry `skin-cancer run` wrote, so `run` then `serve` needs no setup.
@@ -26,7 +27,7 @@ def _use_local_registry(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from components.core.predictor import Predictor
+    from components.core.inference.predictor import Predictor
     from pipelines.console import quiet_tensorflow_start, startup_log
 
     _use_local_registry(args)
@@ -53,7 +54,7 @@ def predict_lines(predictor, images: list[str]) -> list[dict]:
     cannot be read or decoded (the batch goes on). One batched forward pass for the readable ones."""
     import numpy as np
 
-    from components.core.images import BadImage, decode_image, original_size
+    from components.core.data.images import BadImage, decode_image, original_size
 
     lines: list[dict] = []
     readable: list[tuple[int, np.ndarray, tuple | None]] = []

@@ -19,7 +19,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace, workdir: Path, session) -> int:
     from kfp import local
 
-    from components.core import settings, tracking
+    from components.core import settings
+    from components.core.registry import tracking
     from pipelines.scoring_pipeline import ScoringSettings, build_scoring_pipeline
 
     uri = tracking.use_uri_credentials(settings.tracking_uri() or tracking.local_tracking_uri(str(workdir)))

@@ -24,7 +24,7 @@ BATCH = 64
 def _extractor():
     import keras
 
-    from components.core.pretrained.efficientnet_lite import imagenet_lite0
+    from components.core.modeling.pretrained.efficientnet_lite import imagenet_lite0
 
     # float32 whatever the training task set (mixed_bfloat16 on some CPUs, mixed_float16 on GPUs):
     # the features, and so every scope score, must be the same in training and in serving.

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from components.core import storage
-from components.core.images import BadImage, decode_image, original_size
+from components.core.data import storage
+from components.core.data.images import BadImage, decode_image, original_size
 from components.core.settings import SCORE_BATCH, SCORING_MAX_BAD_FRACTION
 
 log = logging.getLogger(__name__)

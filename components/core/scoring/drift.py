@@ -124,8 +124,8 @@ class Reference:
         model and policy, keeping only the few numbers per image the signals need."""
         import tempfile
 
-        from components.core import storage
-        from components.core.dataset import SplitArrays
+        from components.core.data import storage
+        from components.core.data.dataset import SplitArrays
 
         if storage.is_s3(split_path):  # a Dataset artifact in the pipeline root: copied, then memory-mapped
             with tempfile.TemporaryDirectory(prefix="skin-cancer-reference-") as tmp:

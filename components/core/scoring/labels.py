@@ -11,7 +11,7 @@ import csv
 import io
 import math
 
-from components.core import storage
+from components.core.data import storage
 from components.core.settings import CLASSES
 
 
@@ -53,7 +53,7 @@ def label_metrics(rows: list[dict], labels: dict[str, str]) -> dict[str, float]:
 def recall_floor(evaluation: dict | None) -> float | None:
     """The lower end of the 95 % interval of the test split's malignant recall (the model card's,
     from the training run's ``evaluation.json``); None without one."""
-    from components.core.confidence import intervals
+    from components.core.evaluation.confidence import intervals
 
     if not evaluation or "confusion_matrix" not in evaluation.get("test", {}):
         return None

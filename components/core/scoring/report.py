@@ -12,8 +12,8 @@ import base64
 import html
 import io
 
-from components.core import storage
-from components.core.images import BadImage, decode_image
+from components.core.data import storage
+from components.core.data.images import BadImage, decode_image
 
 THUMBNAIL = 96
 MAX_THUMBNAILS = 300  # a very long worklist keeps its rows, the rest without a picture

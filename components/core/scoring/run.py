@@ -120,7 +120,7 @@ def score_prefix(data_uri: str, out_uri: str, model_uri: str, reference_uri: str
     """Score what is new under ``data_uri`` into ``out_uri`` (one process, no shards) and monitor
     it against the preprocessed split at ``reference_uri`` (the model's validation split; None:
     no reference). Fails past ``max_bad_fraction`` before writing. Returns (summary, the rows)."""
-    from components.core.predictor import Predictor
+    from components.core.inference.predictor import Predictor
 
     predictor = predictor or Predictor.load(model_uri)
     axes = drift.InputAxes.fit(predictor.policy.scope.reference)
@@ -151,7 +151,7 @@ def scored_dataset(data_uri: str, rows: list[dict], run_name: str):
     hashes (not the images)."""
     import hashlib
 
-    from components.core.lineage import image_dataset
+    from components.core.registry.lineage import image_dataset
 
     hashes = sorted(r["sha256"] for r in rows if r["sha256"])
     digest = hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
@@ -167,7 +167,8 @@ def log_run(summary: dict, page: str, params: dict, tracking_uri: str, experimen
     (:func:`scored_dataset`), the metrics, the summary and the worklist."""
     import mlflow
 
-    from components.core import settings, tracking
+    from components.core import settings
+    from components.core.registry import tracking
 
     experiment_id = tracking.setup(tracking_uri or None, experiment)
     with tracking.start_run(experiment_id, run_name) as run:

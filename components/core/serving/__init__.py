@@ -1,5 +1,5 @@
 """The inference server: KServe's Python model server (``kserve.ModelServer``) running one loaded
-:class:`~components.core.predictor.Predictor`, with the clinician page and upload routes on the
+:class:`~components.core.inference.predictor.Predictor`, with the clinician page and upload routes on the
 same HTTP app.
 
 Modules (the protocol is KServe's; what is here is ours):

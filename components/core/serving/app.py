@@ -37,7 +37,7 @@ UPLOAD_SECONDS = Histogram("skin_cancer_upload_request_seconds", "Latency of /pr
 
 
 def static_page(name: str = "index.html") -> str:
-    return resources.files("components.core").joinpath(f"static/{name}").read_text(encoding="utf-8")
+    return resources.files("components.core.serving").joinpath(f"static/{name}").read_text(encoding="utf-8")
 
 
 def _served(request: Request):

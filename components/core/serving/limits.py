@@ -6,7 +6,7 @@ import asyncio
 import json
 from pathlib import PurePosixPath
 
-from components.core.images import IMAGE_EXTENSIONS
+from components.core.data.images import IMAGE_EXTENSIONS
 from components.core.serving.inputs import InputError
 
 IMAGE_CONTENT_TYPES = frozenset({"image/jpeg", "image/jpg", "image/pjpeg", "image/png", "application/octet-stream"})

@@ -1,5 +1,5 @@
 """The model as KServe serves it: :class:`ServedModel`, a ``kserve.Model`` around one loaded
-:class:`~components.core.predictor.Predictor`.
+:class:`~components.core.inference.predictor.Predictor`.
 
 KServe's ``ModelServer`` speaks the Open Inference Protocol (V2) over REST and gRPC and calls
 ``preprocess`` -> ``predict`` -> ``postprocess`` per request, timing each in its Prometheus
@@ -22,8 +22,8 @@ from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Histogram
 
-from components.core.images import BadImage, decode_image, original_size
-from components.core.predictor import compiled_forward
+from components.core.data.images import BadImage, decode_image, original_size
+from components.core.inference.predictor import compiled_forward
 from components.core.serving.batching import AdaptiveBatcher
 from components.core.serving.config import ServingSettings
 from components.core.serving.inputs import InputError, check_outputs, check_tensor, image_files, pixel_array
@@ -203,7 +203,7 @@ class ServedModel(Model):
         return await self.batcher.run_exclusive(self._heatmap_png, pixels, display, result)
 
     def _heatmap_png(self, pixels: np.ndarray, display: np.ndarray, result: dict) -> tuple[bytes, dict, str]:
-        from components.core import gradcam
+        from components.core.inference import gradcam
 
         if self._gradcam is None:
             self._gradcam = gradcam.GradCam(self.predictor.model)

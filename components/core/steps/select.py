@@ -1,0 +1,135 @@
+"""The selection step: the winner on validation, registered, compared with the champion, and
+what people look at (summary, model card, dashboard).
+
+The component in ``components/select_register.py`` imports this function inside its body (KFP runs only the
+function's own source in the container), so the step is callable and testable without KFP. This
+module must not import ``kfp.dsl`` decorators: inside a running component, ``kfp.dsl`` is the slim
+runtime package.
+"""
+
+def run_select_and_register(
+    results: list,
+    val_path: str,
+    test_path: str,
+    mlflow_tracking_uri: str,
+    experiment_name: str,
+    registered_model_name: str,
+    data_fingerprint: str,
+    summary_path: str | None = None,
+    dashboard_path: str | None = None,
+    card_path: str | None = None,
+    runtime_image: str = "",
+):
+    """Select on validation, register, compare with @champion; then what people look at: the
+    Markdown summary, the model card (MLflow, KFP output, beside the Model artifact) and the
+    dashboard's HTML page with every model's curves. ``runtime_image``: the image this step runs
+    in, recorded with the training image the winner's run recorded (lineage.with_runtime_image)."""
+    import json
+    import logging
+    from collections import namedtuple
+
+    from components.core import settings
+    from components.core.registry import lineage
+    from components.core.reporting import model_card
+    from components.core.reporting import promotion_report
+    from components.core.registry import versions
+    from components.core.registry import selection
+    from components.core.registry import tracking
+    from components.core.data.dataset import open_splits
+    from components.core.step_results import ModelResult, RegisteredVersion, SelectionSummary, TrainSummary
+
+    logging.basicConfig(level=logging.INFO)
+    tracking.setup(mlflow_tracking_uri, experiment_name)
+    parsed = [TrainSummary.from_json(r) for r in results]
+    winner = selection.select_winner(parsed)
+    winner.lineage = lineage.with_runtime_image(winner.lineage, runtime_image)
+    tags = {
+        "pipeline_run": settings.run_id(),
+        "data_fingerprint": data_fingerprint,
+        "family": winner.family,
+        "model_name": winner.name,
+        "val_accuracy": f"{winner.val['accuracy']:.4f}",
+        "val_auc": f"{winner.val['auc']:.4f}",
+        "test_accuracy": f"{winner.test['accuracy']:.4f}",
+        "threshold": f"{winner.threshold:.4f}",
+        **lineage.version_tags(winner.lineage),
+        "model_card": f"runs:/{winner.run_id}/{model_card.CARD_FILE}",
+    }
+    val, test = open_splits(val_path, test_path)
+    reg = versions.register_winner(winner, registered_model_name, val, test, tags)
+    markdown = promotion_report.summary_markdown(parsed, winner, reg)
+    card, page, problem = selection_report(parsed, winner, reg, val, test)
+    if problem:
+        markdown += (f"\n\nThe model card is in MLflow but not beside the Model artifact ({problem}); "
+                     "a server started from that folder has no /model-card.")
+    for path, text in ((summary_path, markdown), (card_path, card), (dashboard_path, page)):
+        if path:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+    print(markdown)
+    summary = SelectionSummary(
+        models=[ModelResult.of(r) for r in parsed],
+        winner=winner.name,
+        registered_model=RegisteredVersion(reg.name, reg.version, reg.alias, reg.model_uri, reg.champion_version,
+                                           reg.champion_changed),
+        previous_champion=reg.previous_champion,
+        data_fingerprint=data_fingerprint,
+    )
+    out = namedtuple("Registration", ["model_name", "model_version", "model_uri", "champion_changed", "summary_json",
+                                      "model_artifact_uri"])
+    return out(reg.name, reg.version, reg.model_uri, reg.champion_changed, summary.to_json(), winner.artifact_uri)
+
+
+def selection_report(parsed: list, winner, reg, val, test) -> tuple[str, str, str | None]:
+    """What the selection step shows, kept with the registered version: the comparison figures
+    (MLflow ``selection/``), the model card (MLflow ``model_card.md`` and beside the Model
+    artifact) and the dashboard page (MLflow ``selection/dashboard.html``).
+    Returns (card, page, why the card is not beside the Model artifact, or None)."""
+    import logging
+
+    from components.core.reporting import model_card
+    from components.core.registry import tracking
+
+    by_split, missing = _comparison_pngs(parsed, winner, val, test)
+    pngs = {f"compare_{split}.png": png for split, png in by_split.items()}
+    selection_figures = tracking.log_pngs(pngs, "selection", run_id=winner.run_id) if pngs else []
+    card = model_card.build(winner, reg, parsed, [*winner.figures, *selection_figures])
+    tracking.log_text(card, model_card.CARD_FILE, winner.run_id)
+    problem = model_card.write_beside_model(card, winner.artifact_uri)
+    if problem:
+        logging.getLogger(__name__).warning("model card not written beside the Model artifact: %s", problem)
+    from components.core.reporting import dashboard
+
+    page = dashboard.render(parsed, winner, reg, by_split, card, missing)
+    tracking.log_text(page, "selection/dashboard.html", winner.run_id)
+    return card, page, problem
+
+
+def _comparison_pngs(parsed: list, winner, val, test) -> tuple[dict[str, bytes], list[str]]:
+    """Every model's curves on validation and on test (PNG by split), from the scores each
+    training run kept in MLflow; and the models without scores (an older run). A drawing failure leaves the
+    registration standing: it is logged and the page says so."""
+    import logging
+
+    import numpy as np
+
+    from components.core.registry import tracking
+
+    curves: dict[str, list] = {"val": [], "test": []}
+    missing = []
+    try:
+        from components.core.evaluation import figures
+
+        for r in parsed:
+            scores = tracking.load_scores(r.run_id)
+            if not scores or len(scores["val"]) != len(val) or len(scores["test"]) != len(test):
+                missing.append(f"{r.name} (its MLflow run kept no scores for these images)")
+                continue
+            for split, labels in (("val", val.labels), ("test", test.labels)):
+                curves[split].append(figures.Scored(r.name, np.asarray(labels).astype(int),
+                                                    np.asarray(scores[split], dtype=float), r.threshold))
+        return ({split: figures.comparison_png(models, split, winner.name)
+                 for split, models in curves.items() if models}, missing)
+    except Exception as err:
+        logging.getLogger(__name__).exception("could not draw the comparison figures")
+        return {}, [f"any model (drawing failed: {type(err).__name__}: {err})"]

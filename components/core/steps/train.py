@@ -1,0 +1,113 @@
+"""The train step: one model family trained, evaluated and recorded (MLflow, the KFP outputs).
+
+The component in ``components/train.py`` imports this function inside its body (KFP runs only the
+function's own source in the container), so the step is callable and testable without KFP. This
+module must not import ``kfp.dsl`` decorators: inside a running component, ``kfp.dsl`` is the slim
+runtime package.
+"""
+
+def run_train(
+    model_config: dict,
+    train_path: str,
+    val_path: str,
+    test_path: str,
+    defaults: dict,
+    mlflow_tracking_uri: str,
+    experiment_name: str,
+    data_fingerprint: str,
+    model_artifact=None,
+    metrics_artifact=None,
+    roc_artifact=None,
+    data_uri: str = "",
+    split_uris: dict | None = None,
+    pipeline_images: str = "",
+) -> str:
+    """Plain-Python body of the train component: train inside the model's MLflow run
+    (tracking.training_run), then write the KFP outputs; returns the :class:`TrainSummary` as JSON
+    for selection (a string across KFP: the compiled interface stays ``str``).
+
+    ``data_uri`` (the raw images) and ``split_uris`` (the preprocessed artifacts' URIs, by split;
+    default: the paths) are what the run records as its MLflow datasets (lineage.py), and
+    ``pipeline_images`` the training image (``train=REF``; the selection step adds the runtime one)."""
+    import json
+    import logging
+
+    from components.core.registry import lineage
+    from components.core.registry import tracking
+    from components.core.data.dataset import open_splits
+    from components.core.step_results import TrainSummary
+    from components.core.modeling.train_config import model_config as parse_model_config
+    from components.core.modeling.training import configure_devices, train_model
+
+    logging.basicConfig(level=logging.INFO)
+    name, cfg = parse_model_config(model_config, defaults)
+    experiment_id = tracking.setup(mlflow_tracking_uri, experiment_name)  # fail before training
+    splits = open_splits(train_path, val_path, test_path)  # checksums, and one preprocessing run
+    if splits[0].image_size != cfg.image_size:
+        raise ValueError(
+            f"{train_path}: preprocessed at {splits[0].image_size}px but image_size is {cfg.image_size}; "
+            "preprocess and train must use the same image_size"
+        )
+    _, device = configure_devices(cfg.precision)
+    # The data_fingerprint parameter, else the one in the splits' manifest (open_splits checked that
+    # all three agree). Under kfp.local (2.17) a task output passed into a ParallelFor arrives as the
+    # loop item instead (kfp/local/orchestrator/task_spec_utils.py,
+    # create_parameter_loop_iteration_task_spec): there the parameter holds the model config.
+    given = data_fingerprint if isinstance(data_fingerprint, str) else ""
+    fingerprint = given or str(splits[0].manifest.get("fingerprint", ""))
+    uris = {"train": train_path, "val": val_path, "test": test_path, **(split_uris or {})}
+    inputs = lineage.describe(data_uri, fingerprint, uris,
+                              dict(zip(("train", "val", "test"), (s.manifest for s in splits))), pipeline_images)
+    tags = {"device": device, "data_fingerprint": fingerprint, **lineage.version_tags(inputs)}
+    with tracking.training_run(cfg, name, experiment_id, tags) as run:
+        run.datasets = lineage.log_inputs(inputs)
+        result = train_model(cfg, *splits, on_epoch=run.on_epoch)
+        logged = run.log_result(result, splits[0].manifest.get("sources", []),
+                                figures=lambda r: _evaluation_pngs(name, r, splits[1].labels, splits[2].labels))
+    summary = TrainSummary(
+        name=name, family=cfg.family, run_id=logged.run_id, model_uri=logged.model_uri,
+        threshold=result.threshold, val=result.val, test=result.test, params=result.params,
+        seconds=result.seconds, config=cfg, temperature=result.temperature, folds=result.fold_scores,
+        device=device, artifact_uri=getattr(model_artifact, "uri", "") or "", lineage=inputs,
+        figures=logged.figures,
+        # The decision policy's readable part and how it referred (the model card's "When the model refers").
+        decision=result.policy.summary() if result.policy is not None else None,
+        referral=result.referral or None,
+    )
+    write_train_outputs(result, cfg, logged, splits[2].labels, model_artifact, metrics_artifact, roc_artifact)
+    print(json.dumps(summary.brief(), default=float))
+    return summary.to_json()
+
+
+def _evaluation_pngs(name: str, result, val_labels, test_labels) -> dict:
+    """The per-model figures (figures.py imports matplotlib: only here, when they are drawn)."""
+    from components.core.evaluation import figures
+
+    return figures.evaluation_pngs(name, result.threshold, result.history, val_labels, result.val_scores,
+                                   test_labels, result.test_scores, result.referral,
+                                   result.policy.sets["level"] if result.policy is not None else None)
+
+
+def write_train_outputs(result, cfg, logged, test_labels, model_artifact=None, metrics_artifact=None,
+                        roc_artifact=None) -> None:
+    """The train task's KFP outputs: the Model artifact (model.keras + model.json, what serving
+    loads), the Metrics the dashboard lists, and the ClassificationMetrics it draws."""
+    from components.core.evaluation.metrics import roc_points
+    from components.core.inference.model_dir import write_model_dir
+    from components.core.registry import tracking
+    from components.core.settings import CLASSES
+
+    if model_artifact is not None:
+        write_model_dir(model_artifact.path, result.model,
+                        {"threshold": result.threshold, "image_size": cfg.image_size, "classes": list(CLASSES),
+                         "family": cfg.family, "mlflow_run_id": logged.run_id},
+                        result.policy.files() if result.policy is not None else None)
+        model_artifact.metadata.update({"framework": "keras", "family": cfg.family, "mlflow_run_id": logged.run_id,
+                                        "mlflow_model_uri": logged.model_uri, "threshold": result.threshold})
+    if metrics_artifact is not None:
+        for k, v in (tracking.flat_metrics("val", result.val) | tracking.flat_metrics("test", result.test)).items():
+            metrics_artifact.log_metric(k, v)
+    if roc_artifact is not None:
+        roc_artifact.log_confusion_matrix(list(CLASSES), result.test["confusion_matrix"])
+        fpr, tpr, thr = roc_points(test_labels, result.test_scores)
+        roc_artifact.log_roc_curve(fpr, tpr, thr)
