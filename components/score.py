@@ -1,6 +1,7 @@
 """The scoring pipeline's stages: list and shard the new images, score a shard, report.
 
-Thin components over components/core/scoring (plain Python, tested without KFP). None is
+Thin components over components/core/steps/score.py and components/core/scoring (plain Python,
+tested without KFP). None is
 cached: each reads state outside its inputs (the prefix's listing, the predictions already
 written, the registry's alias).
 """
@@ -21,12 +22,9 @@ def list_images(data_uri: str, out_uri: str, shard_size: int) -> NamedTuple(
     ``run_name`` names this run's predictions files."""
     from collections import namedtuple
 
-    from components.core.scoring import batch, run
+    from components.core.steps.score import run_list_images
 
-    uris = batch.list_inputs(data_uri, out_uri)
-    print(f"{data_uri}: {len(uris)} files")
-    return namedtuple("Listing", ["shards", "image_count", "run_name"])(
-        run.shards(uris, shard_size), len(uris), batch.run_name())
+    return namedtuple("Listing", ["shards", "image_count", "run_name"])(*run_list_images(data_uri, out_uri, shard_size))
 
 
 @dsl.component(base_image=default_images()[0], install_kfp_package=False)
@@ -34,21 +32,9 @@ def score_shard(shard: Dict[str, Any], data_uri: str, out_uri: str, model_uri: s
                 mlflow_tracking_uri: str = "", batch_size: int = 64) -> str:
     """Score the shard's files this model version has not scored; write their rows as
     ``predictions/<run_name>-<index>.parquet``. Returns JSON: rows, already_scored, predictions_uri."""
-    import json
+    from components.core.steps.score import run_score_shard
 
-    from components.core.registry import tracking
-    from components.core.inference.predictor import Predictor
-    from components.core.scoring import run
-
-    if model_uri.startswith(("models:/", "runs:/")):
-        tracking.setup(mlflow_tracking_uri or None)
-    predictor = Predictor.load(model_uri)
-    result, uri = run.score_files(predictor, list(shard["uris"]), data_uri, out_uri,
-                                  f"{run_name}-{int(shard['index']):04d}", batch_size)
-    out = {"rows": len(result.rows), "errors": len(result.errors), "already_scored": result.already_scored,
-           "predictions_uri": uri, "model_name": predictor.model_name, "model_version": predictor.model_version}
-    print(json.dumps(out))
-    return json.dumps(out)
+    return run_score_shard(shard, data_uri, out_uri, model_uri, run_name, mlflow_tracking_uri, batch_size)
 
 
 @dsl.component(base_image=default_images()[0], install_kfp_package=False)
@@ -59,33 +45,7 @@ def report(shard_results: List[str], data_uri: str, out_uri: str, model_uri: str
     """Gather the shards' rows, monitor them against ``reference_uri`` (the model's validation
     split), join ``labels_uri``, write the worklist and one MLflow run; fail past
     ``max_bad_fraction``, naming the files. Returns the summary as JSON."""
-    import json
+    from components.core.steps.score import run_report
 
-    from components.core.registry import tracking
-    from components.core.inference.predictor import Predictor
-    from components.core.scoring import batch, run
-    from components.core.scoring.report import render
-
-    parts = [json.loads(r) for r in shard_results]
-    if model_uri.startswith(("models:/", "runs:/")) or log_to_mlflow:
-        tracking.setup(mlflow_tracking_uri or None, experiment_name)
-    predictor = Predictor.load(model_uri)
-    files = [p["predictions_uri"] for p in parts if p["predictions_uri"]]
-    rows = batch.read_files(files)
-    summary = run.finish(predictor, rows, sum(p["already_scored"] for p in parts), out_uri,
-                         ",".join(files) or None, reference_uri or None, labels_uri or None)
-    summary.update(model_name=predictor.model_name, model_version=predictor.model_version, run_name=run_name)
-    page = render(rows, summary, data_uri, f"Scoring worklist: {run_name}")
-    with open(worklist.path, "w") as fh:
-        fh.write(page)
-    for k, v in run.run_metrics(summary).items():
-        metrics.log_metric(k, v)
-    if log_to_mlflow:
-        summary["mlflow_run_id"] = run.log_run(
-            summary, page, {"data_uri": data_uri, "out_uri": out_uri, "model_uri": model_uri,
-                            "model_name": predictor.model_name, "model_version": predictor.model_version,
-                            "reference_uri": reference_uri, "labels_uri": labels_uri},
-            mlflow_tracking_uri, experiment_name, f"score-{run_name}", run.scored_dataset(data_uri, rows, run_name))
-    print(json.dumps({k: v for k, v in summary.items() if k != "signals"}, default=str))
-    batch.check_bad_fraction(rows, max_bad_fraction)  # after the worklist: it names the bad files too
-    return json.dumps(summary, default=str)
+    return run_report(shard_results, data_uri, out_uri, model_uri, run_name, worklist.path, metrics, reference_uri,
+                      labels_uri, max_bad_fraction, mlflow_tracking_uri, experiment_name, log_to_mlflow)

@@ -13,7 +13,7 @@ from kfp import dsl
 
 from components.core import settings
 from components.score import list_images, report, score_shard
-from pipelines.training_pipeline import CONFIG_MAP, MLFLOW_SECRET, S3_SECRET, _cluster
+from pipelines.tasks import CONFIG_MAP, MLFLOW_SECRET, S3_SECRET, on_cluster
 
 PIPELINE_NAME = settings.SCORING_PIPELINE_NAME
 
@@ -51,7 +51,7 @@ def build_scoring_pipeline(compile_settings: "ScoringSettings | None" = None):
             # Never cached: what it skips depends on the predictions already written, not its inputs.
             scored.set_display_name("Score a shard").set_caching_options(False)
             scored.set_cpu_request(s.score_cpu).set_memory_request(s.score_memory)
-            _cluster(scored, 0, s, **env)
+            on_cluster(scored, 0, s, **env)
         reported = report(
             shard_results=dsl.Collected(scored.output), data_uri=data_uri, out_uri=out_uri, model_uri=model_uri,
             run_name=run_name, reference_uri=reference_uri, labels_uri=labels_uri,
@@ -59,7 +59,7 @@ def build_scoring_pipeline(compile_settings: "ScoringSettings | None" = None):
             experiment_name=experiment_name,
         ).set_display_name("Worklist and monitoring").set_caching_options(False)
         reported.set_cpu_request("1").set_memory_request("4G")
-        _cluster(reported, s.retries, s, **env)
+        on_cluster(reported, s.retries, s, **env)
         return reported.outputs["Output"]
 
     @dsl.pipeline(name=PIPELINE_NAME,
@@ -100,7 +100,7 @@ def build_scoring_pipeline(compile_settings: "ScoringSettings | None" = None):
         listed = list_images(data_uri=data_uri, out_uri=out_uri, shard_size=shard_size)
         listed.set_display_name("List new images").set_caching_options(False)
         listed.set_cpu_request("500m").set_memory_request("1G")
-        _cluster(listed, s.retries, s, s3_secret=s3_secret, mlflow_secret=mlflow_secret, config_map=config_map)
+        on_cluster(listed, s.retries, s, s3_secret=s3_secret, mlflow_secret=mlflow_secret, config_map=config_map)
         scored = score_and_report(
             shards=listed.outputs["shards"], run_name=listed.outputs["run_name"], data_uri=data_uri, out_uri=out_uri,
             model_uri=model_uri, reference_uri=reference_uri, labels_uri=labels_uri, batch_size=batch_size,

@@ -20,31 +20,13 @@ from components.select_register import select_and_register
 from components.smoke_test import smoke_test
 from components.train import train
 from pipelines.presets import LOCAL_CPU
+from pipelines.tasks import CONFIG_MAP, MLFLOW_SECRET, S3_SECRET, on_cluster, on_gpu_nodes
 
 PIPELINE_NAME = settings.PIPELINE_NAME
-
-# What the tasks read from Kubernetes (manifests/base): the names are run-time pipeline
-# parameters (kfp-kubernetes accepts a parameter for the Secret/ConfigMap name), the keys are
-# fixed here. No value ever enters the compiled YAML. kfp.local ignores all of it.
-S3_SECRET = settings.S3_SECRET
-S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
-MLFLOW_SECRET = settings.MLFLOW_SECRET
-MLFLOW_SECRET_KEYS = {"MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
-                      "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"}
-CONFIG_MAP = settings.CONFIG_MAP
-CONFIG_MAP_KEYS = {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION",
-                   "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}
 
 # The pipeline's own defaults are the CPU preset (pipelines/presets.py); a cluster compile can
 # swap in another preset with `skin-cancer compile --preset imagenet-gpu`.
 DEFAULT_MODELS: list[dict] = LOCAL_CPU["models"]
-
-# The KFP run id reaches the tasks as an environment variable read from the pod's
-# `pipeline/runid` label (set by KFP's API server on every pod of a run), never as a task
-# input: an input is part of KFP's cache key, and a per-run value there would make every
-# training a cache miss. Tasks record it as an MLflow tag (components/core/registry/tracking.py).
-RUN_ID_FIELD_PATH = "metadata.labels['pipeline/runid']"
-
 
 @dataclass
 class CompileSettings:
@@ -124,7 +106,7 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
             epochs: Maximum epochs per model (early stopping on validation AUC may end sooner).
             batch_size: Training batch size.
             learning_rate: Initial AdamW learning rate (cosine decay).
-            refer_coverage: Conformal coverage level of each class's prediction set, fitted on validation; an image whose set is not exactly the threshold's class is referred as uncertain (default 0.9).
+            refer_coverage: Conformal coverage level of each class's prediction set, fitted on validation; an image whose set is not exactly the threshold's class is referred as uncertain (the default is settings.REFER_COVERAGE, the compiled parameter's defaultValue).
             seed: Seed for the train/validation split, initialisation and augmentation.
             val_fraction: Share of the train folder held out for validation (selection and threshold).
             max_bad_fraction: Fail when more than this share of files is unreadable.
@@ -144,7 +126,7 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
         # Never cached: listing keys and ETags is how a recurring run notices new images.
         fp = fingerprint_data(data_uri=data_uri).set_display_name("Fingerprint raw data")
         fp.set_caching_options(False).set_cpu_request("500m").set_memory_request("1G")
-        _cluster(fp, s.retries, s, **env)
+        on_cluster(fp, s.retries, s, **env)
         pre = preprocess(
             data_uri=data_uri, image_size=image_size, val_fraction=val_fraction, seed=seed,
             max_bad_fraction=max_bad_fraction, mlflow_tracking_uri=mlflow_tracking_uri,
@@ -156,7 +138,7 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
         # image, every rebuild of that image would rerun preprocessing (its image is in its own key)
         # and so retrain everything; here a runtime-only rebuild reuses both from KFP's cache. The
         # price: the CPU node that preprocesses pulls the training image.
-        _cluster(pre, s.retries, s, image=s.train_image, **env)
+        on_cluster(pre, s.retries, s, image=s.train_image, **env)
         with dsl.ParallelFor(models, parallelism=s.parallelism, name="train-models") as model_config:
             trained = train(
                 model_config=model_config,
@@ -172,8 +154,8 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
             ).set_display_name("Train model")
             trained.set_cpu_request(s.train_cpu).set_memory_request(s.train_memory)
             trained.set_accelerator_type(s.accelerator_type).set_accelerator_limit(s.gpus_per_model)
-            _place(trained, s)
-            _cluster(trained, 0, s, image=s.train_image, **env)
+            on_gpu_nodes(trained, s.node_selector, s.tolerations)
+            on_cluster(trained, 0, s, image=s.train_image, **env)
         chosen = select_and_register(
             results=dsl.Collected(trained.outputs["Output"]),
             val_data=pre.outputs["val_data"],
@@ -188,7 +170,7 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
         # the registry's state, which is not among its inputs; a cache hit would replay an old
         # decision and deploy an old champion. It registers each trained run once (register_once).
         chosen.set_caching_options(False)
-        _cluster(chosen, s.retries, s, **env)
+        on_cluster(chosen, s.retries, s, **env)
         # Serving: only a new champion is deployed, and only when asked (never under kfp.local).
         with dsl.If(chosen.outputs["champion_changed"] == True, name="champion-changed"):  # noqa: E712
             with dsl.If(deploy == True, name="deploy-enabled"):  # noqa: E712
@@ -210,36 +192,7 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
                     data_uri=data_uri,
                 ).set_display_name("Smoke-test the served model").set_cpu_request("250m").set_memory_request("512M")
                 checked.set_caching_options(False)
-                _cluster(checked, min(1, s.retries), s, **env)  # reads test images from S3
+                on_cluster(checked, min(1, s.retries), s, **env)  # reads test images from S3
         return chosen.outputs["summary_json"]
 
     return skin_cancer_pipeline
-
-
-def _cluster(task, retries: int, s: CompileSettings, s3_secret, mlflow_secret, config_map, image: str = "") -> None:
-    """The task's image, retries with backoff, and credentials and settings from Kubernetes (never values)."""
-    from kfp import kubernetes
-
-    task.set_container_image(image or s.image)
-    if retries:
-        task.set_retry(num_retries=retries, backoff_duration=s.retry_backoff, backoff_factor=2.0,
-                       backoff_max_duration="3600s")
-    kubernetes.use_secret_as_env(task, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS)
-    # Optional: an MLflow server without authentication needs no Secret.
-    kubernetes.use_secret_as_env(task, secret_name=mlflow_secret, secret_key_to_env=MLFLOW_SECRET_KEYS,
-                                 optional=True)
-    kubernetes.use_config_map_as_env(task, config_map_name=config_map, config_map_key_to_env=CONFIG_MAP_KEYS)
-    kubernetes.use_field_path_as_env(task, env_name="KFP_RUN_ID", field_path=RUN_ID_FIELD_PATH)
-
-
-def _place(task, s: CompileSettings) -> None:
-    """Node selector and tolerations for GPU nodes (kfp-kubernetes), when configured."""
-    if not (s.node_selector or s.tolerations):
-        return
-    from kfp import kubernetes
-
-    for key, value in s.node_selector.items():
-        kubernetes.add_node_selector(task, label_key=key, label_value=value)
-    for t in s.tolerations:
-        kubernetes.add_toleration(task, key=t.get("key"), operator=t.get("operator", "Equal"),
-                                  value=t.get("value"), effect=t.get("effect"))

@@ -102,7 +102,7 @@ def test_gpu_node_selector_and_tolerations_only_on_training(compiled):
 
 
 def test_credentials_come_from_secrets_named_by_pipeline_parameters(compiled):
-    from pipelines import training_pipeline as tp
+    from pipelines import tasks
 
     _, spec, k8s = compiled
     readers = {n: e for n, e in k8s.items() if "secretAsEnv" in e}
@@ -112,17 +112,17 @@ def test_credentials_come_from_secrets_named_by_pipeline_parameters(compiled):
         prefix = "" if name in ("exec-fingerprint-data", "exec-preprocess", "exec-select-and-register") else "pipelinechannel--"
         s3, mlflow_ = executor["secretAsEnv"]
         assert s3["secretNameParameter"] == {"componentInputParameter": f"{prefix}s3_secret"}
-        assert {m["secretKey"]: m["envVar"] for m in s3["keyToEnv"]} == tp.S3_SECRET_KEYS
+        assert {m["secretKey"]: m["envVar"] for m in s3["keyToEnv"]} == tasks.S3_SECRET_KEYS
         assert s3["optional"] is False
         assert mlflow_["secretNameParameter"] == {"componentInputParameter": f"{prefix}mlflow_secret"}
-        assert {m["secretKey"]: m["envVar"] for m in mlflow_["keyToEnv"]} == tp.MLFLOW_SECRET_KEYS
+        assert {m["secretKey"]: m["envVar"] for m in mlflow_["keyToEnv"]} == tasks.MLFLOW_SECRET_KEYS
         assert mlflow_["optional"] is True
         (config,) = executor["configMapAsEnv"]
         assert config["configMapNameParameter"] == {"componentInputParameter": f"{prefix}config_map"}
-        assert {m["configMapKey"] for m in config["keyToEnv"]} == set(tp.CONFIG_MAP_KEYS)
+        assert {m["configMapKey"] for m in config["keyToEnv"]} == set(tasks.CONFIG_MAP_KEYS)
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert params["s3_secret"]["defaultValue"] == tp.S3_SECRET
-    assert params["mlflow_secret"]["defaultValue"] == tp.MLFLOW_SECRET
+    assert params["s3_secret"]["defaultValue"] == tasks.S3_SECRET
+    assert params["mlflow_secret"]["defaultValue"] == tasks.MLFLOW_SECRET
     (loop,) = [t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t]
     loop_inputs = loop["inputs"]["parameters"]
     assert loop_inputs["pipelinechannel--s3_secret"] == {"componentInputParameter": "s3_secret"}

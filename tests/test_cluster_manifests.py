@@ -298,15 +298,15 @@ def test_strict_mtls_component_opens_plain_http_on_the_predictor_pods_only(rende
 # --- secrets and settings: names line up, values never in the manifests -----------------------
 
 def test_every_secret_and_config_reference_resolves(rendered):
-    from pipelines import training_pipeline as tp
+    from pipelines import tasks
 
     template = {s["metadata"]["name"]: s for s in secret_template()}
-    pipeline_refs = [(tp.S3_SECRET, tp.S3_SECRET_KEYS), (tp.MLFLOW_SECRET, tp.MLFLOW_SECRET_KEYS)]
+    pipeline_refs = [(tasks.S3_SECRET, tasks.S3_SECRET_KEYS), (tasks.MLFLOW_SECRET, tasks.MLFLOW_SECRET_KEYS)]
     for name, keys in pipeline_refs:
         assert set(keys) <= set(template[name]["stringData"]), name
     for overlay, objects in rendered.items():
         config = by_kind(objects, "ConfigMap")
-        assert set(tp.CONFIG_MAP_KEYS) <= set(config[tp.CONFIG_MAP]["data"]), overlay
+        assert set(tasks.CONFIG_MAP_KEYS) <= set(config[tasks.CONFIG_MAP]["data"]), overlay
         for obj, _, c in containers(objects):
             for env in c.get("env", []):
                 ref = env.get("valueFrom", {})
@@ -708,7 +708,7 @@ def test_bake_weights_fetches_every_pretrained_backbone(monkeypatch):
         raise Fetched()
 
     monkeypatch.setattr(file_utils, "get_file", fake_get_file)
-    zoo = bake_weights.load_zoo(str(ROOT / "components" / "core" / "models.py"))
+    zoo = bake_weights.load_zoo(str(ROOT / "components" / "core" / "modeling" / "models.py"))
     for family in zoo.family_names():
         current.append(family)
         try:

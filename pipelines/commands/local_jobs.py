@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from components.core.settings import CLASSES, EXPERIMENT, MAX_BAD_FRACTION, REGISTERED_MODEL_NAME, SEED, VAL_FRACTION
+from components.core.settings import (CLASSES, EXPERIMENT, MAX_BAD_FRACTION, REFER_COVERAGE, REGISTERED_MODEL_NAME, SEED,
+                                      VAL_FRACTION)
 from pipelines.console import duration
 from pipelines.presets import PRESETS
 
@@ -313,7 +314,7 @@ def register(sub) -> None:
     r.add_argument("--batch-size", type=int)
     r.add_argument("--learning-rate", type=float)
     r.add_argument("--refer-coverage", type=float,
-                   help="conformal coverage level per class (default 0.9): higher refers more, decides more safely")
+                   help=f"conformal coverage level per class (default {REFER_COVERAGE}): higher refers more, decides more safely")
     r.add_argument("--seed", type=int)
     r.add_argument("--val-fraction", type=float)
     r.add_argument("--max-bad-fraction", type=float)
