@@ -1,4 +1,4 @@
-"""``python -m benchmarks``: the benchmark suite's one command (README "Benchmarks").
+"""``python -m benchmarks``: the benchmark suite's one command (docs/benchmarks.md).
 
 ``python -m benchmarks _child METHOD IN.json OUT.json`` is the runner's own entry for one
 measurement in a fresh process; it is not for people.
@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-steps", type=int, help="training steps per epoch (default 10; --quick 2)")
     b.add_argument("--train-epochs", type=int, help="training epochs, the first untimed (default 4; --quick 2)")
     b.add_argument("--e2e-timeout", type=float, default=5400, help="seconds before the end-to-end run is stopped")
-    b.add_argument("--readme", help="also rewrite the table between the bench markers in this README")
+    b.add_argument("--readme", metavar="PAGE",
+                   help="also rewrite the table between the bench markers in this Markdown page (docs/benchmarks.md)")
     return b
 
 

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.out_of_scope [--model-uri models:/skin-cancer-classifier@champion] [--workdir runs]
 
 The set is files that installed packages ship and that nothing in the project was fitted or
-tuned on (the detector's features were chosen on tests/drawn_images.py's drawn images and on
+tuned on (the detector's features were chosen on tests/support/drawn_images.py's drawn images and on
 scikit-learn's and matplotlib's photographs): scikit-image's sample images (photographs of
 people, animals, objects and places, microscopy, immunohistochemistry, a retina, astronomy,
 textures, text), networkx's and sympy's plot images and MLflow's logos. Each goes through the
@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the per-image results here")
     args = ap.parse_args(argv)
     from components.core import settings
-    from components.core.registry import tracking
     from components.core.inference.predictor import Predictor
+    from components.core.registry import tracking
     from pipelines.commands.model_use import predict_lines
 
     if args.model_uri.startswith("models:/") and not settings.tracking_uri():

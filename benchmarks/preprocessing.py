@@ -117,8 +117,7 @@ def m_fetch_only(data_uri: str) -> dict:
     import inspect
     from concurrent.futures import ThreadPoolExecutor
 
-    from components.core.data import dataset
-    from components.core.data import storage
+    from components.core.data import dataset, storage
 
     workers = inspect.signature(dataset.preprocess).parameters["workers"].default
     mark = Mark()

@@ -1,5 +1,5 @@
 """The report: targets and whether they are met, ``bench.json``, the ``bench.md`` table, and the
-table between the bench markers in a README."""
+table between the bench markers in a Markdown page (docs/benchmarks.md, ``--readme``)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.memory import proc_status
-from benchmarks.processes import free_port, stop
+from tests.support.processes import free_port, stop
 
 BUCKET = "skin-cancer-bench"
 PREFIX = "data"

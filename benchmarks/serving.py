@@ -42,7 +42,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.processes import free_port, stop
+from tests.support.processes import free_port, stop, wait_http
 
 TARGET_RATIO = 0.85  # server images/s with 16 clients over the raw batched pass's (issue 25)
 TARGET_P50 = 1.10  # a single client's p50 over the server's before issue 25 (--baseline-tree)
@@ -184,19 +184,7 @@ def summarise(mode: str, protocol: str, clients: int, blocks: list[dict]) -> dic
 
 
 def _wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 300.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"the server at {url} was not ready within {timeout:.0f} s")
+    wait_http(f"{url}/v2/health/ready", timeout, proc)
 
 
 def served_model_name(url: str) -> str:

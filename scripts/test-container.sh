@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The container tier: build the runtime image with buildah (images/build.sh; cached layers make a
 # rebuild after a code change take seconds), then run the compiled pipeline's tasks in it and
-# compare them with kfp.local (tests/test_container_tasks.py). Needs root, buildah and mmdebstrap.
+# compare them with kfp.local (tests/container/test_container_tasks.py). Needs root, buildah and mmdebstrap.
 # Usage: bash scripts/test-container.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +17,4 @@ fi
 export IMAGE=${IMAGE:-localhost/skin-cancer:container-test}
 bash images/build.sh runtime
 SKIN_CANCER_TEST_IMAGE=$IMAGE exec .venv/bin/python -m pytest -m container -s \
-  tests/test_container_tasks.py "$@"
+  tests/container/test_container_tasks.py "$@"

@@ -7,37 +7,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import free_port, start, stop
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "skin-cancer"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except Exception:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
 def _restore_environment(saved: dict[str, str | None], names=None) -> None:
@@ -124,40 +105,19 @@ def s3_bucket(s3_endpoint, request):
     return name
 
 
-def upload_tree(local: Path, bucket: str, prefix: str) -> str:
-    import boto3
-
-    client = boto3.client("s3")
-    for path in sorted(local.rglob("*")):
-        if path.is_file():
-            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(local).as_posix()}")
-    return f"s3://{bucket}/{prefix}"
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` (SQLite backend, served artifacts) on 127.0.0.1."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    log = open(root / "server.log", "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination", str(root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
     uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{uri}/health", timeout=120)
-    except RuntimeError:
-        proc.terminate()
-        raise RuntimeError((root / "server.log").read_text()[-3000:])
+    proc = start([sys.executable, "-m", "mlflow", "server",
+                  "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                  "--artifacts-destination", str(root / "artifacts"),
+                  "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                 f"{uri}/health", root / "server.log", timeout=120)
     yield uri
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop(proc, 30)
 
 
 @pytest.fixture(scope="session")
@@ -224,3 +184,19 @@ def browser():
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
+
+
+# The folder is the tier: tests/slow and tests/container carry their marker whether or not each
+# test repeats it, so the default tier (pyproject's addopts) never runs them by accident.
+_FOLDER_MARKS = {"slow": "slow", "container": "container"}
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_root = Path(__file__).parent
+    for item in items:
+        try:
+            folder = Path(item.fspath).relative_to(tests_root).parts[0]
+        except ValueError:
+            continue
+        if folder in _FOLDER_MARKS:
+            item.add_marker(getattr(pytest.mark, _FOLDER_MARKS[folder]))

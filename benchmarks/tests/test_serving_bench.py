@@ -16,7 +16,7 @@ def test_serving_benchmark_measures_raw_and_both_protocols(tmp_path):
     from benchmarks.serving import main
     from components.core.data import dataset
     from components.core.data.demo_data import write_demo_data
-    from tests.serving_helpers import train_tiny_model
+    from tests.support.serving_helpers import train_tiny_model
 
     raw = tmp_path / "raw"
     write_demo_data(str(raw), train_per_class=24, test_per_class=8, size=48, seed=1)
