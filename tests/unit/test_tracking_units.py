@@ -1,4 +1,4 @@
-"""MLflow credentials never travel inside a URI: hand-worked cases of use_uri_credentials and redact."""
+"""MLflow tracking, hand-worked: credentials never travel inside a URI; a logged model names its requirements."""
 
 import pytest
 
@@ -56,3 +56,29 @@ def test_uris_without_credentials_are_left_alone(uri):
 ])
 def test_redact(uri, expected):
     assert tracking.redact(uri) == expected
+
+
+def test_a_logged_model_carries_the_installed_pins_without_inference(tmp_path, monkeypatch):
+    """MLflow gets the model's requirements from us (the lock's versions, as installed); it must not
+    fall back to inferring them by loading the model in a subprocess."""
+    from importlib.metadata import version
+
+    import keras
+    import mlflow
+    import mlflow.models
+
+    def must_not_infer(*args, **kwargs):
+        raise AssertionError("MLflow inferred the requirements")
+
+    monkeypatch.setattr(mlflow.models, "infer_pip_requirements", must_not_infer)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    inputs = keras.Input((None, None, 3), dtype="uint8")
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(
+        keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))))
+    experiment = mlflow.create_experiment("pins", artifact_location=str(tmp_path / "artifacts"))
+    with mlflow.start_run(experiment_id=experiment):
+        info = tracking.log_model(model, 0.5, 16, "probe")
+    requirements = mlflow.pyfunc.get_model_dependencies(info.model_uri, format="pip")
+    pins = set(open(requirements).read().split())
+    assert {f"{name}=={version(name)}" for name in tracking.MODEL_REQUIREMENTS} <= pins
+    assert f"mlflow=={version('mlflow')}" in pins

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from components.core.decision import POLICY_FILES, DecisionPolicy, reason_text
 from components.core.data.images import decode_image, original_size
+from components.core.decision import POLICY_FILES, DecisionPolicy, reason_text
 from components.core.settings import CLASSES
 
 
@@ -38,13 +39,24 @@ def decision_settings(meta: dict | None, model_ref: str) -> tuple[float, int]:
 
 @dataclass
 class Predictor:
-    model: object
+    # The network is loaded on first use (``model``): what needs only the version's metadata, its
+    # decision policy or its monitoring reference (the scoring report, a shard with nothing new)
+    # never imports TensorFlow, 10 s and more of every such task's start.
+    load_model: Callable[[], object] = field(repr=False)
     threshold: float
     image_size: int
     model_name: str
     model_version: str
     policy: DecisionPolicy  # benign / malignant / refer (components/core/decision); never absent
     run_id: str = ""  # the MLflow run that trained it, when known (batch scoring reads its evaluation)
+    _model: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def model(self):
+        """The Keras model, loaded the first time it is asked for."""
+        if self._model is None:
+            self._model = self.load_model()
+        return self._model
 
     @classmethod
     def load(cls, model_uri: str) -> "Predictor":
@@ -66,7 +78,7 @@ class Predictor:
         policy = DecisionPolicy.from_files(tracking.load_decision_files(info.run_id) if info.run_id else {}, model_uri)
         name, version = _resolve_registered(model_uri)
         return cls(
-            model=mlflow.tensorflow.load_model(model_uri),
+            load_model=lambda: mlflow.tensorflow.load_model(model_uri),
             threshold=threshold,
             image_size=image_size,
             model_name=name,
@@ -76,14 +88,18 @@ class Predictor:
         )
 
     @classmethod
-    def _load_dir(cls, path: Path) -> "Predictor":
-        import keras
-
+    def _load_dir(cls, path: Path, eager: bool = False) -> "Predictor":
         meta = json.loads((path / "model.json").read_text())
         threshold, image_size = decision_settings(meta, str(path / "model.json"))
         policy = DecisionPolicy.load(path)
-        return cls(
-            model=keras.saving.load_model(path / "model.keras"),
+
+        def load_model():
+            import keras
+
+            return keras.saving.load_model(path / "model.keras")
+
+        predictor = cls(
+            load_model=load_model,
             threshold=threshold,
             image_size=image_size,
             model_name=meta.get("name", meta.get("family", "model")),
@@ -91,6 +107,9 @@ class Predictor:
             policy=policy,
             run_id=str(meta.get("mlflow_run_id", "")),
         )
+        if eager:  # now, while ``path`` exists
+            predictor._model = load_model()
+        return predictor
 
     @classmethod
     def _load_s3_dir(cls, uri: str) -> "Predictor":
@@ -107,7 +126,7 @@ class Predictor:
                     continue  # DecisionPolicy.load names what is missing
                 Path(tmp, name).write_bytes(storage.read_bytes(storage.join(uri, name)))
             try:
-                return cls._load_dir(Path(tmp))
+                return cls._load_dir(Path(tmp), eager=True)  # the copy is deleted on return
             except ValueError as err:
                 raise type(err)(str(err).replace(tmp, uri)) from None
 

@@ -351,6 +351,18 @@ def load_decision_files(run_id: str) -> dict[str, bytes | None]:
     return out
 
 
+# What a logged model needs to load (MLflow adds itself), pinned at the versions installed here:
+# those of the lock (scripts/install.sh, images/requirements.lock). Left to itself MLflow infers the
+# same list by loading the model in a subprocess, 15 to 20 s for every logged model.
+MODEL_REQUIREMENTS = ("tensorflow", "keras", "numpy", "cloudpickle")
+
+
+def model_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS]
+
+
 def log_model(model, threshold: float, image_size: int, family: str, decision: dict | None = None):
     """Log a Keras model with signature, raw-pixel input example, its decision threshold and the
     readable part of its decision policy (the arrays are run artifacts, ``decision/``)."""
@@ -369,6 +381,7 @@ def log_model(model, threshold: float, image_size: int, family: str, decision: d
         name="model",
         signature=signature,
         input_example=example,
+        pip_requirements=model_requirements(),
         metadata={"threshold": float(threshold), "image_size": int(image_size), "family": family,
                   "classes": list(settings.CLASSES), "output": "p_malignant",
                   **({"decision": decision} if decision is not None else {})},
