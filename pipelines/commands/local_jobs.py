@@ -9,8 +9,15 @@ import sys
 import time
 from pathlib import Path
 
-from components.core.settings import (CLASSES, EXPERIMENT, MAX_BAD_FRACTION, REFER_COVERAGE, REGISTERED_MODEL_NAME, SEED,
-                                      VAL_FRACTION)
+from components.core.settings import (
+    CLASSES,
+    EXPERIMENT,
+    MAX_BAD_FRACTION,
+    REFER_COVERAGE,
+    REGISTERED_MODEL_NAME,
+    SEED,
+    VAL_FRACTION,
+)
 from pipelines.console import duration
 from pipelines.presets import PRESETS
 
@@ -87,12 +94,11 @@ def _train(args: argparse.Namespace, image_size: int, session) -> int:
     """Stage 2 in this process: its output goes to the log, its epochs to a progress bar."""
     from components.core import settings
     from components.core.modeling import progress
+    from components.core.modeling.train_config import model_config
     from components.core.registry import tracking
+    from components.core.step_results import TrainSummary
     from components.core.steps.train import run_train
     from pipelines.console import ModelProgress
-
-    from components.core.step_results import TrainSummary
-    from components.core.modeling.train_config import model_config
 
     uri = settings.tracking_uri() or tracking.local_tracking_uri(args.workdir)
     config = {"family": args.model, **json.loads(args.config)}

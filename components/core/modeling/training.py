@@ -12,7 +12,9 @@ import numpy as np
 
 from components.core.data.dataset import SplitArrays
 from components.core.evaluation.metrics import choose_threshold, classification_metrics
-from components.core.modeling.train_config import TrainConfig  # defined there: the command line checks configs without TensorFlow
+from components.core.modeling.train_config import (
+    TrainConfig,  # defined there: the command line checks configs without TensorFlow
+)
 
 log = logging.getLogger(__name__)
 

@@ -113,10 +113,10 @@ def _uri_source(uri: str):
 def image_dataset(name: str, uri: str, digest: str, profile: dict, image_size: int | None = None):
     """An MLflow dataset that records where the images are, not the images: source, digest,
     a profile (counts, fingerprint) and, for a preprocessed split, its tensor schema."""
+    import numpy as np
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.schema import TensorDatasetSchema
     from mlflow.types import Schema, TensorSpec
-    import numpy as np
 
     class ImageDataset(MetaDataset):
         @property

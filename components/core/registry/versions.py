@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from components.core.registry.champion_lock import RegistryError, champion_lock
 from components.core.data.dataset import SplitArrays
 from components.core.evaluation.metrics import classification_metrics
+from components.core.registry.champion_lock import RegistryError, champion_lock
 from components.core.registry.selection import CHALLENGER, CHAMPION, compare_on_unseen, promotes
 from components.core.step_results import TrainSummary
 

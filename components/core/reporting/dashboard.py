@@ -58,8 +58,8 @@ def render(results: list, winner, reg, comparisons: dict[str, bytes], card: str,
            missing_scores: list[str] = ()) -> str:
     """The page. ``comparisons``: PNG by split (``val``, ``test``) from figures.comparison_png;
     ``missing_scores``: models whose curves could not be drawn, each with why."""
-    from components.core.reporting import promotion_report
     from components.core.registry.selection import PROMOTION_RULE
+    from components.core.reporting import promotion_report
 
     figs = []
     for split, caption in (("val", "Validation: what the selection and the threshold were decided on."),

@@ -139,8 +139,8 @@ def build(winner, reg, results: list, figure_paths: list[str] | None = None) -> 
     """The card, as Markdown, for registration ``reg`` (versions.Registration) of ``winner`` (its
     step_results.TrainSummary). ``results``: every model of this run (the selection table)."""
     from components.core import settings
-    from components.core.reporting import promotion_report
     from components.core.registry.selection import PROMOTION_RULE
+    from components.core.reporting import promotion_report
 
     lineage = winner.lineage
     min_sens = winner.config.min_sensitivity

@@ -134,8 +134,8 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 8080, grpc_port: 
     own (``max_threads``, ``max_asyncio_workers``, ``enable_latency_logging``, ``access_log_format``)."""
     import kserve.model_server
 
-    from components.core.reporting.model_card import find as find_model_card
     from components.core.inference.predictor import Predictor
+    from components.core.reporting.model_card import find as find_model_card
 
     settings = settings or ServingSettings.from_env()
     started = time.perf_counter()

@@ -24,18 +24,13 @@ def run_select_and_register(
     Markdown summary, the model card (MLflow, KFP output, beside the Model artifact) and the
     dashboard's HTML page with every model's curves. ``runtime_image``: the image this step runs
     in, recorded with the training image the winner's run recorded (lineage.with_runtime_image)."""
-    import json
     import logging
     from collections import namedtuple
 
     from components.core import settings
-    from components.core.registry import lineage
-    from components.core.reporting import model_card
-    from components.core.reporting import promotion_report
-    from components.core.registry import versions
-    from components.core.registry import selection
-    from components.core.registry import tracking
     from components.core.data.dataset import open_splits
+    from components.core.registry import lineage, selection, tracking, versions
+    from components.core.reporting import model_card, promotion_report
     from components.core.step_results import ModelResult, RegisteredVersion, SelectionSummary, TrainSummary
 
     logging.basicConfig(level=logging.INFO)
@@ -87,8 +82,8 @@ def selection_report(parsed: list, winner, reg, val, test) -> tuple[str, str, st
     Returns (card, page, why the card is not beside the Model artifact, or None)."""
     import logging
 
-    from components.core.reporting import model_card
     from components.core.registry import tracking
+    from components.core.reporting import model_card
 
     by_split, missing = _comparison_pngs(parsed, winner, val, test)
     pngs = {f"compare_{split}.png": png for split, png in by_split.items()}

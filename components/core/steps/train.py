@@ -32,12 +32,11 @@ def run_train(
     import json
     import logging
 
-    from components.core.registry import lineage
-    from components.core.registry import tracking
     from components.core.data.dataset import open_splits
-    from components.core.step_results import TrainSummary
     from components.core.modeling.train_config import model_config as parse_model_config
     from components.core.modeling.training import configure_devices, train_model
+    from components.core.registry import lineage, tracking
+    from components.core.step_results import TrainSummary
 
     logging.basicConfig(level=logging.INFO)
     name, cfg = parse_model_config(model_config, defaults)

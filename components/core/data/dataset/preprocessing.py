@@ -17,7 +17,12 @@ from pathlib import Path
 from components.core.data.dataset import checks
 from components.core.data.dataset.layout import RawImage, RawScan, scan_raw
 from components.core.data.dataset.shards import (
-    DEFAULT_SHARD_SIZE, OUTPUT_SPLITS, _build_split, _commit, _partial_dir, _reset_output,
+    DEFAULT_SHARD_SIZE,
+    OUTPUT_SPLITS,
+    _build_split,
+    _commit,
+    _partial_dir,
+    _reset_output,
 )
 from components.core.data.dataset.split import hash_split
 from components.core.settings import IMAGE_SIZE, MAX_BAD_FRACTION, SEED, VAL_FRACTION
