@@ -17,9 +17,12 @@ from benchmarks.suite import DEFAULT_OUT, run_bench
 
 
 def build_parser() -> argparse.ArgumentParser:
-    b = argparse.ArgumentParser(prog=COMMAND,
-                                description="benchmarks: this project vs the reference approach and the machine's limits")
-    b.add_argument("--data", help="raw images {train,test}/{benign,malignant}/*.jpg (default ../shared/data/skin-cancer)")
+    b = argparse.ArgumentParser(
+        prog=COMMAND, description="benchmarks: this project vs the reference approach and the machine's limits"
+    )
+    b.add_argument(
+        "--data", help="raw images {train,test}/{benign,malignant}/*.jpg (default ../shared/data/skin-cancer)"
+    )
     b.add_argument("--out", default=DEFAULT_OUT, help="where bench.json and bench.md go")
     b.add_argument("--quick", action="store_true", help="30 images per folder, short training, no end-to-end run")
     b.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end `skin-cancer run`")
@@ -27,8 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-steps", type=int, help="training steps per epoch (default 10; --quick 2)")
     b.add_argument("--train-epochs", type=int, help="training epochs, the first untimed (default 4; --quick 2)")
     b.add_argument("--e2e-timeout", type=float, default=5400, help="seconds before the end-to-end run is stopped")
-    b.add_argument("--readme", metavar="PAGE",
-                   help="also rewrite the table between the bench markers in this Markdown page (docs/benchmarks.md)")
+    b.add_argument(
+        "--readme",
+        metavar="PAGE",
+        help="also rewrite the table between the bench markers in this Markdown page (docs/benchmarks.md)",
+    )
     return b
 
 
@@ -40,9 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         report = run_bench(
-            data=args.data, out=args.out, quick=args.quick, skip_e2e=args.skip_e2e, limit_per_folder=args.limit,
-            train_steps=args.train_steps, train_epochs=args.train_epochs, e2e_timeout=args.e2e_timeout,
-            readme=args.readme, command=" ".join([COMMAND, *argv]),
+            data=args.data,
+            out=args.out,
+            quick=args.quick,
+            skip_e2e=args.skip_e2e,
+            limit_per_folder=args.limit,
+            train_steps=args.train_steps,
+            train_epochs=args.train_epochs,
+            e2e_timeout=args.e2e_timeout,
+            readme=args.readme,
+            command=" ".join([COMMAND, *argv]),
         )
     except (RuntimeError, FileNotFoundError, ValueError) as err:  # no S3 server, no moto, no data: one line
         print(f"{COMMAND}: error: {err}", file=sys.stderr)

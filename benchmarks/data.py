@@ -13,8 +13,10 @@ FULL_DATA_IMAGES = 2961
 
 def find_default_data() -> Path:
     """``../shared/data/skin-cancer`` from the working directory, else beside the repository."""
-    candidates = [Path.cwd().parent / "shared" / "data" / "skin-cancer",
-                  Path(__file__).resolve().parents[2] / "shared" / "data" / "skin-cancer"]
+    candidates = [
+        Path.cwd().parent / "shared" / "data" / "skin-cancer",
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "skin-cancer",
+    ]
     for c in candidates:
         if c.is_dir():
             return c
@@ -31,7 +33,9 @@ def list_images(root: Path, limit_per_folder: int | None = None) -> list[tuple[s
         for cls in CLASSES:
             folder = root / split / cls
             if not folder.is_dir():
-                raise FileNotFoundError(f"{folder}: missing; expected the layout {{train,test}}/{{benign,malignant}}/*.jpg")
+                raise FileNotFoundError(
+                    f"{folder}: missing; expected the layout {{train,test}}/{{benign,malignant}}/*.jpg"
+                )
             files = sorted(p for p in folder.iterdir() if p.is_file() and has_image_extension(p.name))
             if limit_per_folder:
                 files = files[:limit_per_folder]

@@ -60,8 +60,20 @@ def m_end_to_end(data_uri: str, workdir: str, run_timeout: float, extra_args: li
     summary_path = work / "summary.json"
     log_path = work / "run.log"
     # -v: kfp.local's task lines (parse_kfp_log reads them) on the console, as well as in the run's log file.
-    cmd = [sys.executable, "-m", "pipelines.cli", "-v", "run", "--data", data_uri, "--workdir", str(work),
-           "--summary-json", str(summary_path), *(extra_args or [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "-v",
+        "run",
+        "--data",
+        data_uri,
+        "--workdir",
+        str(work),
+        "--summary-json",
+        str(summary_path),
+        *(extra_args or []),
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # the local default store
     started = time.perf_counter()
     tree_peak, largest = 0.0, 0.0
@@ -78,23 +90,38 @@ def m_end_to_end(data_uri: str, workdir: str, run_timeout: float, extra_args: li
         rc = proc.returncode if time.perf_counter() - started <= run_timeout else "timeout"
     wall = time.perf_counter() - started
     text = log_path.read_text(errors="replace")
-    result = {"images": 0, "seconds": round(wall, 3), "returncode": rc, "command": cmd[1:],
-              "stages": parse_kfp_log(text),
-              "peak_rss_mb_largest_process": round(largest, 1), "peak_rss_mb_all_processes": round(tree_peak, 1),
-              "log": str(log_path)}
+    result = {
+        "images": 0,
+        "seconds": round(wall, 3),
+        "returncode": rc,
+        "command": cmd[1:],
+        "stages": parse_kfp_log(text),
+        "peak_rss_mb_largest_process": round(largest, 1),
+        "peak_rss_mb_all_processes": round(tree_peak, 1),
+        "log": str(log_path),
+    }
     if rc != 0:
         result["log_tail"] = text[-3000:]
         raise RuntimeError(f"skin-cancer run exited {rc}: {text[-1500:]}")
     summary = json.loads(summary_path.read_text())
     result["pipeline_wall_seconds"] = round(summary.get("wall_seconds", 0.0), 3)
-    result["models"] = [{"name": m["name"], "seconds": round(m["seconds"], 1),
-                         "val_accuracy": m["val"]["accuracy"], "test_accuracy": m["test"]["accuracy"]}
-                        for m in summary.get("models", [])]
+    result["models"] = [
+        {
+            "name": m["name"],
+            "seconds": round(m["seconds"], 1),
+            "val_accuracy": m["val"]["accuracy"],
+            "test_accuracy": m["test"]["accuracy"],
+        }
+        for m in summary.get("models", [])
+    ]
     result["winner"] = summary.get("winner")
     for out in sorted(work.glob("pipeline-root/*/preprocess/executor_output.json")):
         report = json.loads(json.loads(out.read_text())["parameterValues"]["report"])
         result["images"] = report["total_images"]
-        result["preprocess_report"] = {"seconds": round(report["seconds"], 3),
-                                       "images_per_second": report["images_per_second"],
-                                       "image_size": report["image_size"], "splits": report["splits"]}
+        result["preprocess_report"] = {
+            "seconds": round(report["seconds"], 3),
+            "images_per_second": report["images_per_second"],
+            "image_size": report["image_size"],
+            "splits": report["splits"],
+        }
     return result

@@ -60,5 +60,7 @@ def machine_info() -> dict:
 
 
 def machine_line(m: dict) -> str:
-    return (f"{m['cores_usable']} cores ({m['cpu_model']}), {m['memory_gib']} GiB memory, "
-            f"Python {m['python']}, TensorFlow {m['versions'].get('tensorflow')}")
+    return (
+        f"{m['cores_usable']} cores ({m['cpu_model']}), {m['memory_gib']} GiB memory, "
+        f"Python {m['python']}, TensorFlow {m['versions'].get('tensorflow')}"
+    )

@@ -69,7 +69,11 @@ class Mark:
 
     def done(self, images: int, **extra) -> dict:
         seconds = time.perf_counter() - self.t
-        return {"images": int(images), "seconds": round(seconds, 3),
-                "images_per_s": round(images / seconds, 2) if seconds > 0 else None,
-                "cpu_seconds": round(_cpu_self() - self.cpu, 2), "rss_before_work_mb": round(self.rss_mb, 1),
-                **extra}
+        return {
+            "images": int(images),
+            "seconds": round(seconds, 3),
+            "images_per_s": round(images / seconds, 2) if seconds > 0 else None,
+            "cpu_seconds": round(_cpu_self() - self.cpu, 2),
+            "rss_before_work_mb": round(self.rss_mb, 1),
+            **extra,
+        }

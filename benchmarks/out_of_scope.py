@@ -18,10 +18,32 @@ import os
 import sys
 from pathlib import Path
 
-SKIMAGE = ("astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "chessboard_RGB.png",
-           "clock_motion.png", "coffee.png", "coins.png", "color.png", "grass.png", "gravel.png", "horse.png",
-           "hubble_deep_field.jpg", "ihc.png", "logo.png", "microaneurysms.png", "moon.png", "motorcycle_left.png",
-           "page.png", "phantom.png", "retina.jpg", "rocket.jpg", "text.png")
+SKIMAGE = (
+    "astronaut.png",
+    "brick.png",
+    "camera.png",
+    "cell.png",
+    "chelsea.png",
+    "chessboard_RGB.png",
+    "clock_motion.png",
+    "coffee.png",
+    "coins.png",
+    "color.png",
+    "grass.png",
+    "gravel.png",
+    "horse.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "logo.png",
+    "microaneurysms.png",
+    "moon.png",
+    "motorcycle_left.png",
+    "page.png",
+    "phantom.png",
+    "retina.jpg",
+    "rocket.jpg",
+    "text.png",
+)
 NETWORKX = ("test_display_labels_and_colors.png", "test_display_shortest_path.png", "test_house_with_colors.png")
 SYMPY = ("test_region_and.png", "test_region_not.png", "test_region_or.png", "test_region_xor.png")
 MLFLOW = ("anthropic-dark", "langchain-dark", "dspy")
@@ -51,7 +73,9 @@ def held_out_set() -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.out_of_scope", description=__doc__.splitlines()[0])
     ap.add_argument("--model-uri", default="models:/skin-cancer-classifier@champion")
-    ap.add_argument("--workdir", default="runs", help="the MLflow store `skin-cancer run` left (without MLFLOW_TRACKING_URI)")
+    ap.add_argument(
+        "--workdir", default="runs", help="the MLflow store `skin-cancer run` left (without MLFLOW_TRACKING_URI)"
+    )
     ap.add_argument("--json", help="write the per-image results here")
     args = ap.parse_args(argv)
     from components.core import settings
@@ -67,13 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"name": name, **{k: v for k, v in line.items() if k != "image"}} for name, line in zip(images, lines)]
     refused = [r for r in rows if r.get("refer_reason") == "out_of_scope"]
     for r in rows:
-        print(f"{r['name']:45s} {r.get('decision', 'error'):9s} {r.get('refer_reason') or '':12s} "
-              f"ood {r.get('ood_score', float('nan')):7.2f}  p {r.get('p_malignant', float('nan')):.3f}")
-    print(f"out_of_scope: {len(refused)} of {len(rows)} ({len(refused) / len(rows):.1%}); model {args.model_uri} "
-          f"version {predictor.model_version}")
+        print(
+            f"{r['name']:45s} {r.get('decision', 'error'):9s} {r.get('refer_reason') or '':12s} "
+            f"ood {r.get('ood_score', float('nan')):7.2f}  p {r.get('p_malignant', float('nan')):.3f}"
+        )
+    print(
+        f"out_of_scope: {len(refused)} of {len(rows)} ({len(refused) / len(rows):.1%}); model {args.model_uri} "
+        f"version {predictor.model_version}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"model_uri": args.model_uri, "version": predictor.model_version,
-                                               "rows": rows}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"model_uri": args.model_uri, "version": predictor.model_version, "rows": rows}, indent=1)
+        )
     return 0 if len(refused) >= 0.95 * len(rows) else 1
 
 

@@ -23,9 +23,12 @@ def m_project_preprocess(data_uri: str, image_size: int, out_dir: str, keep: boo
     outs = {s: str(Path(out_dir, s)) for s in dataset.OUTPUT_SPLITS}
     mark = Mark()
     report = dataset.preprocess(data_uri, outs, image_size=image_size)
-    result = mark.done(report.total_images, skipped=len(report.skipped),
-                       class_counts={c: sum(s["class_counts"][c] for s in report.splits.values()) for c in CLASSES},
-                       output_mb=round(sum(f.stat().st_size for f in Path(out_dir).rglob("*") if f.is_file()) / 2**20, 1))
+    result = mark.done(
+        report.total_images,
+        skipped=len(report.skipped),
+        class_counts={c: sum(s["class_counts"][c] for s in report.splits.values()) for c in CLASSES},
+        output_mb=round(sum(f.stat().st_size for f in Path(out_dir).rglob("*") if f.is_file()) / 2**20, 1),
+    )
     if not keep:
         shutil.rmtree(out_dir, ignore_errors=True)
     return result
@@ -67,9 +70,12 @@ def reference_preprocess(bucket: str, prefix: str, image_size: int, out_key: str
         data[split] = (x, y)
     blob = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
     s3.put_object(Bucket=bucket, Key=out_key, Body=blob)
-    return {"images": sum(len(x) for x, _ in data.values()), "pickle_bytes": len(blob),
-            "dtype": str(data[RAW_SPLITS[0]][0].dtype),
-            "class_counts": {c: int(sum(y[:, i].sum() for _, y in data.values())) for i, c in enumerate(CLASSES)}}
+    return {
+        "images": sum(len(x) for x, _ in data.values()),
+        "pickle_bytes": len(blob),
+        "dtype": str(data[RAW_SPLITS[0]][0].dtype),
+        "class_counts": {c: int(sum(y[:, i].sum() for _, y in data.values())) for i, c in enumerate(CLASSES)},
+    }
 
 
 def m_reference_preprocess(bucket: str, prefix: str, image_size: int, out_key: str) -> dict:
@@ -137,8 +143,10 @@ def summarize(r: dict, fetch: dict | None, cores: int) -> None:
     r["a_over_b"] = ratio(a, b, 2)
     r.update(_endpoint_ceiling(r, fetch, cores, a))
     r["a_over_c"] = ratio(a, r["ceiling_images_per_s"])
-    r["memory_a_over_b"] = ratio(r["project"].get("peak_rss_mb"), (r.get("reference") or {}).get("peak_rss_mb")
-                                 if ok(r.get("reference")) else None)
+    r["memory_a_over_b"] = ratio(
+        r["project"].get("peak_rss_mb"),
+        (r.get("reference") or {}).get("peak_rss_mb") if ok(r.get("reference")) else None,
+    )
 
 
 def _endpoint_ceiling(r: dict, fetch: dict | None, cores: int, a: float | None) -> dict:
@@ -152,6 +160,12 @@ def _endpoint_ceiling(r: dict, fetch: dict | None, cores: int, a: float | None) 
     server_ms = 1000 * f.get("server_cpu_seconds", 0.0) / f["images"]
     per_image = decode_ms + client_ms + server_ms
     ceiling = round(1000 * cores / per_image, 1)
-    return {"with_endpoint": {"decode_ms_per_image": round(decode_ms, 3), "get_client_cpu_ms_per_image": round(client_ms, 3),
-                              "get_server_cpu_ms_per_image": round(server_ms, 3),
-                              "ceiling_images_per_s": ceiling, "a_over_ceiling": ratio(a, ceiling)}}
+    return {
+        "with_endpoint": {
+            "decode_ms_per_image": round(decode_ms, 3),
+            "get_client_cpu_ms_per_image": round(client_ms, 3),
+            "get_server_cpu_ms_per_image": round(server_ms, 3),
+            "ceiling_images_per_s": ceiling,
+            "a_over_ceiling": ratio(a, ceiling),
+        }
+    }

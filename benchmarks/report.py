@@ -37,15 +37,30 @@ def ok(m: dict | None) -> bool:
     return bool(m) and m.get("ok", False)
 
 
-def _target(tid: str, description: str, measured, target: float, at_least: bool, unit: str = "", note: str = "") -> dict:
+def _target(
+    tid: str, description: str, measured, target: float, at_least: bool, unit: str = "", note: str = ""
+) -> dict:
     met = None if measured is None else (measured >= target if at_least else measured <= target)
-    return {"id": tid, "description": description, "measured": measured, "target": target,
-            "comparison": ">=" if at_least else "<=", "unit": unit, "met": met, "note": note}
+    return {
+        "id": tid,
+        "description": description,
+        "measured": measured,
+        "target": target,
+        "comparison": ">=" if at_least else "<=",
+        "unit": unit,
+        "met": met,
+        "note": note,
+    }
 
 
 def gpu_note(training: dict) -> dict:
-    devices = {m.get("device") for t in training.values() if isinstance(t, dict)
-               for m in t.values() if isinstance(m, dict) and m.get("device")}
+    devices = {
+        m.get("device")
+        for t in training.values()
+        if isinstance(t, dict)
+        for m in t.values()
+        if isinstance(m, dict) and m.get("device")
+    }
     if any(d and d != "cpu" for d in devices):
         return {"measured": True, "note": f"training benchmark ran on {', '.join(sorted(d for d in devices if d))}"}
     return {"measured": False, "note": GPU_NOT_MEASURED}
@@ -57,32 +72,79 @@ def evaluate_targets(report: dict) -> list[dict]:
     p = pre.get(size, {})
     subset = "" if report["data"]["full_data_set"] else "subset: not the target condition"
     out = [
-        _target("preprocess_vs_reference", f"preprocessing throughput, project / reference ({size} px)",
-                p.get("a_over_b"), TARGETS["preprocess_vs_reference"], True, "x", subset),
-        _target("preprocess_vs_ceiling", f"preprocessing throughput, project / decode ceiling ({size} px)",
-                p.get("a_over_c"), TARGETS["preprocess_vs_ceiling"], True, "", subset),
-        _target("preprocess_memory_vs_reference", f"preprocessing peak memory, project / reference ({size} px)",
-                p.get("memory_a_over_b"), TARGETS["preprocess_memory_vs_reference"], False, "", subset),
+        _target(
+            "preprocess_vs_reference",
+            f"preprocessing throughput, project / reference ({size} px)",
+            p.get("a_over_b"),
+            TARGETS["preprocess_vs_reference"],
+            True,
+            "x",
+            subset,
+        ),
+        _target(
+            "preprocess_vs_ceiling",
+            f"preprocessing throughput, project / decode ceiling ({size} px)",
+            p.get("a_over_c"),
+            TARGETS["preprocess_vs_ceiling"],
+            True,
+            "",
+            subset,
+        ),
+        _target(
+            "preprocess_memory_vs_reference",
+            f"preprocessing peak memory, project / reference ({size} px)",
+            p.get("memory_a_over_b"),
+            TARGETS["preprocess_memory_vs_reference"],
+            False,
+            "",
+            subset,
+        ),
     ]
     points = [q for q in report.get("scaling", {}).get("points", []) if q.get("ok")]
     growth = None
     if points and points[0]["factor"] == 1 and len(points) > 1:
         growth = ratio(points[-1]["peak_rss_mb"], points[0]["peak_rss_mb"])
     last = points[-1]["factor"] if points else 4
-    out.append(_target("preprocess_memory_growth_4x", f"preprocessing peak memory at {last}x / at 1x the data",
-                       growth, TARGETS["preprocess_memory_growth_4x"], False, "",
-                       "flat: at most 1.25 (linear growth would be about 4)" + (f"; {subset}" if subset else "")))
+    out.append(
+        _target(
+            "preprocess_memory_growth_4x",
+            f"preprocessing peak memory at {last}x / at 1x the data",
+            growth,
+            TARGETS["preprocess_memory_growth_4x"],
+            False,
+            "",
+            "flat: at most 1.25 (linear growth would be about 4)" + (f"; {subset}" if subset else ""),
+        )
+    )
     t = report.get("training_input", {}).get("basic", {})
-    out.append(_target("training_input_vs_reference", "training images/s, project input / reference feeding (basic model)",
-                       t.get("ratio"), TARGETS["training_input_vs_reference"], True, "x", subset))
+    out.append(
+        _target(
+            "training_input_vs_reference",
+            "training images/s, project input / reference feeding (basic model)",
+            t.get("ratio"),
+            TARGETS["training_input_vs_reference"],
+            True,
+            "x",
+            subset,
+        )
+    )
     e2e = report.get("end_to_end", {})
     measured = e2e.get("seconds") if ok(e2e) else None
     failed = ((e2e.get("error") or "").strip().splitlines() or ["not run"])[-1][:160]
     note = e2e.get("note", "") if e2e.get("skipped") else ("" if ok(e2e) else f"the run failed: {failed}")
     if measured is not None and e2e.get("images") != FULL_DATA_IMAGES:
         note = f"run on {e2e.get('images')} images, not all {FULL_DATA_IMAGES}: not the target condition"
-    out.append(_target("end_to_end_seconds", f"main job wall time on all {FULL_DATA_IMAGES:,} images",
-                       measured, TARGETS["end_to_end_seconds"], False, "s", note))
+    out.append(
+        _target(
+            "end_to_end_seconds",
+            f"main job wall time on all {FULL_DATA_IMAGES:,} images",
+            measured,
+            TARGETS["end_to_end_seconds"],
+            False,
+            "s",
+            note,
+        )
+    )
     return out
 
 
@@ -99,8 +161,10 @@ def _row(label: str, m: dict | None, extra: str = "") -> str:
     if not m.get("ok"):
         why = (m.get("error") or m.get("note") or "not measured").strip().splitlines()[-1][:120]
         return f"| {label} | - | - | - | - | - | {why} |"
-    return (f"| {label} | {_fmt(m.get('images'))} | {_fmt(m.get('seconds'), 2)} | {_fmt(m.get('images_per_s'))} | "
-            f"{_fmt(m.get('peak_rss_mb'), 0)} | {_fmt(m.get('cpu_seconds'), 1)} | {extra} |")
+    return (
+        f"| {label} | {_fmt(m.get('images'))} | {_fmt(m.get('seconds'), 2)} | {_fmt(m.get('images_per_s'))} | "
+        f"{_fmt(m.get('peak_rss_mb'), 0)} | {_fmt(m.get('cpu_seconds'), 1)} | {extra} |"
+    )
 
 
 def markdown(report: dict) -> str:
@@ -120,10 +184,15 @@ def markdown(report: dict) -> str:
         met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
         measured = _fmt(t["measured"], 2) + (t["unit"] if t["measured"] is not None and t["unit"] == "x" else "")
         note = f" ({t['note']})" if t["note"] else ""
-        lines.append(f"| {t['description']}{note} | {measured} | {t['comparison']} {_fmt(t['target'], 2)}{t['unit']} | {met} |")
+        lines.append(
+            f"| {t['description']}{note} | {measured} | {t['comparison']} {_fmt(t['target'], 2)}{t['unit']} | {met} |"
+        )
     lines.append(f"| GPU training benchmark | {report['gpu']['note']} | once per accelerator session | - |")
-    lines += ["", "| Measurement | Images | Seconds | Images/s | Peak MB | CPU s | Notes |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines += [
+        "",
+        "| Measurement | Images | Seconds | Images/s | Peak MB | CPU s | Notes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
     pre = report.get("preprocessing", {})
     for size in dict.fromkeys((str(s["compare_image_size"]), str(s["project_image_size"]))):
         p = pre.get(size)
@@ -131,52 +200,107 @@ def markdown(report: dict) -> str:
             continue
         srv = lambda k: f"S3 server CPU {_fmt(p[k].get('server_cpu_seconds'), 1)} s" if p.get(k, {}).get("ok") else ""  # noqa: E731
         we = p.get("with_endpoint") or {}
-        we_note = (f"; ceiling with the S3 GETs paid (diagnostic) {_fmt(we.get('ceiling_images_per_s'))} images/s, "
-                   f"a / it {_fmt(we.get('a_over_ceiling'), 2)}") if we else ""
-        lines.append(_row(f"(a) project preprocessing, S3, {size} px", p.get("project"),
-                          f"a/b {_fmt(p.get('a_over_b'), 2)}x, a/c {_fmt(p.get('a_over_c'), 2)}; {srv('project')}{we_note}"))
-        lines.append(_row(f"(b) reference approach, S3, {size} px", p.get("reference"),
-                          f"pickle {_fmt((p.get('reference') or {}).get('pickle_bytes', 0) / 2**20, 0)} MB; {srv('reference')}"
-                          if ok(p.get("reference")) else ""))
-        lines.append(_row(f"(c) decode-only, 1 core, {size} px", p.get("ceiling_1core"),
-                          f"ceiling x{s['cores_for_ceiling']} cores = {_fmt(p.get('ceiling_images_per_s'))} images/s"))
-        lines.append(_row(f"decode-only, {s['cores_for_ceiling']} threads, {size} px", p.get("decode_all_cores"), "diagnostic"))
+        we_note = (
+            (
+                f"; ceiling with the S3 GETs paid (diagnostic) {_fmt(we.get('ceiling_images_per_s'))} images/s, "
+                f"a / it {_fmt(we.get('a_over_ceiling'), 2)}"
+            )
+            if we
+            else ""
+        )
+        lines.append(
+            _row(
+                f"(a) project preprocessing, S3, {size} px",
+                p.get("project"),
+                f"a/b {_fmt(p.get('a_over_b'), 2)}x, a/c {_fmt(p.get('a_over_c'), 2)}; {srv('project')}{we_note}",
+            )
+        )
+        lines.append(
+            _row(
+                f"(b) reference approach, S3, {size} px",
+                p.get("reference"),
+                f"pickle {_fmt((p.get('reference') or {}).get('pickle_bytes', 0) / 2**20, 0)} MB; {srv('reference')}"
+                if ok(p.get("reference"))
+                else "",
+            )
+        )
+        lines.append(
+            _row(
+                f"(c) decode-only, 1 core, {size} px",
+                p.get("ceiling_1core"),
+                f"ceiling x{s['cores_for_ceiling']} cores = {_fmt(p.get('ceiling_images_per_s'))} images/s",
+            )
+        )
+        lines.append(
+            _row(f"decode-only, {s['cores_for_ceiling']} threads, {size} px", p.get("decode_all_cores"), "diagnostic")
+        )
     if pre.get("fetch_only"):
-        lines.append(_row(f"GET-only, S3, {pre['fetch_only'].get('threads', '-')} threads (no decode)", pre["fetch_only"],
-                          f"diagnostic; S3 server CPU {_fmt(pre['fetch_only'].get('server_cpu_seconds'), 1)} s"))
+        lines.append(
+            _row(
+                f"GET-only, S3, {pre['fetch_only'].get('threads', '-')} threads (no decode)",
+                pre["fetch_only"],
+                f"diagnostic; S3 server CPU {_fmt(pre['fetch_only'].get('server_cpu_seconds'), 1)} s",
+            )
+        )
     if pre.get("project_local"):
-        lines.append(_row(f"project preprocessing, local folder, {s['compare_image_size']} px", pre["project_local"], "diagnostic: no S3"))
+        lines.append(
+            _row(
+                f"project preprocessing, local folder, {s['compare_image_size']} px",
+                pre["project_local"],
+                "diagnostic: no S3",
+            )
+        )
     t = report.get("training_input", {})
     for model in ("basic", "tiny"):
         if model in t:
             for kind in ("project", "reference"):
-                lines.append(_row(f"training, {model} model, {kind} input, {s['project_image_size']} px", t[model].get(kind),
-                                  f"{model} ratio {_fmt(t[model].get('ratio'), 2)}x; {t[model].get(kind, {}).get('device', '')}"
-                                  if kind == "project" else t[model].get(kind, {}).get("device", "")))
+                lines.append(
+                    _row(
+                        f"training, {model} model, {kind} input, {s['project_image_size']} px",
+                        t[model].get(kind),
+                        f"{model} ratio {_fmt(t[model].get('ratio'), 2)}x; {t[model].get(kind, {}).get('device', '')}"
+                        if kind == "project"
+                        else t[model].get(kind, {}).get("device", ""),
+                    )
+                )
     e = report.get("end_to_end", {})
     if e.get("ok"):
         stages = ", ".join(f"{st['task']} {st.get('seconds', 0):.0f} s" for st in e.get("stages", []))
-        lines.append(f"| end to end: skin-cancer run | {_fmt(e.get('images'))} | {_fmt(e.get('seconds'), 0)} | - | "
-                     f"{_fmt(e.get('peak_rss_mb_largest_process'), 0)} (largest process; all processes "
-                     f"{_fmt(e.get('peak_rss_mb_all_processes'), 0)}) | - | {stages} |")
+        lines.append(
+            f"| end to end: skin-cancer run | {_fmt(e.get('images'))} | {_fmt(e.get('seconds'), 0)} | - | "
+            f"{_fmt(e.get('peak_rss_mb_largest_process'), 0)} (largest process; all processes "
+            f"{_fmt(e.get('peak_rss_mb_all_processes'), 0)}) | - | {stages} |"
+        )
         for mm in e.get("models", []):
-            lines.append(f"| end to end: train {mm['name']} | - | {_fmt(mm['seconds'], 0)} | - | - | - | "
-                         f"val acc {mm['val_accuracy']:.3f}, test acc {mm['test_accuracy']:.3f} |")
+            lines.append(
+                f"| end to end: train {mm['name']} | - | {_fmt(mm['seconds'], 0)} | - | - | - | "
+                f"val acc {mm['val_accuracy']:.3f}, test acc {mm['test_accuracy']:.3f} |"
+            )
         if e.get("preprocess_report"):
             pr = e["preprocess_report"]
-            lines.append(f"| end to end: preprocess (inside the task) | {_fmt(e.get('images'))} | {_fmt(pr['seconds'], 1)} | "
-                         f"{_fmt(pr['images_per_second'])} | - | - | {pr['image_size']} px |")
+            lines.append(
+                f"| end to end: preprocess (inside the task) | {_fmt(e.get('images'))} | {_fmt(pr['seconds'], 1)} | "
+                f"{_fmt(pr['images_per_second'])} | - | - | {pr['image_size']} px |"
+            )
     else:
         lines.append(_row("end to end: skin-cancer run", e))
     sc = report.get("scaling", {})
     for q in sc.get("points", []):
-        lines.append(_row(f"scaling: project preprocessing {q['factor']}x, {sc['image_size']} px", q,
-                          f"S3 server CPU {_fmt(q.get('server_cpu_seconds'), 1)} s" if q.get("ok") else ""))
-    lines += ["", "Peak MB: the measured process's peak resident memory (VmHWM), interpreter and imports included; "
-              "the S3 server runs in its own process and is not counted. CPU s: that process's user+system CPU during "
-              "the measured part. Ceiling (c): the project's decode_image over bytes in memory on one core, times the cores. "
-              "Ceiling with the S3 GETs paid (diagnostic): cores / (decode CPU + GET client CPU + S3 server CPU, per image, "
-              "from the decode-only and GET-only runs). Training images/s exclude the first (warm-up) epoch."]
+        lines.append(
+            _row(
+                f"scaling: project preprocessing {q['factor']}x, {sc['image_size']} px",
+                q,
+                f"S3 server CPU {_fmt(q.get('server_cpu_seconds'), 1)} s" if q.get("ok") else "",
+            )
+        )
+    lines += [
+        "",
+        "Peak MB: the measured process's peak resident memory (VmHWM), interpreter and imports included; "
+        "the S3 server runs in its own process and is not counted. CPU s: that process's user+system CPU during "
+        "the measured part. Ceiling (c): the project's decode_image over bytes in memory on one core, times the cores. "
+        "Ceiling with the S3 GETs paid (diagnostic): cores / (decode CPU + GET client CPU + S3 server CPU, per image, "
+        "from the decode-only and GET-only runs). Training images/s exclude the first (warm-up) epoch.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -197,7 +321,10 @@ def write_report(report: dict, out_dir: Path, readme: str | Path | None = None) 
     table = markdown(report)
     (out_dir / "bench.md").write_text(f"# skin-cancer bench\n\n{table}")
     if readme:
-        label = ("full data set" if report["data"]["full_data_set"]
-                 else f"SUBSET of {report['data']['images']} images, shared machine: to be replaced by the full run")
+        label = (
+            "full data set"
+            if report["data"]["full_data_set"]
+            else f"SUBSET of {report['data']['images']} images, shared machine: to be replaced by the full run"
+        )
         if not update_readme(readme, table, f"Current figures ({label}), from `{COMMAND}`'s `bench.md`:"):
             print(f"warning: {readme} has no {README_START} ... {README_END} markers; not updated", file=sys.stderr)

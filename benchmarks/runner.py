@@ -38,8 +38,15 @@ def child_main(argv: list[str]) -> int:
 class Runner:
     """Runs each measured method in a fresh Python process and collects its result."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None, server: S3Server | None = None,
-                 timeout: float = 7200, log=print, machine: str = ""):
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        server: S3Server | None = None,
+        timeout: float = 7200,
+        log=print,
+        machine: str = "",
+    ):
         self.workdir = workdir
         self.machine = machine
         self.env = env or {}
@@ -63,16 +70,29 @@ class Runner:
         self.log(f"  {label} ...")
         started = time.perf_counter()
         try:
-            proc = subprocess.run([sys.executable, "-m", "benchmarks", "_child", method, str(in_path), str(out_path)],
-                                  env=env, capture_output=True, text=True, timeout=timeout or self.timeout)
+            proc = subprocess.run(
+                [sys.executable, "-m", "benchmarks", "_child", method, str(in_path), str(out_path)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout or self.timeout,
+            )
             ok = proc.returncode == 0 and out_path.is_file()
             error = None if ok else (proc.stderr or proc.stdout)[-2500:]
         except subprocess.TimeoutExpired:
             ok, error = False, f"timed out after {timeout or self.timeout:.0f} s"
         process_s = time.perf_counter() - started
         result = json.loads(out_path.read_text()) if ok else {}
-        result.update({"label": label, "method": method, "ok": ok, "process_seconds": round(process_s, 2),
-                       "machine": self.machine, "load_average_before": load})
+        result.update(
+            {
+                "label": label,
+                "method": method,
+                "ok": ok,
+                "process_seconds": round(process_s, 2),
+                "machine": self.machine,
+                "load_average_before": load,
+            }
+        )
         if self.server is not None:
             result["server_cpu_seconds"] = round(self.server.cpu_seconds() - server_cpu, 2)
         if not ok:
@@ -82,6 +102,9 @@ class Runner:
         else:
             ips = result.get("images_per_s")
             peak = result.get("peak_rss_mb_largest_process", result.get("peak_rss_mb"))
-            self.log(f"    {result.get('images')} images in {result.get('seconds')} s"
-                     + (f" = {ips} images/s" if ips else "") + f", peak {peak} MB")
+            self.log(
+                f"    {result.get('images')} images in {result.get('seconds')} s"
+                + (f" = {ips} images/s" if ips else "")
+                + f", peak {peak} MB"
+            )
         return result

@@ -40,8 +40,9 @@ class S3Server:
         self.port = free_port()
         self.logdir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.logdir / "s3-server.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-c", _SERVER_CODE, str(self.port)],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVER_CODE, str(self.port)], stdout=self._log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -75,9 +76,13 @@ class S3Server:
 
         e = self.env
         return boto3.session.Session().client(
-            "s3", endpoint_url=e["AWS_ENDPOINT_URL"], region_name=e["AWS_DEFAULT_REGION"],
-            aws_access_key_id=e["AWS_ACCESS_KEY_ID"], aws_secret_access_key=e["AWS_SECRET_ACCESS_KEY"],
-            config=Config(max_pool_connections=pool, retries={"total_max_attempts": 8, "mode": "standard"}))
+            "s3",
+            endpoint_url=e["AWS_ENDPOINT_URL"],
+            region_name=e["AWS_DEFAULT_REGION"],
+            aws_access_key_id=e["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=e["AWS_SECRET_ACCESS_KEY"],
+            config=Config(max_pool_connections=pool, retries={"total_max_attempts": 8, "mode": "standard"}),
+        )
 
     def cpu_seconds(self) -> float:
         """User + system CPU the server process has used so far."""
@@ -89,8 +94,10 @@ class S3Server:
 
     def memory_mb(self) -> dict[str, float | None]:
         st = proc_status(self.proc.pid) if self.proc else {}
-        return {"rss_mb": round(st["VmRSS"], 1) if "VmRSS" in st else None,
-                "peak_rss_mb": round(st["VmHWM"], 1) if "VmHWM" in st else None}
+        return {
+            "rss_mb": round(st["VmRSS"], 1) if "VmRSS" in st else None,
+            "peak_rss_mb": round(st["VmHWM"], 1) if "VmHWM" in st else None,
+        }
 
     def upload(self, items: list[tuple[str, Path]], prefix: str = PREFIX, rename=None, workers: int = 16) -> int:
         """Upload ``items`` concurrently under ``prefix``; ``rename(relpath)`` gives new keys (copies)."""

@@ -67,7 +67,7 @@ def _child(mode: str, model_uri: str, inbox: str, count: int, batch: int) -> dic
     started = time.perf_counter()
     if mode in ("raw", "raw+features"):
         for i in range(0, len(uris), batch):
-            pixels = np.stack([decode_image(Path(u).read_bytes(), predictor.image_size) for u in uris[i:i + batch]])
+            pixels = np.stack([decode_image(Path(u).read_bytes(), predictor.image_size) for u in uris[i : i + batch]])
             predictor.predict_arrays(pixels)
             if mode == "raw+features":
                 predictor.imagenet_features(pixels)
@@ -79,21 +79,40 @@ def _child(mode: str, model_uri: str, inbox: str, count: int, batch: int) -> dic
     else:
         raise ValueError(mode)
     seconds = time.perf_counter() - started
-    return {"mode": mode, "images": scored, "seconds": round(seconds, 2),
-            "images_per_s": round(scored / seconds, 2), "peak_rss_mb": peak_rss_mb()}
+    return {
+        "mode": mode,
+        "images": scored,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(scored / seconds, 2),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def measure(mode: str, model_uri: str, inbox: Path, count: int, batch: int) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.scoring", "--child", mode, "--model-uri", model_uri,
-           "--inbox", str(inbox), "--images", str(count), "--batch", str(batch)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.scoring",
+        "--child",
+        mode,
+        "--model-uri",
+        model_uri,
+        "--inbox",
+        str(inbox),
+        "--images",
+        str(count),
+        "--batch",
+        str(batch),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     if proc.returncode != 0:
         raise RuntimeError(f"{mode} at {count} images failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_benchmark(model_uri: str, data: Path, out: Path, images: int, memory_images: int, batch: int,
-                  log=print) -> dict:
+def run_benchmark(
+    model_uri: str, data: Path, out: Path, images: int, memory_images: int, batch: int, log=print
+) -> dict:
     from benchmarks.machine import machine_info, machine_line
 
     out.mkdir(parents=True, exist_ok=True)
@@ -101,25 +120,35 @@ def run_benchmark(model_uri: str, data: Path, out: Path, images: int, memory_ima
         inbox = Path(tmp) / "inbox"
         make_inbox(data, inbox, max(images, memory_images))
         results = []
-        for mode, count in (("raw", images), ("raw+features", images), ("scoring", images),
-                            ("scoring", memory_images)):
+        for mode, count in (("raw", images), ("raw+features", images), ("scoring", images), ("scoring", memory_images)):
             results.append(measure(mode, model_uri, inbox, count, batch))
             log(json.dumps(results[-1]))
     raw, feats, small, large = results
     report = {
-        "machine": machine_line(machine_info()), "model_uri": model_uri, "batch": batch, "results": results,
+        "machine": machine_line(machine_info()),
+        "model_uri": model_uri,
+        "batch": batch,
+        "results": results,
         "scoring_over_raw": round(small["images_per_s"] / raw["images_per_s"], 3),
         "scoring_over_raw_with_features": round(small["images_per_s"] / feats["images_per_s"], 3),
         "memory_ratio": round(large["peak_rss_mb"] / small["peak_rss_mb"], 3),
         "targets": {"scoring_over_raw": TARGET_RATIO, "memory_ratio": TARGET_MEMORY},
     }
-    lines = [f"Batch scoring benchmark ({report['machine']}; model {model_uri}; batch {batch})", "",
-             "| measurement | images | s | images/s | peak RSS MB |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['mode']} | {r['images']} | {r['seconds']} | {r['images_per_s']} | {r['peak_rss_mb']} |"
-              for r in results]
-    lines += ["", f"scoring / raw forward pass: {report['scoring_over_raw']} (target >= {TARGET_RATIO})",
-              f"scoring / raw forward pass + ImageNet features: {report['scoring_over_raw_with_features']}",
-              f"peak memory at {memory_images} / at {images}: {report['memory_ratio']} (target <= {TARGET_MEMORY})"]
+    lines = [
+        f"Batch scoring benchmark ({report['machine']}; model {model_uri}; batch {batch})",
+        "",
+        "| measurement | images | s | images/s | peak RSS MB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['mode']} | {r['images']} | {r['seconds']} | {r['images_per_s']} | {r['peak_rss_mb']} |" for r in results
+    ]
+    lines += [
+        "",
+        f"scoring / raw forward pass: {report['scoring_over_raw']} (target >= {TARGET_RATIO})",
+        f"scoring / raw forward pass + ImageNet features: {report['scoring_over_raw_with_features']}",
+        f"peak memory at {memory_images} / at {images}: {report['memory_ratio']} (target <= {TARGET_MEMORY})",
+    ]
     (out / "scoring.json").write_text(json.dumps(report, indent=1))
     (out / "scoring.md").write_text("\n".join(lines) + "\n")
     log("\n".join(lines))
@@ -142,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(_child(args.child, args.model_uri, args.inbox, args.images, args.batch)))
         return 0
-    run_benchmark(args.model_uri, args.data or find_default_data(), args.out, args.images, args.memory_images,
-                  args.batch)
+    run_benchmark(
+        args.model_uri, args.data or find_default_data(), args.out, args.images, args.memory_images, args.batch
+    )
     return 0
 
 

@@ -71,17 +71,33 @@ def _raw_child(model_uri: str, data: str, count: int, batch: int) -> dict:
     predictor.predict_pixels(warm, forward=forward)  # traced and kernels set up before the clock starts
     started = time.perf_counter()
     for i in range(0, count, batch):
-        chunk = blobs[i:i + batch]
+        chunk = blobs[i : i + batch]
         pixels = np.stack([decode_image(b, predictor.image_size) for b in chunk])
         predictor.predict_pixels(pixels, [original_size(b) for b in chunk], forward=forward)
     seconds = time.perf_counter() - started
-    return {"mode": f"raw batch {batch}", "images": count, "seconds": round(seconds, 2),
-            "images_per_s": round(count / seconds, 2)}
+    return {
+        "mode": f"raw batch {batch}",
+        "images": count,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(count / seconds, 2),
+    }
 
 
 def measure_raw(model_uri: str, data: Path, count: int, batch: int) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.serving", "--child-raw", "--model-uri", model_uri, "--data", str(data),
-           "--requests", str(count), "--batch", str(batch)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.serving",
+        "--child-raw",
+        "--model-uri",
+        model_uri,
+        "--data",
+        str(data),
+        "--requests",
+        str(count),
+        "--batch",
+        str(batch),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     if proc.returncode != 0:
         raise RuntimeError(f"raw pass failed:\n{proc.stderr[-3000:]}")
@@ -99,8 +115,9 @@ class _Client:
         if protocol == "http":
             import tritonclient.http as tc
 
-            self.client = tc.InferenceServerClient(url.removeprefix("http://"), network_timeout=300.0,
-                                                   connection_timeout=300.0)
+            self.client = tc.InferenceServerClient(
+                url.removeprefix("http://"), network_timeout=300.0, connection_timeout=300.0
+            )
         else:
             import tritonclient.grpc as tc
 
@@ -169,8 +186,9 @@ def measure_clients(protocol: str, url: str, model: str, blobs: list[bytes], cli
         t.join()
     seconds = time.perf_counter() - started
     if errors:
-        raise RuntimeError(f"{protocol} with {clients} clients: {len(errors)} of {requests} requests failed, "
-                           f"first: {errors[0]}")
+        raise RuntimeError(
+            f"{protocol} with {clients} clients: {len(errors)} of {requests} requests failed, first: {errors[0]}"
+        )
     return {"seconds": seconds, "images": requests, "latencies_ms": [x * 1000 for x in latencies]}
 
 
@@ -179,8 +197,15 @@ def summarise(mode: str, protocol: str, clients: int, blocks: list[dict]) -> dic
     ms = sorted(x for b in blocks for x in b["latencies_ms"])
     seconds, images = sum(b["seconds"] for b in blocks), sum(b["images"] for b in blocks)
     pick = lambda q: round(ms[min(len(ms) - 1, int(q * len(ms)))], 1)  # noqa: E731
-    return {"mode": f"{mode} {protocol}", "clients": clients, "images": images, "seconds": round(seconds, 2),
-            "images_per_s": round(images / seconds, 2), "p50_ms": pick(0.50), "p99_ms": pick(0.99)}
+    return {
+        "mode": f"{mode} {protocol}",
+        "clients": clients,
+        "images": images,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(images / seconds, 2),
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+    }
 
 
 def _wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 300.0) -> None:
@@ -218,8 +243,13 @@ class _Server:
             self.grpc_url = None
             env["PYTHONPATH"] = str(tree)  # its components/ and pipelines/, ahead of the installed ones
         self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--model-uri", model_uri, *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=tree)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "serve", "--model-uri", model_uri, *args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tree,
+        )
         try:
             _wait_ready(self.url, self.proc)
         except BaseException:
@@ -231,9 +261,20 @@ class _Server:
         self.log.close()
 
 
-def run_benchmark(model_uri: str, data: Path, out: Path, requests: int, clients: list[int], protocols: list[str],
-                  batch: int, url: str | None = None, grpc_url: str | None = None, server_args: list[str] = (),
-                  baseline_tree: Path | None = None, log=print) -> dict:
+def run_benchmark(
+    model_uri: str,
+    data: Path,
+    out: Path,
+    requests: int,
+    clients: list[int],
+    protocols: list[str],
+    batch: int,
+    url: str | None = None,
+    grpc_url: str | None = None,
+    server_args: list[str] = (),
+    baseline_tree: Path | None = None,
+    log=print,
+) -> dict:
     from benchmarks.machine import machine_info, machine_line
 
     out.mkdir(parents=True, exist_ok=True)
@@ -249,49 +290,76 @@ def run_benchmark(model_uri: str, data: Path, out: Path, requests: int, clients:
             old = stack.enter_context(contextlib.closing(_Server(model_uri, tmp / "baseline.log", tree=baseline_tree)))
             targets.append(("baseline", "http", old.url))
         if url is None:
-            new = stack.enter_context(contextlib.closing(_Server(model_uri, tmp / "server.log", server_args=server_args)))
+            new = stack.enter_context(
+                contextlib.closing(_Server(model_uri, tmp / "server.log", server_args=server_args))
+            )
             url, grpc_url = new.url, new.grpc_url
         for protocol in protocols:
             if protocol == "grpc" and not grpc_url:
                 log("server: no gRPC address; gRPC skipped")
                 continue
             targets.append(("server", protocol, url if protocol == "http" else grpc_url))
-        models = {address: served_model_name(address if address.startswith("http") else url)
-                  for _, _, address in targets}
+        models = {
+            address: served_model_name(address if address.startswith("http") else url) for _, _, address in targets
+        }
         for c in clients:
             blocks: dict[tuple, list[dict]] = {(label, protocol): [] for label, protocol, _ in targets}
             for _ in range(ROUNDS):  # the servers take turns, so a slow minute of the machine hits all alike
                 for label, protocol, address in targets:
                     blocks[(label, protocol)].append(
-                        measure_clients(protocol, address, models[address], blobs, c, requests))
+                        measure_clients(protocol, address, models[address], blobs, c, requests)
+                    )
             for (label, protocol), measured in blocks.items():
                 results.append(summarise(label, protocol, c, measured))
                 log(json.dumps(results[-1]))
     raws.append(measure_raw(model_uri, data, requests, batch))
     log(json.dumps(raws[1]))
     seconds = sum(r["seconds"] for r in raws)
-    raw = {"mode": f"raw batch {batch}", "images": 2 * requests, "seconds": round(seconds, 2),
-           "images_per_s": round(2 * requests / seconds, 2), "runs_images_per_s": [r["images_per_s"] for r in raws]}
+    raw = {
+        "mode": f"raw batch {batch}",
+        "images": 2 * requests,
+        "seconds": round(seconds, 2),
+        "images_per_s": round(2 * requests / seconds, 2),
+        "runs_images_per_s": [r["images_per_s"] for r in raws],
+    }
     most = max(clients)
     ratios = {r["mode"]: round(r["images_per_s"] / raw["images_per_s"], 3) for r in results if r["clients"] == most}
     single = {r["mode"]: r["p50_ms"] for r in results if r["clients"] == 1}
-    report = {"machine": machine_line(machine_info()), "model_uri": model_uri, "batch": batch, "raw": raw,
-              "results": results, f"ratio_at_{most}_clients": ratios, "single_client_p50_ms": single,
-              "targets": {f"ratio_at_{most}_clients": TARGET_RATIO, "single_client_p50_over_baseline": TARGET_P50}}
+    report = {
+        "machine": machine_line(machine_info()),
+        "model_uri": model_uri,
+        "batch": batch,
+        "raw": raw,
+        "results": results,
+        f"ratio_at_{most}_clients": ratios,
+        "single_client_p50_ms": single,
+        "targets": {f"ratio_at_{most}_clients": TARGET_RATIO, "single_client_p50_over_baseline": TARGET_P50},
+    }
     if "baseline http" in single and "server http" in single:
         report["single_client_p50_over_baseline"] = round(single["server http"] / single["baseline http"], 3)
-    lines = [f"Serving benchmark ({report['machine']}; model {model_uri}; raw batch {batch}; "
-             f"{ROUNDS} x {requests} single-image requests per row, the servers taking turns)", "",
-             "| measurement | clients | images/s | p50 ms | p99 ms | / raw |", "|---|---:|---:|---:|---:|---:|",
-             f"| {raw['mode']} (runs: {', '.join(map(str, raw['runs_images_per_s']))}) | - | "
-             f"{raw['images_per_s']} | - | - | 1.000 |"]
-    lines += [f"| {r['mode']} | {r['clients']} | {r['images_per_s']} | {r['p50_ms']} | {r['p99_ms']} | "
-              f"{r['images_per_s'] / raw['images_per_s']:.3f} |" for r in results]
-    lines += ["", *(f"{mode}, {most} clients / raw: {ratio} (target >= {TARGET_RATIO})"
-                    for mode, ratio in ratios.items())]
+    lines = [
+        f"Serving benchmark ({report['machine']}; model {model_uri}; raw batch {batch}; "
+        f"{ROUNDS} x {requests} single-image requests per row, the servers taking turns)",
+        "",
+        "| measurement | clients | images/s | p50 ms | p99 ms | / raw |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| {raw['mode']} (runs: {', '.join(map(str, raw['runs_images_per_s']))}) | - | "
+        f"{raw['images_per_s']} | - | - | 1.000 |",
+    ]
+    lines += [
+        f"| {r['mode']} | {r['clients']} | {r['images_per_s']} | {r['p50_ms']} | {r['p99_ms']} | "
+        f"{r['images_per_s'] / raw['images_per_s']:.3f} |"
+        for r in results
+    ]
+    lines += [
+        "",
+        *(f"{mode}, {most} clients / raw: {ratio} (target >= {TARGET_RATIO})" for mode, ratio in ratios.items()),
+    ]
     if "single_client_p50_over_baseline" in report:
-        lines.append(f"server http / baseline http, single-client p50: {report['single_client_p50_over_baseline']} "
-                     f"(target <= {TARGET_P50})")
+        lines.append(
+            f"server http / baseline http, single-client p50: {report['single_client_p50_over_baseline']} "
+            f"(target <= {TARGET_P50})"
+        )
     (out / "serving.json").write_text(json.dumps(report, indent=1))
     (out / "serving.md").write_text("\n".join(lines) + "\n")
     log("\n".join(lines))
@@ -310,9 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16, help="the raw pass's batch size")
     ap.add_argument("--url", help="benchmark the server already running here instead of starting one")
     ap.add_argument("--grpc-url", help="its gRPC address (HOST:PORT)")
-    ap.add_argument("--baseline-tree", type=Path,
-                    help="also measure `skin-cancer serve` of this checkout first (HTTP; e.g. a git worktree of "
-                         "the commit before the server moved to KServe)")
+    ap.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="also measure `skin-cancer serve` of this checkout first (HTTP; e.g. a git worktree of "
+        "the commit before the server moved to KServe)",
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/bench-serving"))
     ap.add_argument("--child-raw", action="store_true", help=argparse.SUPPRESS)
     args, server_args = ap.parse_known_args(argv)
@@ -320,8 +391,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_raw:
         print(json.dumps(_raw_child(args.model_uri, str(data), args.requests, args.batch)))
         return 0
-    run_benchmark(args.model_uri, data, args.out, args.requests, [int(c) for c in args.clients.split(",")],
-                  args.protocols.split(","), args.batch, args.url, args.grpc_url, server_args, args.baseline_tree)
+    run_benchmark(
+        args.model_uri,
+        data,
+        args.out,
+        args.requests,
+        [int(c) for c in args.clients.split(",")],
+        args.protocols.split(","),
+        args.batch,
+        args.url,
+        args.grpc_url,
+        server_args,
+        args.baseline_tree,
+    )
     return 0
 
 

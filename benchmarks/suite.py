@@ -66,20 +66,34 @@ def run_bench(
     cores = effective_cores()
     machine = machine_info()
     short = f"{machine['cores_usable']} cores, {machine['memory_gib']} GiB"
-    log(f"{COMMAND}: {n} images from {data_dir} ({'full data set' if full else 'SUBSET'}), "
-        f"machine: {machine_line(machine)}")
+    log(
+        f"{COMMAND}: {n} images from {data_dir} ({'full data set' if full else 'SUBSET'}), "
+        f"machine: {machine_line(machine)}"
+    )
     report: dict = {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "mode": "quick" if quick else "full",
         "machine": machine,
-        "data": {"path": str(data_dir), "images": n, "bytes": sum(p.stat().st_size for _, p in items),
-                 "full_data_set": full, "limit_per_folder": limit_per_folder,
-                 "note": "" if full else f"SUBSET of {len(all_items)} images: figures are for checking the benchmark, not the targets"},
-        "settings": {"compare_image_size": compare_size, "project_image_size": project_size,
-                     "batch_size": batch_size, "train_steps_per_epoch": train_steps, "train_epochs": train_epochs,
-                     "cores_for_ceiling": cores},
+        "data": {
+            "path": str(data_dir),
+            "images": n,
+            "bytes": sum(p.stat().st_size for _, p in items),
+            "full_data_set": full,
+            "limit_per_folder": limit_per_folder,
+            "note": ""
+            if full
+            else f"SUBSET of {len(all_items)} images: figures are for checking the benchmark, not the targets",
+        },
+        "settings": {
+            "compare_image_size": compare_size,
+            "project_image_size": project_size,
+            "batch_size": batch_size,
+            "train_steps_per_epoch": train_steps,
+            "train_epochs": train_epochs,
+            "cores_for_ceiling": cores,
+        },
     }
     data_uri = f"s3://{BUCKET}/{PREFIX}"
     paths = [str(p) for _, p in items]
@@ -91,41 +105,63 @@ def run_bench(
         with S3Server(work) as server:
             t0 = time.perf_counter()
             uploaded = server.upload(items)
-            report["s3_endpoint"] = {"server": f"moto {version('moto')} (ThreadedMotoServer, own process)",
-                                     "endpoint": "http://127.0.0.1", "upload_seconds": round(time.perf_counter() - t0, 2),
-                                     "uploaded_bytes": uploaded}
+            report["s3_endpoint"] = {
+                "server": f"moto {version('moto')} (ThreadedMotoServer, own process)",
+                "endpoint": "http://127.0.0.1",
+                "upload_seconds": round(time.perf_counter() - t0, 2),
+                "uploaded_bytes": uploaded,
+            }
             runner = Runner(work, server.env, server, log=log, machine=short)
             sizes = [compare_size] + ([project_size] if project_size != compare_size else [])
             log("1. preprocessing")
             for size in sizes:
                 r = pre.setdefault(str(size), {})
-                r["project"] = runner.run(f"(a) project preprocessing, {size} px", "project_preprocess",
-                                          data_uri=data_uri, image_size=size, out_dir=str(work / f"pre-{size}"),
-                                          keep=size == project_size)
-                r["ceiling_1core"] = runner.run(f"(c) decode-only, 1 core, {size} px", "decode",
-                                                paths=paths, image_size=size, threads=1)
-                r["decode_all_cores"] = runner.run(f"decode-only, {cores} threads, {size} px", "decode",
-                                                   paths=paths, image_size=size, threads=cores)
-            pre["fetch_only"] = runner.run("GET-only from the S3 endpoint (project storage and thread count)",
-                                           "fetch_only", data_uri=data_uri)
-            pre["project_local"] = runner.run(f"project preprocessing from the local folder, {compare_size} px",
-                                              "project_preprocess", data_uri=str(data_dir) if not limit_per_folder
-                                              else local_subset(items, work / "subset"),
-                                              image_size=compare_size, out_dir=str(work / "pre-local"))
+                r["project"] = runner.run(
+                    f"(a) project preprocessing, {size} px",
+                    "project_preprocess",
+                    data_uri=data_uri,
+                    image_size=size,
+                    out_dir=str(work / f"pre-{size}"),
+                    keep=size == project_size,
+                )
+                r["ceiling_1core"] = runner.run(
+                    f"(c) decode-only, 1 core, {size} px", "decode", paths=paths, image_size=size, threads=1
+                )
+                r["decode_all_cores"] = runner.run(
+                    f"decode-only, {cores} threads, {size} px", "decode", paths=paths, image_size=size, threads=cores
+                )
+            pre["fetch_only"] = runner.run(
+                "GET-only from the S3 endpoint (project storage and thread count)", "fetch_only", data_uri=data_uri
+            )
+            pre["project_local"] = runner.run(
+                f"project preprocessing from the local folder, {compare_size} px",
+                "project_preprocess",
+                data_uri=str(data_dir) if not limit_per_folder else local_subset(items, work / "subset"),
+                image_size=compare_size,
+                out_dir=str(work / "pre-local"),
+            )
             # The reference last: its multi-GB pickle leaves the S3 server bloated.
             for size in sizes:
                 need = preprocessing.reference_memory_need(n, size)
                 avail = meminfo().get("MemAvailable", 0)
                 if need > 0.9 * avail:
-                    pre[str(size)]["reference"] = {"ok": False, "skipped": True, "label": f"(b) reference, {size} px",
-                                                   "error": f"not run: needs about {need / 2**30:.1f} GiB, "
-                                                            f"{avail / 2**30:.1f} GiB available"}
+                    pre[str(size)]["reference"] = {
+                        "ok": False,
+                        "skipped": True,
+                        "label": f"(b) reference, {size} px",
+                        "error": f"not run: needs about {need / 2**30:.1f} GiB, {avail / 2**30:.1f} GiB available",
+                    }
                     failures.append(pre[str(size)]["reference"]["error"])
                     log(f"  (b) reference, {size} px: {pre[str(size)]['reference']['error']}")
                     continue
                 pre[str(size)]["reference"] = runner.run(
-                    f"(b) reference approach, {size} px", "reference_preprocess",
-                    bucket=BUCKET, prefix=PREFIX, image_size=size, out_key=f"reference/data-{size}.pkl")
+                    f"(b) reference approach, {size} px",
+                    "reference_preprocess",
+                    bucket=BUCKET,
+                    prefix=PREFIX,
+                    image_size=size,
+                    out_key=f"reference/data-{size}.pkl",
+                )
             report["s3_endpoint"]["server_memory_after_section_1"] = server.memory_mb()
             failures += runner.failures
         for size in map(str, sizes):
@@ -141,11 +177,21 @@ def run_bench(
                 t = training.setdefault(model, {})
                 steps = train_steps * (training_input.TINY_STEPS_FACTOR if model == "tiny" else 1)
                 for kind in ("project", "reference"):
-                    t[kind] = runner.run(f"{model} model fed by the {kind} input, {project_size} px", "train_input",
-                                         kind=kind, split_dir=str(split_dir), batch_size=batch_size,
-                                         steps_per_epoch=steps, epochs=train_epochs, model=model)
-                t["ratio"] = ratio(t["project"].get("images_per_s") if ok(t["project"]) else None,
-                                   t["reference"].get("images_per_s") if ok(t["reference"]) else None, 2)
+                    t[kind] = runner.run(
+                        f"{model} model fed by the {kind} input, {project_size} px",
+                        "train_input",
+                        kind=kind,
+                        split_dir=str(split_dir),
+                        batch_size=batch_size,
+                        steps_per_epoch=steps,
+                        epochs=train_epochs,
+                        model=model,
+                    )
+                t["ratio"] = ratio(
+                    t["project"].get("images_per_s") if ok(t["project"]) else None,
+                    t["reference"].get("images_per_s") if ok(t["reference"]) else None,
+                    2,
+                )
         else:
             training["error"] = f"no {project_size} px arrays: the project preprocessing failed"
         failures += runner.failures
@@ -162,10 +208,15 @@ def run_bench(
                 log(f"3. end to end: skipped ({why})")
             else:
                 log("3. end to end (skin-cancer run, default local settings)")
-                report["end_to_end"] = runner.run("skin-cancer run (main job)", "end_to_end",
-                                                  timeout=e2e_timeout + 120, data_uri=data_uri,
-                                                  workdir=str(work / "e2e"), run_timeout=e2e_timeout,
-                                                  extra_args=e2e_args or [])
+                report["end_to_end"] = runner.run(
+                    "skin-cancer run (main job)",
+                    "end_to_end",
+                    timeout=e2e_timeout + 120,
+                    data_uri=data_uri,
+                    workdir=str(work / "e2e"),
+                    run_timeout=e2e_timeout,
+                    extra_args=e2e_args or [],
+                )
             log(f"4. scaling ({', '.join(f'{f}x' for f in scale_factors)}, {compare_size} px)")
             points = []
             have = 1
@@ -173,13 +224,34 @@ def run_bench(
                 for copy in range(have, factor):
                     server.upload(items, rename=lambda rel, c=copy: copy_key(rel, c))
                 have = max(have, factor)
-                m = runner.run(f"project preprocessing at {factor}x ({n * factor} images)", "project_preprocess",
-                               data_uri=data_uri, image_size=compare_size, out_dir=str(work / f"scale-{factor}"))
-                points.append({"factor": factor, **{k: m.get(k) for k in (
-                    "ok", "images", "seconds", "images_per_s", "peak_rss_mb", "rss_before_work_mb", "cpu_seconds",
-                    "server_cpu_seconds", "load_average_before", "error")}})
-            report["scaling"] = {"image_size": compare_size, "points": points,
-                                 "server_memory_end": server.memory_mb()}
+                m = runner.run(
+                    f"project preprocessing at {factor}x ({n * factor} images)",
+                    "project_preprocess",
+                    data_uri=data_uri,
+                    image_size=compare_size,
+                    out_dir=str(work / f"scale-{factor}"),
+                )
+                points.append(
+                    {
+                        "factor": factor,
+                        **{
+                            k: m.get(k)
+                            for k in (
+                                "ok",
+                                "images",
+                                "seconds",
+                                "images_per_s",
+                                "peak_rss_mb",
+                                "rss_before_work_mb",
+                                "cpu_seconds",
+                                "server_cpu_seconds",
+                                "load_average_before",
+                                "error",
+                            )
+                        },
+                    }
+                )
+            report["scaling"] = {"image_size": compare_size, "points": points, "server_memory_end": server.memory_mb()}
             failures += runner.failures
     finally:
         shutil.rmtree(work / "e2e" / "pipeline-root", ignore_errors=True)

@@ -13,16 +13,19 @@ TINY_STEPS_FACTOR = 10  # the tiny model's steps are ~100x shorter: more of them
 def config(image_size: int, batch_size: int, steps_per_epoch: int, epochs: int) -> dict:
     """What the training benchmark ran, for the report."""
     return {
-        "image_size": image_size, "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
-        "epochs": epochs, "timed": f"epochs 2..{epochs} ({(epochs - 1) * steps_per_epoch} steps, tiny model "
-                                   f"x{TINY_STEPS_FACTOR}); epoch 1 is warm-up; the reference's arrays end an "
-                                   "epoch early when one pass has fewer batches",
+        "image_size": image_size,
+        "batch_size": batch_size,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs": epochs,
+        "timed": f"epochs 2..{epochs} ({(epochs - 1) * steps_per_epoch} steps, tiny model "
+        f"x{TINY_STEPS_FACTOR}); epoch 1 is warm-up; the reference's arrays end an "
+        "epoch early when one pass has fewer batches",
         "models": "basic: the project's basic CNN with its default augmentation; tiny: global pooling + dense (input-bound)",
         "project_input": "make_dataset over uint8 memory-mapped shards (shuffle, batch, gather, prefetch), "
-                         "uint8 into the model, 1 sigmoid unit, binary cross-entropy",
+        "uint8 into the model, 1 sigmoid unit, binary cross-entropy",
         "reference_input": "float64 /255 array and float64 one-hot labels in memory, model.fit(x, y, shuffle=True); "
-                           "the same graph with a float input scaled x255 and a 2-unit softmax head, "
-                           "categorical cross-entropy",
+        "the same graph with a float input scaled x255 and a 2-unit softmax head, "
+        "categorical cross-entropy",
         "optimizer": "AdamW 1e-3 for both",
     }
 
@@ -56,8 +59,9 @@ def _bench_model(spec, backbone, float_input: bool, seed: int):
     return keras.Model(inputs, outputs, name="bench")
 
 
-def m_train_input(kind: str, split_dir: str, batch_size: int, steps_per_epoch: int, epochs: int,
-                  model: str = "basic", seed: int = 42) -> dict:
+def m_train_input(
+    kind: str, split_dir: str, batch_size: int, steps_per_epoch: int, epochs: int, model: str = "basic", seed: int = 42
+) -> dict:
     """Training images/s for one input path; the first epoch (tracing, warm-up) is not timed.
 
     ``kind``: "project" (make_dataset over uint8 shards, the project's model) or "reference"
@@ -127,11 +131,16 @@ def m_train_input(kind: str, split_dir: str, batch_size: int, steps_per_epoch: i
     timed_steps = sum(timer.steps[1:])
     images = timed_steps * batch_size
     return {
-        "images": images, "seconds": round(timed_s, 3),
+        "images": images,
+        "seconds": round(timed_s, 3),
         "images_per_s": round(images / timed_s, 2) if timed_s > 0 else None,
         "warmup_seconds": round(timer.epochs[0], 3) if timer.epochs else None,
-        "epoch_seconds": [round(t, 3) for t in timer.epochs], "steps_per_epoch": timer.steps,
-        "fit_seconds": total["seconds"], "cpu_seconds": total["cpu_seconds"],
-        "rss_before_work_mb": total["rss_before_work_mb"], "params": int(net.count_params()),
-        "train_images_held": len(idx), "device": f"{len(gpus)} gpu" if gpus else "cpu",
+        "epoch_seconds": [round(t, 3) for t in timer.epochs],
+        "steps_per_epoch": timer.steps,
+        "fit_seconds": total["seconds"],
+        "cpu_seconds": total["cpu_seconds"],
+        "rss_before_work_mb": total["rss_before_work_mb"],
+        "params": int(net.count_params()),
+        "train_images_held": len(idx),
+        "device": f"{len(gpus)} gpu" if gpus else "cpu",
     }

@@ -4,7 +4,6 @@ Runs only when the champion changed and the pipeline parameter ``deploy`` is tru
 code (manifest, apply, polling) is components/core/deploy/inference_service.py.
 """
 
-
 from typing import NamedTuple
 
 from kfp import dsl
@@ -39,12 +38,17 @@ def deploy_model(
 
     logging.basicConfig(level=logging.INFO)
     manifest = inference_service.build_inference_service(
-        name=service_name, namespace=namespace or inference_service.current_namespace(), image=image,
-        model_artifact_uri=model_artifact_uri, model_name=model_name, model_version=model_version,
+        name=service_name,
+        namespace=namespace or inference_service.current_namespace(),
+        image=image,
+        model_artifact_uri=model_artifact_uri,
+        model_name=model_name,
+        model_version=model_version,
         service_account=service_account,
     )
     print(json.dumps(manifest, indent=1))
     result = inference_service.deploy(manifest, timeout_s=timeout_seconds, failure_grace_s=failure_grace_seconds)
     print(f"InferenceService {result.namespace}/{result.name} Ready: {result.url} (in cluster: {result.internal_url})")
-    return namedtuple("Deployment", ["url", "internal_url", "manifest"])(result.url, result.internal_url,
-                                                                         json.dumps(manifest))
+    return namedtuple("Deployment", ["url", "internal_url", "manifest"])(
+        result.url, result.internal_url, json.dumps(manifest)
+    )

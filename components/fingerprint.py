@@ -6,7 +6,6 @@ hashes them; preprocessing takes the hash as an input, so a recurring run reuses
 preprocessing only while the listing is unchanged. This step itself is never cached.
 """
 
-
 from typing import NamedTuple
 
 from kfp import dsl

@@ -1,6 +1,5 @@
 """Stage 1: raw images in S3 (or a local folder) -> train/val/test uint8 Dataset artifacts."""
 
-
 from typing import NamedTuple
 
 from kfp import dsl
@@ -35,12 +34,20 @@ def preprocess(
     from components.core.steps.preprocess import run_preprocess
 
     result = run_preprocess(
-        data_uri=data_uri, image_size=image_size, val_fraction=val_fraction, seed=seed,
-        max_bad_fraction=max_bad_fraction, mlflow_tracking_uri=mlflow_tracking_uri, experiment_name=experiment_name,
-        artifacts={"train": train_data, "val": val_data, "test": test_data}, allow_leakage=allow_leakage,
+        data_uri=data_uri,
+        image_size=image_size,
+        val_fraction=val_fraction,
+        seed=seed,
+        max_bad_fraction=max_bad_fraction,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        experiment_name=experiment_name,
+        artifacts={"train": train_data, "val": val_data, "test": test_data},
+        allow_leakage=allow_leakage,
     )
     if data_fingerprint and result.fingerprint != data_fingerprint:
         # The data changed between the two listings; the outputs carry the newer fingerprint.
-        print(f"WARNING: {data_uri} changed during the run: listed as {data_fingerprint}, "
-              f"preprocessed as {result.fingerprint}")
+        print(
+            f"WARNING: {data_uri} changed during the run: listed as {data_fingerprint}, "
+            f"preprocessed as {result.fingerprint}"
+        )
     return result

@@ -1,7 +1,6 @@
 """Stage 3: pick the best model on validation data and register it; it becomes @champion
 only if it is at least as good as the model already serving."""
 
-
 from typing import List, NamedTuple
 
 from kfp import dsl
@@ -25,7 +24,12 @@ def select_and_register(
     model_card: Output[Markdown],
     runtime_image: str = "",
 ) -> NamedTuple(
-    "Registration", model_name=str, model_version=str, model_uri=str, champion_changed=bool, summary_json=str,
+    "Registration",
+    model_name=str,
+    model_version=str,
+    model_uri=str,
+    champion_changed=bool,
+    summary_json=str,
     model_artifact_uri=str,
 ):
     """Collect every trained model's result, select, compare with @champion and register.
@@ -39,8 +43,15 @@ def select_and_register(
     from components.core.steps.select import run_select_and_register
 
     return run_select_and_register(
-        results=results, val_path=val_data.path, test_path=test_data.path, mlflow_tracking_uri=mlflow_tracking_uri,
-        experiment_name=experiment_name, registered_model_name=registered_model_name,
-        data_fingerprint=data_fingerprint, summary_path=summary.path, dashboard_path=dashboard.path,
-        card_path=model_card.path, runtime_image=runtime_image,
+        results=results,
+        val_path=val_data.path,
+        test_path=test_data.path,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        experiment_name=experiment_name,
+        registered_model_name=registered_model_name,
+        data_fingerprint=data_fingerprint,
+        summary_path=summary.path,
+        dashboard_path=dashboard.path,
+        card_path=model_card.path,
+        runtime_image=runtime_image,
     )

@@ -5,7 +5,6 @@ server's V2 endpoint and fails the run on an error, a malformed answer or a prob
 outside [0, 1]. The plain code is components/core/deploy/smoke.py.
 """
 
-
 from kfp import dsl
 from kfp.dsl import Metrics, Output
 

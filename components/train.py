@@ -1,6 +1,5 @@
 """Stage 2: train one model family (one GPU task in the fan-out), track it in MLflow."""
 
-
 from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
@@ -37,11 +36,24 @@ def train(
     from components.core.steps.train import run_train
 
     return run_train(
-        model_config=model_config, train_path=train_data.path, val_path=val_data.path, test_path=test_data.path,
-        defaults={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                  "refer_coverage": refer_coverage, "image_size": image_size, "seed": seed},
-        mlflow_tracking_uri=mlflow_tracking_uri, experiment_name=experiment_name,
-        data_fingerprint=data_fingerprint, model_artifact=model, metrics_artifact=metrics, roc_artifact=roc,
+        model_config=model_config,
+        train_path=train_data.path,
+        val_path=val_data.path,
+        test_path=test_data.path,
+        defaults={
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "refer_coverage": refer_coverage,
+            "image_size": image_size,
+            "seed": seed,
+        },
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        experiment_name=experiment_name,
+        data_fingerprint=data_fingerprint,
+        model_artifact=model,
+        metrics_artifact=metrics,
+        roc_artifact=roc,
         # Lineage for MLflow's dataset view: the raw data (preprocess put it in the artifacts'
         # metadata) and the artifacts' own URIs (s3:// on a cluster), not this pod's local paths.
         data_uri=str(train_data.metadata.get("source", "")),

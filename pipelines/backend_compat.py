@@ -35,8 +35,12 @@ def _tasks(spec: dict) -> Iterator[tuple[str, dict]]:
 
 
 def _executors(platform: dict) -> list[dict]:
-    return list(((platform.get("platforms") or {}).get("kubernetes") or {}).get("deploymentSpec", {})
-                .get("executors", {}).values())
+    return list(
+        ((platform.get("platforms") or {}).get("kubernetes") or {})
+        .get("deploymentSpec", {})
+        .get("executors", {})
+        .values()
+    )
 
 
 def _containers(spec: dict) -> list[dict]:
@@ -69,34 +73,73 @@ class BackendFeature:
 
 
 FEATURES: tuple[BackendFeature, ...] = (
-    BackendFeature("node selector", "2.0.0", "PR 9132 (driver/k8s.go nodeSelector)",
-                   lambda s, p: _k8s_any(p, lambda e: bool(e.get("nodeSelector")))),
-    BackendFeature("tolerations", "2.1.0", "PR 10471 (driver/k8s.go tolerations)",
-                   lambda s, p: _k8s_any(p, lambda e: bool(e.get("tolerations")))),
-    BackendFeature("field path as env (the run id from the pod label)", "2.1.0", "PR 10496 (driver/k8s.go fieldPathAsEnv)",
-                   lambda s, p: _k8s_any(p, lambda e: bool(e.get("fieldPathAsEnv")))),
-    BackendFeature("ParallelFor parallelism limit", "2.2.0", "PR 10678 (compiler/argocompiler iteratorPolicy)",
-                   lambda s, p: any("iteratorPolicy" in t for t in _loops(s))),
-    BackendFeature("string resource requests and accelerators (resourceCpuRequest, resourceType)", "2.4.0",
-                   "PR 11501 (driver/container.go)",
-                   lambda s, p: any(any(k.startswith("resource") for k in (c.get("resources") or {}))
-                                    or "resourceType" in ((c.get("resources") or {}).get("accelerator") or {})
-                                    for c in _containers(s))),
-    BackendFeature("task retry policy", "2.5.0", "PR 11673 (compiler/argocompiler retryStrategy)",
-                   lambda s, p: any("retryPolicy" in t for _, t in _tasks(s))),
-    BackendFeature("Secret / ConfigMap named by a pipeline parameter", "2.5.0",
-                   "PR 11770 (driver/k8s.go secretNameParameter, configMapNameParameter)",
-                   lambda s, p: _k8s_any(p, lambda e: any("secretNameParameter" in x for x in e.get("secretAsEnv", []))
-                                         or any("configMapNameParameter" in x for x in e.get("configMapAsEnv", [])))),
-    BackendFeature("dsl.Collected of parameters", "2.14.0", "PR 11725 (driver/resolve.go)",
-                   lambda s, p: _collected(s)),
-    BackendFeature("optional Secret / ConfigMap as env", "2.15.0",
-                   "PR 12216 (driver/k8s.go; older drivers drop `optional` and require the object)",
-                   lambda s, p: _k8s_any(p, lambda e: any(x.get("optional") for x in
-                                                          e.get("secretAsEnv", []) + e.get("configMapAsEnv", [])))),
-    BackendFeature("ParallelFor feeding dsl.Collected", "2.16.0",
-                   "PR 12808, issue 11964 (compiler/argocompiler/dag.go task names in loops)",
-                   lambda s, p: _collected(s)),
+    BackendFeature(
+        "node selector",
+        "2.0.0",
+        "PR 9132 (driver/k8s.go nodeSelector)",
+        lambda s, p: _k8s_any(p, lambda e: bool(e.get("nodeSelector"))),
+    ),
+    BackendFeature(
+        "tolerations",
+        "2.1.0",
+        "PR 10471 (driver/k8s.go tolerations)",
+        lambda s, p: _k8s_any(p, lambda e: bool(e.get("tolerations"))),
+    ),
+    BackendFeature(
+        "field path as env (the run id from the pod label)",
+        "2.1.0",
+        "PR 10496 (driver/k8s.go fieldPathAsEnv)",
+        lambda s, p: _k8s_any(p, lambda e: bool(e.get("fieldPathAsEnv"))),
+    ),
+    BackendFeature(
+        "ParallelFor parallelism limit",
+        "2.2.0",
+        "PR 10678 (compiler/argocompiler iteratorPolicy)",
+        lambda s, p: any("iteratorPolicy" in t for t in _loops(s)),
+    ),
+    BackendFeature(
+        "string resource requests and accelerators (resourceCpuRequest, resourceType)",
+        "2.4.0",
+        "PR 11501 (driver/container.go)",
+        lambda s, p: any(
+            any(k.startswith("resource") for k in (c.get("resources") or {}))
+            or "resourceType" in ((c.get("resources") or {}).get("accelerator") or {})
+            for c in _containers(s)
+        ),
+    ),
+    BackendFeature(
+        "task retry policy",
+        "2.5.0",
+        "PR 11673 (compiler/argocompiler retryStrategy)",
+        lambda s, p: any("retryPolicy" in t for _, t in _tasks(s)),
+    ),
+    BackendFeature(
+        "Secret / ConfigMap named by a pipeline parameter",
+        "2.5.0",
+        "PR 11770 (driver/k8s.go secretNameParameter, configMapNameParameter)",
+        lambda s, p: _k8s_any(
+            p,
+            lambda e: (
+                any("secretNameParameter" in x for x in e.get("secretAsEnv", []))
+                or any("configMapNameParameter" in x for x in e.get("configMapAsEnv", []))
+            ),
+        ),
+    ),
+    BackendFeature("dsl.Collected of parameters", "2.14.0", "PR 11725 (driver/resolve.go)", lambda s, p: _collected(s)),
+    BackendFeature(
+        "optional Secret / ConfigMap as env",
+        "2.15.0",
+        "PR 12216 (driver/k8s.go; older drivers drop `optional` and require the object)",
+        lambda s, p: _k8s_any(
+            p, lambda e: any(x.get("optional") for x in e.get("secretAsEnv", []) + e.get("configMapAsEnv", []))
+        ),
+    ),
+    BackendFeature(
+        "ParallelFor feeding dsl.Collected",
+        "2.16.0",
+        "PR 12808, issue 11964 (compiler/argocompiler/dag.go task names in loops)",
+        lambda s, p: _collected(s),
+    ),
 )
 
 
@@ -135,8 +178,12 @@ def read_healthz(answer: dict) -> Healthz | None:
         return Healthz("api server", str(answer.get("tag_name") or "unknown"))
     if "apiServerReady" in answer or "frontendTagName" in answer:
         ready = answer.get("apiServerReady") is True
-        return Healthz("ui server", str(answer.get("apiServerTagName") or "unknown") if ready else "unknown",
-                       api_ready=ready, frontend=str(answer.get("frontendTagName") or ""))
+        return Healthz(
+            "ui server",
+            str(answer.get("apiServerTagName") or "unknown") if ready else "unknown",
+            api_ready=ready,
+            frontend=str(answer.get("frontendTagName") or ""),
+        )
     return None
 
 

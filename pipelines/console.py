@@ -98,8 +98,15 @@ class Console:
 
     INDENT = " " * 10
 
-    def __init__(self, out: TextIO, err: TextIO, bars: bool | None = None, show_progress: bool = True,
-                 record: Callable[[str], None] | None = None, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        out: TextIO,
+        err: TextIO,
+        bars: bool | None = None,
+        show_progress: bool = True,
+        record: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self.out, self.err = out, err
         self.bars = isatty(err) if bars is None else bars
         self.show_progress = show_progress
@@ -151,9 +158,16 @@ class FitProgress:
         if console.show_progress and console.bars:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.epochs, desc=f"{Console.INDENT}{label}", unit="epoch", file=console.err,
-                             leave=True, dynamic_ncols=True, mininterval=0.5,
-                             bar_format="{desc}: {bar} {n_fmt}/{total_fmt} epochs [{elapsed}<{remaining}{postfix}]")
+            self._bar = tqdm(
+                total=self.epochs,
+                desc=f"{Console.INDENT}{label}",
+                unit="epoch",
+                file=console.err,
+                leave=True,
+                dynamic_ncols=True,
+                mininterval=0.5,
+                bar_format="{desc}: {bar} {n_fmt}/{total_fmt} epochs [{elapsed}<{remaining}{postfix}]",
+            )
 
     def update(self, epoch: int, metrics: dict) -> None:
         previous, self.epoch = self.epoch, min(int(epoch), self.epochs)
@@ -232,8 +246,11 @@ class _Task:
     def excerpt(self, n: int = TAIL_LINES) -> list[str]:
         """The task's own last ``n`` lines (kfp.local's indent taken off), without blank lines,
         kfp.local's lines about the task, or known noise."""
-        useful = [line[4:] if line.startswith("    ") else line for line in self.lines
-                  if line.strip() and not KFP_LINE.match(line) and not NOISE.search(line)]
+        useful = [
+            line[4:] if line.startswith("    ") else line
+            for line in self.lines
+            if line.strip() and not KFP_LINE.match(line) and not NOISE.search(line)
+        ]
         return useful[-n:]
 
 
@@ -357,8 +374,14 @@ class Session:
 
     LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-    def __init__(self, path: Path, verbose: bool = False, out: TextIO | None = None, err: TextIO | None = None,
-                 bars: bool | None = None):
+    def __init__(
+        self,
+        path: Path,
+        verbose: bool = False,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        bars: bool | None = None,
+    ):
         self.path = Path(path)
         self.verbose = verbose
         self._out, self._err = out or sys.stdout, err or sys.stderr
@@ -379,8 +402,13 @@ class Session:
     def __enter__(self) -> "Session":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", encoding="utf-8", errors="replace", buffering=1)
-        self.console = Console(self._out, self._err, bars=False if self.verbose else self._bars,
-                               show_progress=not self.verbose, record=self.write_log)
+        self.console = Console(
+            self._out,
+            self._err,
+            bars=False if self.verbose else self._bars,
+            show_progress=not self.verbose,
+            record=self.write_log,
+        )
         self.watcher = TaskWatcher(self.console)
         self._saved = (sys.stdout, sys.stderr)
         self._stdout = LineRouter(self._line, self._out if self.verbose else None)
@@ -456,8 +484,7 @@ def quiet_tensorflow_start(log: Path | None) -> None:
     TensorFlow says later still reaches the console. A machine's GPUs are found and used as
     before: nothing is hidden."""
     target = str(log) if log is not None else os.devnull
-    with fd_to_file(2, target), open(target, "a", encoding="utf-8") as py_log, \
-            contextlib.redirect_stderr(py_log):
+    with fd_to_file(2, target), open(target, "a", encoding="utf-8") as py_log, contextlib.redirect_stderr(py_log):
         import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")

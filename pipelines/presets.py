@@ -22,9 +22,16 @@ LOCAL_CPU: dict = {
         # costliest to back-propagate on a CPU and the most generic), then temperature scaling on
         # validation. It beat the from-scratch CNN on validation (README "Model quality"); the CNN
         # is not trained here any more: in float32 on this class of CPU it needs over an hour.
-        {"family": "efficientnet-lite0", "weights": "imagenet", "head_epochs": 1,
-         "fine_tune_learning_rate": 0.0005, "fine_tune_from": "block5", "augmentation": "light",
-         "calibrate": True, "early_stopping_patience": 0},
+        {
+            "family": "efficientnet-lite0",
+            "weights": "imagenet",
+            "head_epochs": 1,
+            "fine_tune_learning_rate": 0.0005,
+            "fine_tune_from": "block5",
+            "augmentation": "light",
+            "calibrate": True,
+            "early_stopping_patience": 0,
+        },
     ],
 }
 
@@ -34,8 +41,14 @@ IMAGENET_GPU: dict = {
     "batch_size": 64,
     "learning_rate": 0.0003,
     "models": [
-        {"family": "efficientnet-lite0", "weights": "imagenet", "head_epochs": 2, "learning_rate": 0.002,
-         "fine_tune_learning_rate": 0.0003, "calibrate": True},
+        {
+            "family": "efficientnet-lite0",
+            "weights": "imagenet",
+            "head_epochs": 2,
+            "learning_rate": 0.002,
+            "fine_tune_learning_rate": 0.0003,
+            "calibrate": True,
+        },
         {"family": "efficientnet", "weights": "imagenet"},
         {"family": "resnet50", "weights": "imagenet"},
         {"family": "basic", "learning_rate": 0.003},

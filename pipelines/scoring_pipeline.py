@@ -40,31 +40,61 @@ def build_scoring_pipeline(compile_settings: "ScoringSettings | None" = None):
     # on a cluster the two shapes compile to the same loop.
     @dsl.pipeline(name="score-and-report")
     def score_and_report(
-        shards: List[Dict[str, Any]], run_name: str, data_uri: str, out_uri: str, model_uri: str,
-        reference_uri: str, labels_uri: str, batch_size: int, max_bad_fraction: float, mlflow_tracking_uri: str,
-        experiment_name: str, s3_secret: str, mlflow_secret: str, config_map: str,
+        shards: List[Dict[str, Any]],
+        run_name: str,
+        data_uri: str,
+        out_uri: str,
+        model_uri: str,
+        reference_uri: str,
+        labels_uri: str,
+        batch_size: int,
+        max_bad_fraction: float,
+        mlflow_tracking_uri: str,
+        experiment_name: str,
+        s3_secret: str,
+        mlflow_secret: str,
+        config_map: str,
     ) -> str:
         env = dict(s3_secret=s3_secret, mlflow_secret=mlflow_secret, config_map=config_map)
         with dsl.ParallelFor(shards, parallelism=s.parallelism, name="score-shards") as shard:
-            scored = score_shard(shard=shard, data_uri=data_uri, out_uri=out_uri, model_uri=model_uri,
-                                 run_name=run_name, mlflow_tracking_uri=mlflow_tracking_uri, batch_size=batch_size)
+            scored = score_shard(
+                shard=shard,
+                data_uri=data_uri,
+                out_uri=out_uri,
+                model_uri=model_uri,
+                run_name=run_name,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                batch_size=batch_size,
+            )
             # Never cached: what it skips depends on the predictions already written, not its inputs.
             scored.set_display_name("Score a shard").set_caching_options(False)
             scored.set_cpu_request(s.score_cpu).set_memory_request(s.score_memory)
             on_cluster(scored, 0, s, **env)
-        reported = report(
-            shard_results=dsl.Collected(scored.output), data_uri=data_uri, out_uri=out_uri, model_uri=model_uri,
-            run_name=run_name, reference_uri=reference_uri, labels_uri=labels_uri,
-            max_bad_fraction=max_bad_fraction, mlflow_tracking_uri=mlflow_tracking_uri,
-            experiment_name=experiment_name,
-        ).set_display_name("Worklist and monitoring").set_caching_options(False)
+        reported = (
+            report(
+                shard_results=dsl.Collected(scored.output),
+                data_uri=data_uri,
+                out_uri=out_uri,
+                model_uri=model_uri,
+                run_name=run_name,
+                reference_uri=reference_uri,
+                labels_uri=labels_uri,
+                max_bad_fraction=max_bad_fraction,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                experiment_name=experiment_name,
+            )
+            .set_display_name("Worklist and monitoring")
+            .set_caching_options(False)
+        )
         reported.set_cpu_request("1").set_memory_request("4G")
         on_cluster(reported, s.retries, s, **env)
         return reported.outputs["Output"]
 
-    @dsl.pipeline(name=PIPELINE_NAME,
-                  description="Score the new images under a prefix with the champion: predictions (Parquet), "
-                              "a worklist and drift monitoring.")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Score the new images under a prefix with the champion: predictions (Parquet), "
+        "a worklist and drift monitoring.",
+    )
     def skin_cancer_scoring(
         data_uri: str,
         out_uri: str,
@@ -102,10 +132,19 @@ def build_scoring_pipeline(compile_settings: "ScoringSettings | None" = None):
         listed.set_cpu_request("500m").set_memory_request("1G")
         on_cluster(listed, s.retries, s, s3_secret=s3_secret, mlflow_secret=mlflow_secret, config_map=config_map)
         scored = score_and_report(
-            shards=listed.outputs["shards"], run_name=listed.outputs["run_name"], data_uri=data_uri, out_uri=out_uri,
-            model_uri=model_uri, reference_uri=reference_uri, labels_uri=labels_uri, batch_size=batch_size,
-            max_bad_fraction=max_bad_fraction, mlflow_tracking_uri=mlflow_tracking_uri,
-            experiment_name=experiment_name, s3_secret=s3_secret, mlflow_secret=mlflow_secret,
+            shards=listed.outputs["shards"],
+            run_name=listed.outputs["run_name"],
+            data_uri=data_uri,
+            out_uri=out_uri,
+            model_uri=model_uri,
+            reference_uri=reference_uri,
+            labels_uri=labels_uri,
+            batch_size=batch_size,
+            max_bad_fraction=max_bad_fraction,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            experiment_name=experiment_name,
+            s3_secret=s3_secret,
+            mlflow_secret=mlflow_secret,
             config_map=config_map,
         ).set_display_name("Score and report")
         return scored.output

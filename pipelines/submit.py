@@ -31,6 +31,7 @@ class SubmitError(ValueError):
 
 # --- parameters --------------------------------------------------------------------------
 
+
 def pipeline_parameters(package_path: str) -> dict[str, dict]:
     """The compiled pipeline's inputs: name -> {"type": parameterType, "required": bool}."""
     import yaml
@@ -38,8 +39,9 @@ def pipeline_parameters(package_path: str) -> dict[str, dict]:
     with open(package_path) as fh:
         spec = next(yaml.safe_load_all(fh))
     params = spec["root"].get("inputDefinitions", {}).get("parameters", {})
-    return {name: {"type": p["parameterType"], "required": not p.get("isOptional", False)}
-            for name, p in params.items()}
+    return {
+        name: {"type": p["parameterType"], "required": not p.get("isOptional", False)} for name, p in params.items()
+    }
 
 
 def parse_params(pairs: list[str], declared: dict[str, dict]) -> dict:
@@ -55,13 +57,17 @@ def parse_params(pairs: list[str], declared: dict[str, dict]) -> dict:
         if not sep or not key:
             raise SubmitError(f"--param {pair!r}: expected KEY=VALUE")
         if key not in declared:
-            raise SubmitError(f"--param {key}: the pipeline has no such parameter; it has: {', '.join(sorted(declared))}")
+            raise SubmitError(
+                f"--param {key}: the pipeline has no such parameter; it has: {', '.join(sorted(declared))}"
+            )
         out[key] = _typed(key, raw, declared[key]["type"])
         if key == "models":
             _check_models(out[key])
         if "://" in raw and _has_password(raw):
-            raise SubmitError(f"--param {key}: the URI holds a password; run parameters are stored and shown in "
-                              "the dashboard: put credentials in the Kubernetes Secret instead (manifests/README.md)")
+            raise SubmitError(
+                f"--param {key}: the URI holds a password; run parameters are stored and shown in "
+                "the dashboard: put credentials in the Kubernetes Secret instead (manifests/README.md)"
+            )
     missing = [k for k, d in declared.items() if d["required"] and k not in out]
     if missing:
         raise SubmitError(f"missing required parameter(s): {', '.join(missing)} (pass --param {missing[0]}=...)")
@@ -134,11 +140,11 @@ def validate_cron(expr: str) -> str:
         return text.lower()
     fields = text.split(" ") if text else []
     if len(fields) == 5:
-        raise SubmitError(
-            f"cron {expr!r} has 5 fields; KFP uses 6 with seconds first: did you mean '0 {text}'?")
+        raise SubmitError(f"cron {expr!r} has 5 fields; KFP uses 6 with seconds first: did you mean '0 {text}'?")
     if len(fields) != 6:
         raise SubmitError(
-            f"cron {expr!r} has {len(fields)} fields; KFP needs 6: second minute hour day-of-month month day-of-week")
+            f"cron {expr!r} has {len(fields)} fields; KFP needs 6: second minute hour day-of-month month day-of-week"
+        )
     for value, (name, low, high, names) in zip(fields, _CRON_FIELDS):
         for part in value.split(","):
             _check_cron_part(expr, part, name, low, high, names)
@@ -172,6 +178,7 @@ def _check_cron_part(expr: str, part: str, name: str, low: int, high: int, names
 
 # --- the client ----------------------------------------------------------------------------
 
+
 @dataclass
 class Target:
     """Where runs go: the KFP API, the namespace (multi-user Kubeflow), the dashboard."""
@@ -192,8 +199,9 @@ def resolve_target(host: str | None, namespace: str | None, token: str | None, u
     host = host or settings.env(HOST_ENV)
     if not host:
         raise SubmitError(f"no KFP API address: pass --host URL or set {HOST_ENV}")
-    return Target(host=host, namespace=namespace, token=token or settings.env(TOKEN_ENV) or projected_token(),
-                  ui_url=ui_url)
+    return Target(
+        host=host, namespace=namespace, token=token or settings.env(TOKEN_ENV) or projected_token(), ui_url=ui_url
+    )
 
 
 def projected_token() -> str | None:
@@ -220,7 +228,8 @@ def check_serving_namespace(arguments: dict, namespace: str | None) -> None:
         f"serving_namespace={wanted!r} is not the namespace the run goes to ({namespace or 'none given: --namespace'}); "
         "the Role, the serving account's S3 Secret and the Istio policy exist only where the manifests were "
         "applied, so deploy would fail there. Leave serving_namespace empty (the run's own namespace), or "
-        "apply manifests/ to that namespace and submit the run there (README \"On a cluster\")")
+        'apply manifests/ to that namespace and submit the run there (README "On a cluster")'
+    )
 
 
 @contextlib.contextmanager
@@ -234,13 +243,18 @@ def api_errors(target: Target):
     except kfp_server_api.ApiException as err:
         body = (err.body or b"")[:300]
         body = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
-        hint = {401: "check the token (--token or $" + TOKEN_ENV + ")",
-                403: "the token's user may not use this namespace"}.get(err.status, "")
-        raise SubmitError(f"KFP API {target.host} answered {err.status} {err.reason}: {body.strip()}"
-                          + (f"; {hint}" if hint else "")) from None
+        hint = {
+            401: "check the token (--token or $" + TOKEN_ENV + ")",
+            403: "the token's user may not use this namespace",
+        }.get(err.status, "")
+        raise SubmitError(
+            f"KFP API {target.host} answered {err.status} {err.reason}: {body.strip()}" + (f"; {hint}" if hint else "")
+        ) from None
     except urllib3.exceptions.HTTPError as err:
-        raise SubmitError(f"cannot reach the KFP API at {target.host} ({type(err).__name__}); "
-                          "check --host (e.g. kubectl port-forward svc/ml-pipeline-ui 8080:80)") from None
+        raise SubmitError(
+            f"cannot reach the KFP API at {target.host} ({type(err).__name__}); "
+            "check --host (e.g. kubectl port-forward svc/ml-pipeline-ui 8080:80)"
+        ) from None
 
 
 def client(target: Target):
@@ -271,27 +285,38 @@ def check_backend_version(kfp_client, target: Target, package: str) -> str:
     except ValueError:
         raise SubmitError(
             f"{where} answered HTTP {response.status} with {response.headers.get('Content-Type') or 'no type'}, "
-            "not JSON: a login page? On a multi-user Kubeflow pass a token (--token or $" + TOKEN_ENV
-            + "; README \"Authentication\"), and check that --host is KFP's API or UI server") from None
+            "not JSON: a login page? On a multi-user Kubeflow pass a token (--token or $"
+            + TOKEN_ENV
+            + '; README "Authentication"), and check that --host is KFP\'s API or UI server'
+        ) from None
     health = backend_compat.read_healthz(answer if isinstance(answer, dict) else {})
     if health is None:
-        raise SubmitError(f"{where} answered without a KFP release (no tag_name, no apiServerTagName): "
-                          f"is --host KFP's API or UI server? Nothing was sent")
+        raise SubmitError(
+            f"{where} answered without a KFP release (no tag_name, no apiServerTagName): "
+            f"is --host KFP's API or UI server? Nothing was sent"
+        )
     if not health.api_ready:
-        raise SubmitError(f"KFP's UI server at {target.host} (release {health.frontend or 'unknown'}) reports its "
-                          "API server not ready (apiServerReady false), so the backend release cannot be checked; "
-                          "nothing was sent: check `kubectl -n kubeflow get deploy ml-pipeline` and try again")
+        raise SubmitError(
+            f"KFP's UI server at {target.host} (release {health.frontend or 'unknown'}) reports its "
+            "API server not ready (apiServerReady false), so the backend release cannot be checked; "
+            "nothing was sent: check `kubectl -n kubeflow get deploy ml-pipeline` and try again"
+        )
     version = health.release
     if backend_compat.parse_version(version) is None:
-        print(f"warning: KFP at {target.host} reports release {version!r} ({health.server}); cannot check it "
-              f"against the minimum {backend_compat.MIN_BACKEND_VERSION}", file=sys.stderr)
+        print(
+            f"warning: KFP at {target.host} reports release {version!r} ({health.server}); cannot check it "
+            f"against the minimum {backend_compat.MIN_BACKEND_VERSION}",
+            file=sys.stderr,
+        )
         return version
     missing = backend_compat.too_new_for(version, *backend_compat.load_compiled(package))
     if missing:
         raise SubmitError(
             f"KFP at {target.host} is release {version}; this pipeline needs {backend_compat.MIN_BACKEND_VERSION} "
-            "or later for: " + "; ".join(f"{f.name} (since {f.since}, {f.source})" for f in missing)
-            + ". Upgrade Kubeflow Pipelines (README \"On a cluster\")")
+            "or later for: "
+            + "; ".join(f"{f.name} (since {f.since}, {f.source})" for f in missing)
+            + '. Upgrade Kubeflow Pipelines (README "On a cluster")'
+        )
     return version
 
 
@@ -310,12 +335,15 @@ def compile_package(settings, path: str) -> str:
 
     if settings.parameter_defaults.get("serving_namespace"):
         # Compiled in, it cannot be checked against the namespace a run goes to (check_serving_namespace).
-        raise SubmitError("a compiled-in serving_namespace default is refused: leave it empty (each run serves in "
-                          "its own namespace) or pass --param serving_namespace=NS to submit, which checks it")
+        raise SubmitError(
+            "a compiled-in serving_namespace default is refused: leave it empty (each run serves in "
+            "its own namespace) or pass --param serving_namespace=NS to submit, which checks it"
+        )
     models = (settings.parameter_defaults or {}).get("models", DEFAULT_MODELS)
     model_configs(models)  # a bad model config fails the compile, naming the key, not a later run
-    compiler.Compiler().compile(build_pipeline(settings), package_path=path,
-                                pipeline_parameters=settings.parameter_defaults or None)
+    compiler.Compiler().compile(
+        build_pipeline(settings), package_path=path, pipeline_parameters=settings.parameter_defaults or None
+    )
     return path
 
 
@@ -335,8 +363,15 @@ class Submitted:
     url: str
 
 
-def submit(target: Target, settings, params: list[str], experiment: str, run_name: str | None,
-           service_account: str | None, enable_caching: bool | None = None) -> Submitted:
+def submit(
+    target: Target,
+    settings,
+    params: list[str],
+    experiment: str,
+    run_name: str | None,
+    service_account: str | None,
+    enable_caching: bool | None = None,
+) -> Submitted:
     """Compile, then create one run in ``experiment`` (created when missing)."""
     import datetime
 
@@ -377,25 +412,38 @@ def ensure_pipeline_version(kfp_client, package: str, pipeline_name: str, namesp
     unchanged pipeline reuses the version instead of piling up copies.
     """
     version_name = f"{pipeline_name}-{spec_digest(package)}"
-    found = kfp_client.list_pipelines(
-        filter=json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": pipeline_name}]}),
-        namespace=namespace,
-    ).pipelines or []
+    found = (
+        kfp_client.list_pipelines(
+            filter=json.dumps(
+                {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": pipeline_name}]}
+            ),
+            namespace=namespace,
+        ).pipelines
+        or []
+    )
     if not found:
-        pipeline = kfp_client.upload_pipeline(package, pipeline_name=pipeline_name, namespace=namespace,
-                                              description=_description(package))
-        versions = kfp_client.list_pipeline_versions(pipeline.pipeline_id, page_size=1,
-                                                     sort_by="created_at desc").pipeline_versions or []
+        pipeline = kfp_client.upload_pipeline(
+            package, pipeline_name=pipeline_name, namespace=namespace, description=_description(package)
+        )
+        versions = (
+            kfp_client.list_pipeline_versions(
+                pipeline.pipeline_id, page_size=1, sort_by="created_at desc"
+            ).pipeline_versions
+            or []
+        )
         if not versions:
             raise SubmitError(f"uploaded pipeline {pipeline_name} but the server lists no version of it")
         return pipeline.pipeline_id, versions[0].pipeline_version_id
     pipeline_id = found[0].pipeline_id
-    versions = kfp_client.list_pipeline_versions(pipeline_id, page_size=100, sort_by="created_at desc").pipeline_versions or []
+    versions = (
+        kfp_client.list_pipeline_versions(pipeline_id, page_size=100, sort_by="created_at desc").pipeline_versions or []
+    )
     for v in versions:
         if version_name in (v.name, v.display_name):
             return pipeline_id, v.pipeline_version_id
-    version = kfp_client.upload_pipeline_version(package, version_name, pipeline_id=pipeline_id,
-                                                 description=_description(package))
+    version = kfp_client.upload_pipeline_version(
+        package, version_name, pipeline_id=pipeline_id, description=_description(package)
+    )
     return pipeline_id, version.pipeline_version_id
 
 
@@ -416,16 +464,28 @@ def package_pipeline_name(package: str) -> str:
     return _pipeline_info(package)["name"]
 
 
-def create_schedule(target: Target, settings, params: list[str], cron: str, name: str, experiment: str,
-                    max_concurrency: int = 1, catchup: bool = False, service_account: str | None = None,
-                    pipeline_name: str | None = None, enabled: bool = True) -> Scheduled:
+def create_schedule(
+    target: Target,
+    settings,
+    params: list[str],
+    cron: str,
+    name: str,
+    experiment: str,
+    max_concurrency: int = 1,
+    catchup: bool = False,
+    service_account: str | None = None,
+    pipeline_name: str | None = None,
+    enabled: bool = True,
+) -> Scheduled:
     """Validate the cron, upload the compiled pipeline as a version, create the recurring run."""
     from pipelines.backend_compat import MAX_RECURRING_CONCURRENCY as MAX_CONCURRENCY
 
     cron = validate_cron(cron)
     if not 1 <= max_concurrency <= MAX_CONCURRENCY:
-        raise SubmitError(f"--max-concurrency must be at least 1 and at most {MAX_CONCURRENCY} (the KFP API's "
-                          f"limit for a recurring run), got {max_concurrency}")
+        raise SubmitError(
+            f"--max-concurrency must be at least 1 and at most {MAX_CONCURRENCY} (the KFP API's "
+            f"limit for a recurring run), got {max_concurrency}"
+        )
     if not name.strip():
         raise SubmitError("a recurring run needs a name")
     with tempfile.TemporaryDirectory() as tmp:
@@ -436,7 +496,8 @@ def create_schedule(target: Target, settings, params: list[str], cron: str, name
             kfp_client = client(target)
             check_backend_version(kfp_client, target, package)
             pipeline_id, version_id = ensure_pipeline_version(
-                kfp_client, package, pipeline_name or package_pipeline_name(package), target.namespace)
+                kfp_client, package, pipeline_name or package_pipeline_name(package), target.namespace
+            )
             exp = kfp_client.create_experiment(experiment, namespace=target.namespace)
             job = kfp_client.create_recurring_run(
                 experiment_id=exp.experiment_id,
@@ -450,8 +511,13 @@ def create_schedule(target: Target, settings, params: list[str], cron: str, name
                 enabled=enabled,
                 service_account=service_account or None,
             )
-    return Scheduled(job.recurring_run_id, pipeline_id, version_id, exp.experiment_id,
-                     f"{target.dashboard}/#/recurringrun/details/{job.recurring_run_id}")
+    return Scheduled(
+        job.recurring_run_id,
+        pipeline_id,
+        version_id,
+        exp.experiment_id,
+        f"{target.dashboard}/#/recurringrun/details/{job.recurring_run_id}",
+    )
 
 
 def list_schedules(target: Target, experiment: str | None = None) -> list[dict]:
@@ -465,13 +531,21 @@ def _list_schedules(kfp_client, target: Target, experiment: str | None) -> list[
         experiment_id = kfp_client.get_experiment(experiment_name=experiment, namespace=target.namespace).experiment_id
     rows, token = [], ""
     while True:
-        page = kfp_client.list_recurring_runs(page_token=token, page_size=100, experiment_id=experiment_id,
-                                              namespace=target.namespace)
+        page = kfp_client.list_recurring_runs(
+            page_token=token, page_size=100, experiment_id=experiment_id, namespace=target.namespace
+        )
         for r in page.recurring_runs or []:
             cron = r.trigger.cron_schedule.cron if r.trigger and r.trigger.cron_schedule else None
-            rows.append({"id": r.recurring_run_id, "name": r.display_name, "cron": cron,
-                         "status": r.status or r.mode, "max_concurrency": r.max_concurrency,
-                         "no_catchup": r.no_catchup})
+            rows.append(
+                {
+                    "id": r.recurring_run_id,
+                    "name": r.display_name,
+                    "cron": cron,
+                    "status": r.status or r.mode,
+                    "max_concurrency": r.max_concurrency,
+                    "no_catchup": r.no_catchup,
+                }
+            )
         token = page.next_page_token
         if not token:
             return rows

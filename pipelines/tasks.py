@@ -12,11 +12,16 @@ from components.core import settings
 S3_SECRET = settings.S3_SECRET
 S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 MLFLOW_SECRET = settings.MLFLOW_SECRET
-MLFLOW_SECRET_KEYS = {"MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
-                      "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"}
+MLFLOW_SECRET_KEYS = {
+    "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
+}
 CONFIG_MAP = settings.CONFIG_MAP
-CONFIG_MAP_KEYS = {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION",
-                   "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}
+CONFIG_MAP_KEYS = {
+    "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION",
+    "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
+}
 
 # The KFP run id reaches the tasks as an environment variable read from the pod's
 # `pipeline/runid` label (set by KFP's API server on every pod of a run), never as a task
@@ -32,12 +37,12 @@ def on_cluster(task, retries: int, s, s3_secret, mlflow_secret, config_map, imag
 
     task.set_container_image(image or s.image)
     if retries:
-        task.set_retry(num_retries=retries, backoff_duration=s.retry_backoff, backoff_factor=2.0,
-                       backoff_max_duration="3600s")
+        task.set_retry(
+            num_retries=retries, backoff_duration=s.retry_backoff, backoff_factor=2.0, backoff_max_duration="3600s"
+        )
     kubernetes.use_secret_as_env(task, secret_name=s3_secret, secret_key_to_env=S3_SECRET_KEYS)
     # Optional: an MLflow server without authentication needs no Secret.
-    kubernetes.use_secret_as_env(task, secret_name=mlflow_secret, secret_key_to_env=MLFLOW_SECRET_KEYS,
-                                 optional=True)
+    kubernetes.use_secret_as_env(task, secret_name=mlflow_secret, secret_key_to_env=MLFLOW_SECRET_KEYS, optional=True)
     kubernetes.use_config_map_as_env(task, config_map_name=config_map, config_map_key_to_env=CONFIG_MAP_KEYS)
     kubernetes.use_field_path_as_env(task, env_name="KFP_RUN_ID", field_path=RUN_ID_FIELD_PATH)
 
@@ -51,5 +56,6 @@ def on_gpu_nodes(task, node_selector: dict[str, str], tolerations: list[dict]) -
     for key, value in node_selector.items():
         kubernetes.add_node_selector(task, label_key=key, label_value=value)
     for t in tolerations:
-        kubernetes.add_toleration(task, key=t.get("key"), operator=t.get("operator", "Equal"),
-                                  value=t.get("value"), effect=t.get("effect"))
+        kubernetes.add_toleration(
+            task, key=t.get("key"), operator=t.get("operator", "Equal"), value=t.get("value"), effect=t.get("effect")
+        )

@@ -6,7 +6,6 @@ The same function runs under ``kfp.local`` (``skin-cancer run``) and compiles fo
 cluster (``skin-cancer compile``).
 """
 
-
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
@@ -27,6 +26,7 @@ PIPELINE_NAME = settings.PIPELINE_NAME
 # The pipeline's own defaults are the CPU preset (pipelines/presets.py); a cluster compile can
 # swap in another preset with `skin-cancer compile --preset imagenet-gpu`.
 DEFAULT_MODELS: list[dict] = LOCAL_CPU["models"]
+
 
 @dataclass
 class CompileSettings:
@@ -71,7 +71,10 @@ class CompileSettings:
 def build_pipeline(compile_settings: "CompileSettings | None" = None):
     s = compile_settings or CompileSettings()
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Train several skin-cancer classifiers side by side and register the best as @champion in MLflow.")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Train several skin-cancer classifiers side by side and register the best as @champion in MLflow.",
+    )
     def skin_cancer_pipeline(
         data_uri: str,
         # Typed items: the loop item then compiles as STRUCT, the type train's model_config
@@ -127,12 +130,22 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
         fp = fingerprint_data(data_uri=data_uri).set_display_name("Fingerprint raw data")
         fp.set_caching_options(False).set_cpu_request("500m").set_memory_request("1G")
         on_cluster(fp, s.retries, s, **env)
-        pre = preprocess(
-            data_uri=data_uri, image_size=image_size, val_fraction=val_fraction, seed=seed,
-            max_bad_fraction=max_bad_fraction, mlflow_tracking_uri=mlflow_tracking_uri,
-            experiment_name=experiment_name, data_fingerprint=fp.outputs["fingerprint"],
-            allow_leakage=allow_leakage,
-        ).set_display_name("Preprocess images").set_cpu_request("2").set_memory_request("4G")
+        pre = (
+            preprocess(
+                data_uri=data_uri,
+                image_size=image_size,
+                val_fraction=val_fraction,
+                seed=seed,
+                max_bad_fraction=max_bad_fraction,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                experiment_name=experiment_name,
+                data_fingerprint=fp.outputs["fingerprint"],
+                allow_leakage=allow_leakage,
+            )
+            .set_display_name("Preprocess images")
+            .set_cpu_request("2")
+            .set_memory_request("4G")
+        )
         # In the training image, not the runtime one: training's cache key holds its input artifacts'
         # ids (cacheutils/cache.go), so a preprocessing rerun retrains every model. In the runtime
         # image, every rebuild of that image would rerun preprocessing (its image is in its own key)
@@ -145,9 +158,15 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
                 train_data=pre.outputs["train_data"],
                 val_data=pre.outputs["val_data"],
                 test_data=pre.outputs["test_data"],
-                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, refer_coverage=refer_coverage,
-                image_size=image_size, seed=seed, mlflow_tracking_uri=mlflow_tracking_uri,
-                experiment_name=experiment_name, data_fingerprint=pre.outputs["fingerprint"],
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                refer_coverage=refer_coverage,
+                image_size=image_size,
+                seed=seed,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                experiment_name=experiment_name,
+                data_fingerprint=pre.outputs["fingerprint"],
                 # Its own image only: KFP's cache key holds the task's image already, and the runtime
                 # image here would retrain every model when only that image is rebuilt.
                 train_image=s.train_image,
@@ -156,16 +175,21 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
             trained.set_accelerator_type(s.accelerator_type).set_accelerator_limit(s.gpus_per_model)
             on_gpu_nodes(trained, s.node_selector, s.tolerations)
             on_cluster(trained, 0, s, image=s.train_image, **env)
-        chosen = select_and_register(
-            results=dsl.Collected(trained.outputs["Output"]),
-            val_data=pre.outputs["val_data"],
-            test_data=pre.outputs["test_data"],
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            experiment_name=experiment_name,
-            registered_model_name=registered_model_name,
-            data_fingerprint=pre.outputs["fingerprint"],
-            runtime_image=s.image,
-        ).set_display_name("Select and register champion").set_cpu_request("2").set_memory_request("4G")
+        chosen = (
+            select_and_register(
+                results=dsl.Collected(trained.outputs["Output"]),
+                val_data=pre.outputs["val_data"],
+                test_data=pre.outputs["test_data"],
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                experiment_name=experiment_name,
+                registered_model_name=registered_model_name,
+                data_fingerprint=pre.outputs["fingerprint"],
+                runtime_image=s.image,
+            )
+            .set_display_name("Select and register champion")
+            .set_cpu_request("2")
+            .set_memory_request("4G")
+        )
         # Never cached: what it decides (the new version, champion_changed, hence a deploy) depends on
         # the registry's state, which is not among its inputs; a cache hit would replay an old
         # decision and deploy an old champion. It registers each trained run once (register_once).
@@ -174,23 +198,33 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
         # Serving: only a new champion is deployed, and only when asked (never under kfp.local).
         with dsl.If(chosen.outputs["champion_changed"] == True, name="champion-changed"):  # noqa: E712
             with dsl.If(deploy == True, name="deploy-enabled"):  # noqa: E712
-                served = deploy_model(
-                    model_artifact_uri=chosen.outputs["model_artifact_uri"],
-                    model_name=chosen.outputs["model_name"],
-                    model_version=chosen.outputs["model_version"],
-                    service_name=inference_service_name,
-                    namespace=serving_namespace,
-                    image=s.image,
-                    service_account=serving_service_account,
-                ).set_display_name("Deploy champion (KServe)").set_cpu_request("250m").set_memory_request("512M")
+                served = (
+                    deploy_model(
+                        model_artifact_uri=chosen.outputs["model_artifact_uri"],
+                        model_name=chosen.outputs["model_name"],
+                        model_version=chosen.outputs["model_version"],
+                        service_name=inference_service_name,
+                        namespace=serving_namespace,
+                        image=s.image,
+                        service_account=serving_service_account,
+                    )
+                    .set_display_name("Deploy champion (KServe)")
+                    .set_cpu_request("250m")
+                    .set_memory_request("512M")
+                )
                 served.set_caching_options(False).set_container_image(s.image)
                 # No task retry: a retry would re-apply the same spec and fail the same way; the step
                 # retries Kubernetes API blips itself and fails fast on failures that will not heal.
-                checked = smoke_test(
-                    url=served.outputs["internal_url"],
-                    model_name=chosen.outputs["model_name"],
-                    data_uri=data_uri,
-                ).set_display_name("Smoke-test the served model").set_cpu_request("250m").set_memory_request("512M")
+                checked = (
+                    smoke_test(
+                        url=served.outputs["internal_url"],
+                        model_name=chosen.outputs["model_name"],
+                        data_uri=data_uri,
+                    )
+                    .set_display_name("Smoke-test the served model")
+                    .set_cpu_request("250m")
+                    .set_memory_request("512M")
+                )
                 checked.set_caching_options(False)
                 on_cluster(checked, min(1, s.retries), s, **env)  # reads test images from S3
         return chosen.outputs["summary_json"]

@@ -17,8 +17,15 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("figures/val_roc.png", "figures/val_pr.png", "figures/val_confusion.png", "figures/val_calibration.png",
-         "figures/test_calibration.png", "figures/training_curves.png", "selection/compare_val.png")
+KINDS = (
+    "figures/val_roc.png",
+    "figures/val_pr.png",
+    "figures/val_confusion.png",
+    "figures/val_calibration.png",
+    "figures/test_calibration.png",
+    "figures/training_curves.png",
+    "selection/compare_val.png",
+)
 
 
 def shrink(data: bytes, limit: int) -> bytes:

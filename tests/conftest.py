@@ -76,7 +76,10 @@ def s3_endpoint():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    }
     os.environ.update(
         AWS_ENDPOINT_URL=endpoint,
         AWS_ACCESS_KEY_ID="testing-key-id",
@@ -111,11 +114,27 @@ def mlflow_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    proc = start([sys.executable, "-m", "mlflow", "server",
-                  "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                  "--artifacts-destination", str(root / "artifacts"),
-                  "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                 f"{uri}/health", root / "server.log", timeout=120)
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        f"{uri}/health",
+        root / "server.log",
+        timeout=120,
+    )
     yield uri
     stop(proc, 30)
 
@@ -135,7 +154,9 @@ def preprocessed(demo_raw, tmp_path_factory) -> Path:
     from components.core.data import dataset
 
     out = tmp_path_factory.mktemp("preprocessed")
-    dataset.preprocess(str(demo_raw), {s: str(out / s) for s in dataset.OUTPUT_SPLITS}, image_size=32, val_fraction=0.25)
+    dataset.preprocess(
+        str(demo_raw), {s: str(out / s) for s in dataset.OUTPUT_SPLITS}, image_size=32, val_fraction=0.25
+    )
     return out
 
 
@@ -157,8 +178,16 @@ def real_data() -> Path:
 
 # Debian's chromium, driven by Playwright (which cannot download its own browsers here).
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 # Set by scripts/test.sh where Chromium is installed (CI): a browser test that cannot run is then

@@ -26,8 +26,17 @@ def tiny_report(tmp_path_factory):
     write_demo_data(str(data), train_per_class=20, test_per_class=6, size=48, seed=3)
     (root / "README.md").write_text(f"# x\n\n{README_START}\nold table\n{README_END}\n\nafter\n")
     report = run_bench(
-        data=data, out=root / "out", skip_e2e=True, compare_size=48, project_size=32, batch_size=8,
-        train_steps=2, train_epochs=2, scale_factors=(1, 2), readme=root / "README.md", log=lambda *_: None,
+        data=data,
+        out=root / "out",
+        skip_e2e=True,
+        compare_size=48,
+        project_size=32,
+        batch_size=8,
+        train_steps=2,
+        train_epochs=2,
+        scale_factors=(1, 2),
+        readme=root / "README.md",
+        log=lambda *_: None,
     )
     return root, report
 
@@ -51,7 +60,9 @@ def test_report_structure_and_positive_figures(tiny_report):
         assert p["project"]["images"] == p["reference"]["images"] == 52
         # the reference re-implementation labels every image from its folder, like the project
         assert p["reference"]["class_counts"] == p["project"]["class_counts"] == {"benign": 26, "malignant": 26}
-        assert p["reference"]["dtype"] == "float64" and p["reference"]["uploaded_bytes"] == p["reference"]["pickle_bytes"]
+        assert (
+            p["reference"]["dtype"] == "float64" and p["reference"]["uploaded_bytes"] == p["reference"]["pickle_bytes"]
+        )
         assert p["a_over_b"] > 0 and p["a_over_c"] > 0 and p["memory_a_over_b"] > 0 and p["ceiling_images_per_s"] > 0
         assert p["with_endpoint"]["ceiling_images_per_s"] > 0
     _positive(report["preprocessing"]["fetch_only"])
@@ -92,7 +103,7 @@ def test_reference_params_differ_only_by_head(tiny_report):
     _, report = tiny_report
     basic = report["training_input"]["basic"]
     # Dense(features -> 2) minus Dense(features -> 1): one more set of weights and a bias.
-    width = 32 * 2 ** 3  # the basic family's last block width (4 blocks from width 32)
+    width = 32 * 2**3  # the basic family's last block width (4 blocks from width 32)
     assert basic["reference"]["params"] - basic["project"]["params"] == width + 1
 
 

@@ -21,12 +21,28 @@ def test_serving_benchmark_measures_raw_and_both_protocols(tmp_path):
     raw = tmp_path / "raw"
     write_demo_data(str(raw), train_per_class=24, test_per_class=8, size=48, seed=1)
     shards = tmp_path / "shards"
-    dataset.preprocess(str(raw), {s: str(shards / s) for s in dataset.OUTPUT_SPLITS}, image_size=32,
-                       val_fraction=0.25)
+    dataset.preprocess(str(raw), {s: str(shards / s) for s in dataset.OUTPUT_SPLITS}, image_size=32, val_fraction=0.25)
     model = train_tiny_model(shards, tmp_path / "model")
     out = tmp_path / "bench"
-    assert main(["--model-uri", str(model), "--data", str(raw), "--requests", "24", "--clients", "1,4",
-                 "--batch", "4", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--model-uri",
+                str(model),
+                "--data",
+                str(raw),
+                "--requests",
+                "24",
+                "--clients",
+                "1,4",
+                "--batch",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "serving.json").read_text())
     assert report["raw"]["images"] == 48 and len(report["raw"]["runs_images_per_s"]) == 2  # before and after
     rows = {(r["mode"], r["clients"]) for r in report["results"]}

@@ -71,7 +71,9 @@ class EnvVar:
 
 ENV: tuple[EnvVar, ...] = (
     EnvVar("MLFLOW_TRACKING_URI", "", "MLflow tracking server; `skin-cancer run` falls back to `<workdir>/mlflow.db`"),
-    EnvVar("MLFLOW_TRACKING_USERNAME", "", "MLflow credentials (on a cluster from the optional Secret `mlflow_secret`)"),
+    EnvVar(
+        "MLFLOW_TRACKING_USERNAME", "", "MLflow credentials (on a cluster from the optional Secret `mlflow_secret`)"
+    ),
     EnvVar("MLFLOW_TRACKING_PASSWORD", "", "MLflow credentials (never logged, never a parameter)"),
     EnvVar("SKIN_CANCER_MLFLOW_STARTUP_RETRIES", "3", "probes of the MLflow server before a step gives up"),
     EnvVar("SKIN_CANCER_MLFLOW_STARTUP_TIMEOUT", "10", "seconds per MLflow probe"),
@@ -82,7 +84,9 @@ ENV: tuple[EnvVar, ...] = (
     EnvVar("AWS_MAX_ATTEMPTS", "8", "attempts per S3 request, the first included"),
     EnvVar("SKIN_CANCER_S3_CONNECT_TIMEOUT", "10", "seconds to connect to S3, per attempt"),
     EnvVar("SKIN_CANCER_S3_READ_TIMEOUT", "60", "seconds between bytes from S3, per attempt"),
-    EnvVar("SKIN_CANCER_S3_BODY_DEADLINE", "120", "seconds for one GET's whole body, per attempt (a body that trickles)"),
+    EnvVar(
+        "SKIN_CANCER_S3_BODY_DEADLINE", "120", "seconds for one GET's whole body, per attempt (a body that trickles)"
+    ),
     EnvVar("SKIN_CANCER_REGISTRY_LOCK_TTL", "900", "seconds a champion-lock holder may keep it"),
     EnvVar("SKIN_CANCER_REGISTRY_LOCK_WAIT", "1800", "seconds a run waits for the champion lock"),
     EnvVar("SKIN_CANCER_MAX_UPLOAD_MB", "20", "largest upload the server accepts"),
@@ -91,13 +95,20 @@ ENV: tuple[EnvVar, ...] = (
     EnvVar("KFP_RUN_ID", "", "the KFP run a task belongs to (the pod's `pipeline/runid` label); an MLflow tag"),
     EnvVar("KF_PIPELINES_ENDPOINT", "", "KFP API address for `submit`/`schedule` (or `--host`)"),
     EnvVar("KFP_TOKEN", "", "bearer token for the KFP API (or `--token`)"),
-    EnvVar("KF_PIPELINES_SA_TOKEN_PATH", "/var/run/secrets/kubeflow/pipelines/token",
-           "a Kubeflow notebook's projected KFP token, used by `submit`/`schedule` when no token is given"),
+    EnvVar(
+        "KF_PIPELINES_SA_TOKEN_PATH",
+        "/var/run/secrets/kubeflow/pipelines/token",
+        "a Kubeflow notebook's projected KFP token, used by `submit`/`schedule` when no token is given",
+    ),
     EnvVar("MLFLOW_RUN_ID", "", "set by KFP 2.17's MLflow plugin: its run for the task; ours nest under it"),
     EnvVar("SKIN_CANCER_IMAGE", "", "runtime image for `compile`/`submit`/`schedule` (or `--image`)"),
     EnvVar("SKIN_CANCER_TRAIN_IMAGE", "", "training image (or `--train-image`; default: the runtime image's sibling)"),
     EnvVar("KUBECONFIG", "", "cluster access of the deploy step outside a pod"),
-    EnvVar("KERAS_HOME", "", "Keras' cache (default `~/.keras`); the converted EfficientNet-Lite0 ImageNet weights go to its `models/`"),
+    EnvVar(
+        "KERAS_HOME",
+        "",
+        "Keras' cache (default `~/.keras`); the converted EfficientNet-Lite0 ImageNet weights go to its `models/`",
+    ),
 )
 _DEFAULTS = {e.name: e.default for e in ENV}
 

@@ -90,8 +90,13 @@ class TrainSummary(_JsonResult):
 
     def brief(self) -> dict:
         """The line the train task prints in its log."""
-        return {"name": self.name, "val": self.val, "test": self.test, "threshold": self.threshold,
-                "seconds": self.seconds}
+        return {
+            "name": self.name,
+            "val": self.val,
+            "test": self.test,
+            "threshold": self.threshold,
+            "seconds": self.seconds,
+        }
 
 
 @dataclass

@@ -20,8 +20,9 @@ def _compile_settings(args: argparse.Namespace):
 
         if args.preset:
             raise ValueError("--preset holds training parameters; the scoring pipeline takes none")
-        return ScoringSettings(image=image, retries=args.retries,
-                               **({"parallelism": args.parallelism} if args.parallelism else {}))
+        return ScoringSettings(
+            image=image, retries=args.retries, **({"parallelism": args.parallelism} if args.parallelism else {})
+        )
 
     for kv in args.node_selector:
         if "=" not in kv:
@@ -56,8 +57,15 @@ def _target(args: argparse.Namespace):
 def cmd_submit(args: argparse.Namespace) -> int:
     from pipelines.submit import submit
 
-    run = submit(_target(args), _compile_settings(args), args.param, args.experiment, args.run_name,
-                 args.service_account, enable_caching=False if args.no_cache else None)
+    run = submit(
+        _target(args),
+        _compile_settings(args),
+        args.param,
+        args.experiment,
+        args.run_name,
+        args.service_account,
+        enable_caching=False if args.no_cache else None,
+    )
     print(f"run id: {run.run_id}")
     print(f"dashboard: {run.url}")
     return 0
@@ -67,9 +75,17 @@ def cmd_schedule_create(args: argparse.Namespace) -> int:
     from pipelines.submit import create_schedule
 
     name = args.name or ("skin-cancer-scoring-nightly" if args.pipeline == "scoring" else "skin-cancer-retrain")
-    job = create_schedule(_target(args), _compile_settings(args), args.param, args.cron, name,
-                          args.experiment, max_concurrency=args.max_concurrency, catchup=args.catchup,
-                          service_account=args.service_account)
+    job = create_schedule(
+        _target(args),
+        _compile_settings(args),
+        args.param,
+        args.cron,
+        name,
+        args.experiment,
+        max_concurrency=args.max_concurrency,
+        catchup=args.catchup,
+        service_account=args.service_account,
+    )
     print(f"recurring run id: {job.recurring_run_id}")
     print(f"pipeline version: {job.version_id} (pipeline {job.pipeline_id})")
     print(f"dashboard: {job.url}")
@@ -82,8 +98,10 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
     rows = list_schedules(_target(args), args.experiment)
     print(f"{'id':<38} {'name':<28} {'cron':<18} {'status':<9} {'max':>3}  catch-up")
     for r in rows:
-        print(f"{r['id']:<38} {r['name'] or '':<28} {r['cron'] or '':<18} {r['status'] or '':<9} "
-              f"{r['max_concurrency'] or '':>3}  {'no' if r['no_catchup'] else 'yes'}")
+        print(
+            f"{r['id']:<38} {r['name'] or '':<28} {r['cron'] or '':<18} {r['status'] or '':<9} "
+            f"{r['max_concurrency'] or '':>3}  {'no' if r['no_catchup'] else 'yes'}"
+        )
     return 0
 
 
@@ -96,8 +114,12 @@ def cmd_schedule_delete(args: argparse.Namespace) -> int:
 
 
 def _add_compile_args(c: argparse.ArgumentParser) -> None:
-    c.add_argument("--pipeline", choices=("training", "scoring"), default="training",
-                   help="which pipeline: training (default) or scoring (pipelines/scoring_pipeline.py)")
+    c.add_argument(
+        "--pipeline",
+        choices=("training", "scoring"),
+        default="training",
+        help="which pipeline: training (default) or scoring (pipelines/scoring_pipeline.py)",
+    )
     c.add_argument("--image", help="runtime image REGISTRY/NAME:TAG (default from SKIN_CANCER_IMAGE)")
     c.add_argument("--train-image", help="GPU training image (default: SKIN_CANCER_TRAIN_IMAGE or --image)")
     c.add_argument("--parallelism", type=int, default=0, help="models trained at once (0 = all)")
@@ -105,8 +127,13 @@ def _add_compile_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--accelerator-type", default="nvidia.com/gpu")
     c.add_argument("--gpus-per-model", type=int, default=1)
     c.add_argument("--node-selector", action="append", default=[], metavar="KEY=VALUE")
-    c.add_argument("--toleration", action="append", default=[], metavar="JSON",
-                   help='e.g. \'{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}\'')
+    c.add_argument(
+        "--toleration",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='e.g. \'{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}\'',
+    )
     c.add_argument("--retries", type=int, default=3, help="retries with backoff for steps that touch S3 or MLflow")
 
 
@@ -115,9 +142,12 @@ def _add_cluster_args(c: argparse.ArgumentParser) -> None:
 
     c.add_argument("--host", help=f"KFP API URL, e.g. http://localhost:8080 (default: ${HOST_ENV})")
     c.add_argument("--namespace", help="Kubeflow profile namespace (multi-user Kubeflow)")
-    c.add_argument("--token", help=f"bearer token, audience pipelines.kubeflow.org on a multi-user Kubeflow (prefer "
-                                   f"${TOKEN_ENV}: flags show up in shell history; in a Kubeflow notebook the "
-                                   f"projected token at ${SA_TOKEN_PATH_ENV} is used)")
+    c.add_argument(
+        "--token",
+        help=f"bearer token, audience pipelines.kubeflow.org on a multi-user Kubeflow (prefer "
+        f"${TOKEN_ENV}: flags show up in shell history; in a Kubeflow notebook the "
+        f"projected token at ${SA_TOKEN_PATH_ENV} is used)",
+    )
     c.add_argument("--ui-url", help="dashboard base URL for printed links (default: --host)")
 
 
@@ -125,10 +155,18 @@ def _add_run_args(c: argparse.ArgumentParser) -> None:
     from components.core import settings
 
     c.add_argument("--experiment", default=settings.EXPERIMENT, help="KFP experiment (created when missing)")
-    c.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="pipeline parameter, e.g. data_uri=s3://bucket/raw or models='[{\"family\": \"basic\"}]'")
-    c.add_argument("--service-account", default=settings.PIPELINE_SERVICE_ACCOUNT,
-                   help="Kubernetes ServiceAccount the run's pods use ('' = KFP's default)")
+    c.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='pipeline parameter, e.g. data_uri=s3://bucket/raw or models=\'[{"family": "basic"}]\'',
+    )
+    c.add_argument(
+        "--service-account",
+        default=settings.PIPELINE_SERVICE_ACCOUNT,
+        help="Kubernetes ServiceAccount the run's pods use ('' = KFP's default)",
+    )
 
 
 def register(sub) -> None:
@@ -146,11 +184,20 @@ def register(sub) -> None:
     sc = sub.add_parser("schedule", help="recurring runs on a Kubeflow Pipelines cluster")
     scs = sc.add_subparsers(dest="schedule_command", required=True)
     scc = scs.add_parser("create", help="upload the pipeline as a version and run it on a cron schedule")
-    scc.add_argument("--cron", required=True,
-                     help="KFP cron, SIX fields with seconds first, e.g. '0 0 3 * * *' (daily at 03:00 UTC)")
-    scc.add_argument("--name", help="recurring run name (default: skin-cancer-retrain, or "
-                                     "skin-cancer-scoring-nightly with --pipeline scoring)")
-    scc.add_argument("--max-concurrency", type=int, default=1, help="runs of this schedule allowed at once (1-10, the KFP API's limit)")
+    scc.add_argument(
+        "--cron", required=True, help="KFP cron, SIX fields with seconds first, e.g. '0 0 3 * * *' (daily at 03:00 UTC)"
+    )
+    scc.add_argument(
+        "--name",
+        help="recurring run name (default: skin-cancer-retrain, or "
+        "skin-cancer-scoring-nightly with --pipeline scoring)",
+    )
+    scc.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=1,
+        help="runs of this schedule allowed at once (1-10, the KFP API's limit)",
+    )
     scc.add_argument("--catchup", action="store_true", help="backfill missed intervals (default: no catch-up)")
     _add_cluster_args(scc)
     _add_run_args(scc)

@@ -31,8 +31,11 @@ def _models_arg(value: str) -> list[dict]:
 
     value = value.strip()
     try:
-        models = json.loads(value) if value.startswith("[") else [
-            {"family": name.strip()} for name in value.split(",") if name.strip()]
+        models = (
+            json.loads(value)
+            if value.startswith("[")
+            else [{"family": name.strip()} for name in value.split(",") if name.strip()]
+        )
         model_configs(models)
     except ValueError as err:  # json.JSONDecodeError too; argparse shows this message, not its own
         raise argparse.ArgumentTypeError(str(err)) from None
@@ -65,8 +68,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     for name, split in report.splits.items():
         counts = ", ".join(f"{c} {n}" for c, n in split["class_counts"].items())
         print(f"{name:>5}: {split['count']:5d} images ({counts})")
-    tv = {c: report.splits["train"]["class_counts"][c] + report.splits["val"]["class_counts"][c]
-          for c in CLASSES}
+    tv = {c: report.splits["train"]["class_counts"][c] + report.splits["val"]["class_counts"][c] for c in CLASSES}
     print(f"train+val: {', '.join(f'{c} {n}' for c, n in tv.items())}")
     print(f"skipped: {len(report.skipped)}")
     for s in report.skipped:
@@ -102,8 +104,13 @@ def _train(args: argparse.Namespace, image_size: int, session) -> int:
 
     uri = settings.tracking_uri() or tracking.local_tracking_uri(args.workdir)
     config = {"family": args.model, **json.loads(args.config)}
-    defaults = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-                "image_size": image_size, "seed": args.seed}
+    defaults = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "image_size": image_size,
+        "seed": args.seed,
+    }
     name, _ = model_config(config, defaults)  # a bad --config fails here, naming the key
     data = Path(args.data)
     bars = ModelProgress(session.console, name)
@@ -111,10 +118,18 @@ def _train(args: argparse.Namespace, image_size: int, session) -> int:
         progress.set_sink(bars.event)
     started = time.perf_counter()
     try:
-        result = TrainSummary.from_json(run_train(
-            model_config=config, train_path=str(data / "train"), val_path=str(data / "val"),
-            test_path=str(data / "test"), defaults=defaults, mlflow_tracking_uri=uri,
-            experiment_name=args.experiment, data_fingerprint=""))
+        result = TrainSummary.from_json(
+            run_train(
+                model_config=config,
+                train_path=str(data / "train"),
+                val_path=str(data / "val"),
+                test_path=str(data / "test"),
+                defaults=defaults,
+                mlflow_tracking_uri=uri,
+                experiment_name=args.experiment,
+                data_fingerprint="",
+            )
+        )
     finally:
         progress.set_sink(None)
         bars.close()
@@ -140,13 +155,17 @@ def _split_image_size(data_dir: str) -> int:
 def _print_table(models: list, say=print) -> None:
     """Validation figures chose the model and its threshold; test figures are reported only.
     ``models``: TrainSummary or ModelResult (step_results), whatever the command has."""
-    say(f"{'model':<14} {'val acc':>8} {'val auc':>8} {'test acc':>8} {'test auc':>8} {'sens':>6} {'spec':>6} "
-        f"{'brier':>6} {'ece':>6} {'seconds':>8}")
+    say(
+        f"{'model':<14} {'val acc':>8} {'val auc':>8} {'test acc':>8} {'test auc':>8} {'sens':>6} {'spec':>6} "
+        f"{'brier':>6} {'ece':>6} {'seconds':>8}"
+    )
     for m in models:
         v, t = m.val, m.test
-        say(f"{m.name:<14} {v['accuracy']:8.3f} {v['auc']:8.3f} {t['accuracy']:8.3f} {t['auc']:8.3f} "
+        say(
+            f"{m.name:<14} {v['accuracy']:8.3f} {v['auc']:8.3f} {t['accuracy']:8.3f} {t['auc']:8.3f} "
             f"{t['sensitivity']:6.3f} {t['specificity']:6.3f} {t.get('brier', float('nan')):6.3f} "
-            f"{t.get('ece', float('nan')):6.3f} {m.seconds:8.0f}")
+            f"{t.get('ece', float('nan')):6.3f} {m.seconds:8.0f}"
+        )
 
 
 def in_session(args: argparse.Namespace, name: str, job) -> int:
@@ -181,22 +200,39 @@ def _run(args: argparse.Namespace, workdir: Path, session) -> int:
         if not Path(data, "README.txt").exists():
             write_demo_data(data)
         console.status(f"no --data given: using SYNTHETIC demo data at {data}")
-    console.status(f"log: {session.path}" + ("" if args.verbose else "  (everything the tasks print; -v shows it here)"))
+    console.status(
+        f"log: {session.path}" + ("" if args.verbose else "  (everything the tasks print; -v shows it here)")
+    )
     local_store = not settings.tracking_uri()
     uri = settings.tracking_uri() or tracking.local_tracking_uri(str(workdir))
     uri = tracking.use_uri_credentials(uri)  # user:password@ go to the environment, never to a parameter
     tracking.setup(uri, args.experiment)  # fail now, with a clear message, if MLflow is unusable
     # The tasks tag their MLflow runs with this id, as they do with the pod's run id on a cluster.
     os.environ.setdefault("KFP_RUN_ID", f"local-{time.strftime('%Y%m%d-%H%M%S')}")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "pipeline-root"),
-               raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "pipeline-root"), raise_on_error=True
+    )
     # No task-level retries locally: botocore and MLflow retry requests, and a real error
     # should surface at once instead of after minutes of backoff.
     pipeline = build_pipeline(CompileSettings(parallelism=args.parallelism, retries=0))
-    params = {"data_uri": data, "mlflow_tracking_uri": uri, "experiment_name": args.experiment,
-              "registered_model_name": args.model_name}
-    for key in ("models", "image_size", "epochs", "batch_size", "learning_rate", "refer_coverage", "seed",
-                "val_fraction", "max_bad_fraction", "allow_leakage"):
+    params = {
+        "data_uri": data,
+        "mlflow_tracking_uri": uri,
+        "experiment_name": args.experiment,
+        "registered_model_name": args.model_name,
+    }
+    for key in (
+        "models",
+        "image_size",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "refer_coverage",
+        "seed",
+        "val_fraction",
+        "max_bad_fraction",
+        "allow_leakage",
+    ):
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
     started = time.perf_counter()
@@ -208,19 +244,33 @@ def _run(args: argparse.Namespace, workdir: Path, session) -> int:
     summary = SelectionSummary.from_json(task.output)
     wall_seconds = time.perf_counter() - started
     if args.summary_json:
-        written = {**summary.to_dict(), "wall_seconds": wall_seconds, "mlflow_tracking_uri": tracking.redact(uri),
-                   "log": str(session.path)}
+        written = {
+            **summary.to_dict(),
+            "wall_seconds": wall_seconds,
+            "mlflow_tracking_uri": tracking.redact(uri),
+            "log": str(session.path),
+        }
         Path(args.summary_json).write_text(json.dumps(written, indent=1, default=float))
     say = console.result
     say()
     _print_table(summary.models, say)
     reg = summary.registered_model
-    say(f"\nregistered {reg.name} version {reg.version} as @{reg.alias}; "
-        f"champion: version {reg.champion_version} ({'changed' if reg.champion_changed else 'unchanged'})")
+    say(
+        f"\nregistered {reg.name} version {reg.version} as @{reg.alias}; "
+        f"champion: version {reg.champion_version} ({'changed' if reg.champion_changed else 'unchanged'})"
+    )
     say(f"wall time: {duration(wall_seconds)}")
     say()
-    _where_to_look(say, uri, args.experiment, summary.models, session.path, _select_outputs(workdir, started),
-                   args.summary_json, "skin-cancer serve" + (f" --workdir {workdir}" if local_store else ""))
+    _where_to_look(
+        say,
+        uri,
+        args.experiment,
+        summary.models,
+        session.path,
+        _select_outputs(workdir, started),
+        args.summary_json,
+        "skin-cancer serve" + (f" --workdir {workdir}" if local_store else ""),
+    )
     return 0
 
 
@@ -235,15 +285,27 @@ def _select_outputs(workdir: Path, since: float) -> dict[str, Path]:
     return {label: folder / name for name, label in names.items() if (folder / name).is_file()}
 
 
-def _where_to_look(say, uri: str, experiment: str, models: list, log: Path, files: dict | None = None,
-                   summary_json: str | None = None, serve: str | None = None) -> None:
+def _where_to_look(
+    say,
+    uri: str,
+    experiment: str,
+    models: list,
+    log: Path,
+    files: dict | None = None,
+    summary_json: str | None = None,
+    serve: str | None = None,
+) -> None:
     """Where the results live: MLflow (runs, metrics, figures), the run's files, the log."""
     from components.core.registry import tracking
 
     rows = []
     if uri.startswith("sqlite:"):
-        rows.append(("MLflow", f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000, "
-                               f"experiment {experiment!r})"))
+        rows.append(
+            (
+                "MLflow",
+                f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000, experiment {experiment!r})",
+            )
+        )
     else:
         rows.append(("MLflow", f"{tracking.redact(uri)}   (experiment {experiment!r})"))
     for name, where in _figure_folders(uri, models):
@@ -298,12 +360,19 @@ def register(sub) -> None:
     pp.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
     pp.add_argument("--seed", type=int, default=SEED)
     pp.add_argument("--max-bad-fraction", type=float, default=MAX_BAD_FRACTION)
-    pp.add_argument("--allow-leakage", action="store_true",
-                    help="accept test images whose bytes also appear in train/val (default: fail)")
+    pp.add_argument(
+        "--allow-leakage",
+        action="store_true",
+        help="accept test images whose bytes also appear in train/val (default: fail)",
+    )
     pp.set_defaults(func=cmd_preprocess)
     t = sub.add_parser("train", help="train one model family on preprocessed arrays")
     t.add_argument("--data", required=True, help="output folder of `skin-cancer preprocess`")
-    t.add_argument("--model", required=True, help="model family (basic, crossval, efficientnet-lite0, resnet50, efficientnet, mobilenetv3)")
+    t.add_argument(
+        "--model",
+        required=True,
+        help="model family (basic, crossval, efficientnet-lite0, resnet50, efficientnet, mobilenetv3)",
+    )
     t.add_argument("--epochs", type=int, default=PRESETS["local-cpu"]["epochs"])
     t.add_argument("--batch-size", type=int, default=PRESETS["local-cpu"]["batch_size"])
     t.add_argument("--learning-rate", type=float, default=PRESETS["local-cpu"]["learning_rate"])
@@ -319,13 +388,20 @@ def register(sub) -> None:
     r.add_argument("--epochs", type=int)
     r.add_argument("--batch-size", type=int)
     r.add_argument("--learning-rate", type=float)
-    r.add_argument("--refer-coverage", type=float,
-                   help=f"conformal coverage level per class (default {REFER_COVERAGE}): higher refers more, decides more safely")
+    r.add_argument(
+        "--refer-coverage",
+        type=float,
+        help=f"conformal coverage level per class (default {REFER_COVERAGE}): higher refers more, decides more safely",
+    )
     r.add_argument("--seed", type=int)
     r.add_argument("--val-fraction", type=float)
     r.add_argument("--max-bad-fraction", type=float)
-    r.add_argument("--allow-leakage", action="store_true", default=None,
-                   help="accept test images whose bytes also appear in train/val (default: fail)")
+    r.add_argument(
+        "--allow-leakage",
+        action="store_true",
+        default=None,
+        help="accept test images whose bytes also appear in train/val (default: fail)",
+    )
     r.add_argument("--parallelism", type=int, default=1, help="models trained at once (default 1 on a CPU)")
     r.add_argument("--model-name", default=REGISTERED_MODEL_NAME)
     r.add_argument("--experiment", default=EXPERIMENT)

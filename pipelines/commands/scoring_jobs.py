@@ -26,15 +26,23 @@ def _score(args: argparse.Namespace, workdir: Path, session) -> int:
     uri = tracking.use_uri_credentials(settings.tracking_uri() or tracking.local_tracking_uri(str(workdir)))
     tracking.setup(uri, args.experiment)  # fail now, with a clear message, if MLflow is unusable
     os.environ.setdefault("KFP_RUN_ID", f"local-score-{time.strftime('%Y%m%d-%H%M%S')}")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "pipeline-root"),
-               raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "pipeline-root"), raise_on_error=True
+    )
     pipeline = build_scoring_pipeline(ScoringSettings(parallelism=args.parallelism, retries=0))
     session.console.status(f"log: {session.path}")
     try:
-        task = pipeline(data_uri=args.data, out_uri=args.out, model_uri=args.model_uri,
-                        reference_uri=args.reference or "", labels_uri=args.labels or "",
-                        shard_size=args.shard_size, max_bad_fraction=args.max_bad_fraction,
-                        mlflow_tracking_uri=uri, experiment_name=args.experiment)
+        task = pipeline(
+            data_uri=args.data,
+            out_uri=args.out,
+            model_uri=args.model_uri,
+            reference_uri=args.reference or "",
+            labels_uri=args.labels or "",
+            shard_size=args.shard_size,
+            max_bad_fraction=args.max_bad_fraction,
+            mlflow_tracking_uri=uri,
+            experiment_name=args.experiment,
+        )
     except RuntimeError as err:  # kfp.local: a task failed
         session.watcher.report_failure(err, session.path)
         return 1
@@ -42,8 +50,10 @@ def _score(args: argparse.Namespace, workdir: Path, session) -> int:
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=1, default=float))
     say = session.console.result
-    say(f"scored {summary['scored']} new images ({summary['already_scored']} already scored, "
-        f"{summary['errors']} could not be scored); {summary['referred']} referred, {summary['malignant']} malignant")
+    say(
+        f"scored {summary['scored']} new images ({summary['already_scored']} already scored, "
+        f"{summary['errors']} could not be scored); {summary['referred']} referred, {summary['malignant']} malignant"
+    )
     for s in summary["signals"]:
         say(f"  {s['signal']} drift: {s['verdict']}")
     if summary["retrain_recommended"]:
@@ -56,8 +66,11 @@ def register(sub) -> None:
     sc = sub.add_parser("score", help="score the new images under a prefix (the scoring pipeline, under kfp.local)")
     sc.add_argument("--data", required=True, help="prefix of new images: s3://bucket/prefix or a folder")
     sc.add_argument("--out", required=True, help="where predictions go (and what was scored before)")
-    sc.add_argument("--model-uri", default=f"models:/{REGISTERED_MODEL_NAME}@champion",
-                    help="models:/NAME@ALIAS, models:/NAME/VERSION or a Model artifact directory")
+    sc.add_argument(
+        "--model-uri",
+        default=f"models:/{REGISTERED_MODEL_NAME}@champion",
+        help="models:/NAME@ALIAS, models:/NAME/VERSION or a Model artifact directory",
+    )
     sc.add_argument("--reference", help="the model's preprocessed validation split (for the drift verdicts)")
     sc.add_argument("--labels", help="CSV of key,label to join to the rows scored so far")
     sc.add_argument("--shard-size", type=int, default=500, help="files per scoring task")

@@ -48,7 +48,12 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.container, pytest.mark.timeout(3600)]
 
 PARAMS = {
-    "image_size": 32, "epochs": 2, "batch_size": 16, "seed": 1, "val_fraction": 0.25, "max_bad_fraction": 0.0,
+    "image_size": 32,
+    "epochs": 2,
+    "batch_size": 16,
+    "seed": 1,
+    "val_fraction": 0.25,
+    "max_bad_fraction": 0.0,
     "models": [{"family": "basic", "name": "tiny", "width": 4, "augment": False, "deterministic": True}],
     "mlflow_tracking_uri": "",  # empty: the tasks use MLFLOW_TRACKING_URI from the environment, as on a cluster
 }
@@ -64,12 +69,19 @@ def runtime_image():
     image = os.environ.get("SKIN_CANCER_TEST_IMAGE")
     if image:
         if subprocess.run(["buildah", "inspect", "--type", "image", image], capture_output=True).returncode:
-            pytest.skip(f"SKIN_CANCER_TEST_IMAGE={image} is not in buildah's storage; build it: bash images/build.sh runtime")
+            pytest.skip(
+                f"SKIN_CANCER_TEST_IMAGE={image} is not in buildah's storage; build it: bash images/build.sh runtime"
+            )
         return image
     image = "localhost/skin-cancer:container-test"
     started = time.monotonic()
-    proc = subprocess.run(["bash", "images/build.sh", "runtime"], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "IMAGE": image})
+    proc = subprocess.run(
+        ["bash", "images/build.sh", "runtime"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "IMAGE": image},
+    )
     if proc.returncode:
         pytest.fail(f"bash images/build.sh runtime failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
     print(f"runtime image {image} ready in {time.monotonic() - started:.0f} s")
@@ -97,8 +109,10 @@ def run_under_kfp_local(tmp_path: Path, arguments: dict) -> dict[str, dict]:
     out = {}
     for output_file in root.rglob("executor_output.json"):
         executor_output = json.loads(output_file.read_text())
-        arts = {name: (Path(lst["artifacts"][0]["uri"]), lst["artifacts"][0].get("metadata", {}))
-                for name, lst in executor_output.get("artifacts", {}).items()}
+        arts = {
+            name: (Path(lst["artifacts"][0]["uri"]), lst["artifacts"][0].get("metadata", {}))
+            for name, lst in executor_output.get("artifacts", {}).items()
+        }
         out[output_file.parent.name] = {"parameters": executor_output.get("parameterValues", {}), "artifacts": arts}
     return out
 
@@ -121,8 +135,11 @@ def keras_contents(model_keras: bytes) -> tuple[dict, dict]:
         config = without_ids(json.loads(z.read("config.json")))
         weights = {}
         with h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as h5:
-            h5.visititems(lambda name, obj: weights.__setitem__(name, obj[()].tobytes())
-                          if isinstance(obj, h5py.Dataset) else None)
+            h5.visititems(
+                lambda name, obj: (
+                    weights.__setitem__(name, obj[()].tobytes()) if isinstance(obj, h5py.Dataset) else None
+                )
+            )
     return config, weights
 
 
@@ -135,23 +152,34 @@ def differences(a, b, path: str = "") -> list[str]:
     return [] if a == b else [f"{path}: {a!r} != {b!r}"]
 
 
-def test_pipeline_tasks_in_the_runtime_image_match_kfp_local(runtime_image, s3_endpoint, mlflow_server, demo_raw,
-                                                             tmp_path, monkeypatch):
+def test_pipeline_tasks_in_the_runtime_image_match_kfp_local(
+    runtime_image, s3_endpoint, mlflow_server, demo_raw, tmp_path, monkeypatch
+):
     import boto3
     import mlflow
 
     bucket = "container-tier"
     boto3.client("s3").create_bucket(Bucket=bucket)
     data_uri = upload_tree(demo_raw, bucket, "raw")
-    cluster_env = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                              "AWS_DEFAULT_REGION")} | {"MLFLOW_TRACKING_URI": mlflow_server}
+    cluster_env = {
+        k: os.environ[k]
+        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    } | {"MLFLOW_TRACKING_URI": mlflow_server}
     pipeline_yaml = compiled_pipeline(tmp_path / "pipeline.yaml")
 
     started = time.monotonic()
-    launcher = Launcher(pipeline_yaml, BuildahRunner(runtime_image), f"s3://{bucket}/pipeline-root",
-                        tmp_path / "pods", cluster_env)
-    in_image = launcher.run({**PARAMS, "data_uri": data_uri, "experiment_name": "container-image",
-                             "registered_model_name": "container-image-model"}, run_id="container-run-1")
+    launcher = Launcher(
+        pipeline_yaml, BuildahRunner(runtime_image), f"s3://{bucket}/pipeline-root", tmp_path / "pods", cluster_env
+    )
+    in_image = launcher.run(
+        {
+            **PARAMS,
+            "data_uri": data_uri,
+            "experiment_name": "container-image",
+            "registered_model_name": "container-image-model",
+        },
+        run_id="container-run-1",
+    )
     print(f"tasks in the image: {time.monotonic() - started:.0f} s; skipped (cluster only): {in_image.skipped}")
     assert set(in_image.tasks) == set(TASKS)
     assert all(name.startswith("condition") for name in in_image.skipped)
@@ -159,14 +187,21 @@ def test_pipeline_tasks_in_the_runtime_image_match_kfp_local(runtime_image, s3_e
     started = time.monotonic()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("KFP_RUN_ID", "local-run-1")
-    local_run = run_under_kfp_local(tmp_path, {**PARAMS, "data_uri": data_uri, "experiment_name": "container-local",
-                                               "registered_model_name": "container-local-model"})
+    local_run = run_under_kfp_local(
+        tmp_path,
+        {
+            **PARAMS,
+            "data_uri": data_uri,
+            "experiment_name": "container-local",
+            "registered_model_name": "container-local-model",
+        },
+    )
     print(f"kfp.local: {time.monotonic() - started:.0f} s")
     assert set(TASKS) <= set(local_run)
     store = ObjectStore()
 
     def fetched(uri: str) -> Path:
-        dest = tmp_path / "fetched" / uri[len("s3://"):]
+        dest = tmp_path / "fetched" / uri[len("s3://") :]
         store.download(uri, dest)
         return dest
 
@@ -180,8 +215,9 @@ def test_pipeline_tasks_in_the_runtime_image_match_kfp_local(runtime_image, s3_e
     assert pre.parameters["fingerprint"] == local_pre["parameters"]["fingerprint"] == fp.parameters["fingerprint"]
     timings = {"seconds", "images_per_second"}
     report, local_report = json.loads(pre.parameters["report"]), json.loads(local_pre["parameters"]["report"])
-    assert {k: v for k, v in report.items() if k not in timings} == \
-        {k: v for k, v in local_report.items() if k not in timings}
+    assert {k: v for k, v in report.items() if k not in timings} == {
+        k: v for k, v in local_report.items() if k not in timings
+    }
     for split, art in pre.artifacts.items():
         local_path, local_meta = local_pre["artifacts"][split]
         assert art["uri"].startswith(f"s3://{bucket}/pipeline-root/skin-cancer-training/container-run-1/preprocess/")
@@ -193,12 +229,17 @@ def test_pipeline_tasks_in_the_runtime_image_match_kfp_local(runtime_image, s3_e
     trained, local_trained = in_image.only("train"), local_run["train"]
     result, local_result = json.loads(trained.parameters["Output"]), json.loads(local_trained["parameters"]["Output"])
     per_run = {"run_id", "model_uri", "artifact_uri", "seconds", "lineage"}
-    assert {k: v for k, v in result.items() if k not in per_run} == \
-        {k: v for k, v in local_result.items() if k not in per_run}
+    assert {k: v for k, v in result.items() if k not in per_run} == {
+        k: v for k, v in local_result.items() if k not in per_run
+    }
 
     def without_split_uris(lineage: dict) -> dict:  # each run's artifacts live under its own root
-        return {**lineage, "datasets": {k: {f: v for f, v in d.items() if f != "uri" or k == "raw"}
-                                        for k, d in lineage["datasets"].items()}}
+        return {
+            **lineage,
+            "datasets": {
+                k: {f: v for f, v in d.items() if f != "uri" or k == "raw"} for k, d in lineage["datasets"].items()
+            },
+        }
 
     assert without_split_uris(result["lineage"]) == without_split_uris(local_result["lineage"])
     for split in ("train", "val", "test"):
@@ -230,8 +271,9 @@ def test_pipeline_tasks_in_the_runtime_image_match_kfp_local(runtime_image, s3_e
     assert summary["previous_champion"] == local_summary["previous_champion"]
     registered = {k: v for k, v in summary["registered_model"].items() if k not in ("name", "model_uri")}
     assert registered == {k: v for k, v in local_summary["registered_model"].items() if k not in ("name", "model_uri")}
-    assert [{k: v for k, v in m.items() if k not in per_run} for m in summary["models"]] == \
-        [{k: v for k, v in m.items() if k not in per_run} for m in local_summary["models"]]
+    assert [{k: v for k, v in m.items() if k not in per_run} for m in summary["models"]] == [
+        {k: v for k, v in m.items() if k not in per_run} for m in local_summary["models"]
+    ]
     version = mlflow.MlflowClient(mlflow_server).get_model_version_by_alias("container-image-model", "champion")
     assert version.version == chosen.parameters["model_version"] == "1"
     assert version.tags["pipeline_run"] == "container-run-1"  # the pod label KFP_RUN_ID comes from
@@ -244,17 +286,37 @@ def test_keras_cache_is_read_only_when_the_user_may_write_it(runtime_image):
     script = ROOT / "images" / "bake_weights.py"
     probe = "skin-cancer keras cache probe\n"
     digest = hashlib.sha256(probe.encode()).hexdigest()
-    ctr = subprocess.run(["buildah", "from", "--pull-never", "--quiet", runtime_image],
-                         check=True, capture_output=True, text=True).stdout.strip()
+    ctr = subprocess.run(
+        ["buildah", "from", "--pull-never", "--quiet", runtime_image], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
     def run(user: str, *argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["buildah", "run", "--isolation", "chroot", "--user", user,
-                               "-v", f"{script}:/tmp/bake_weights.py:ro", ctr, "--", *argv],
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [
+                "buildah",
+                "run",
+                "--isolation",
+                "chroot",
+                "--user",
+                user,
+                "-v",
+                f"{script}:/tmp/bake_weights.py:ro",
+                ctr,
+                "--",
+                *argv,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     try:
-        placed = run("0:0", "sh", "-ec", f'printf "{probe.rstrip()}\\n" > "$KERAS_HOME/models/probe.bin" '
-                     "&& python3 /tmp/bake_weights.py share")
+        placed = run(
+            "0:0",
+            "sh",
+            "-ec",
+            f'printf "{probe.rstrip()}\\n" > "$KERAS_HOME/models/probe.bin" && python3 /tmp/bake_weights.py share',
+        )
         assert placed.returncode == 0, placed.stderr
         shared = run("10001:10001", "python3", "/tmp/bake_weights.py", "check", f"probe.bin={digest}")
         assert shared.returncode == 0 and "no download" in shared.stdout, shared.stdout + shared.stderr
@@ -274,16 +336,22 @@ def test_the_runtime_image_holds_exactly_the_runtime_lock(runtime_image):
     (the installer that came with the venv) and the project's own wheel."""
     from tests.support.lockfile import RUNTIME_LOCK, exported_pins
 
-    probe = ("import json, platform, sys; from importlib import metadata as m; "
-             "print(json.dumps({'python': platform.python_version(), 'dists': "
-             "{d.metadata['Name']: d.version for d in m.distributions()}}))")
+    probe = (
+        "import json, platform, sys; from importlib import metadata as m; "
+        "print(json.dumps({'python': platform.python_version(), 'dists': "
+        "{d.metadata['Name']: d.version for d in m.distributions()}}))"
+    )
     out = BuildahRunner(runtime_image)(["python3", "-c", probe], {}, {}, timeout=120)
     found = json.loads(out.strip().splitlines()[-1])
     from packaging.markers import default_environment
     from packaging.utils import canonicalize_name
 
-    environment = {**default_environment(), "python_full_version": found["python"],
-                   "python_version": ".".join(found["python"].split(".")[:2]), "sys_platform": "linux"}
+    environment = {
+        **default_environment(),
+        "python_full_version": found["python"],
+        "python_version": ".".join(found["python"].split(".")[:2]),
+        "sys_platform": "linux",
+    }
     want = {name: version for name, (version, _) in exported_pins(RUNTIME_LOCK, environment).items()}
     have = {canonicalize_name(n): v for n, v in found["dists"].items()}
     extra = {n: v for n, v in have.items() if n not in want}

@@ -4,7 +4,6 @@ images is compared with the newcomer only on the validation images it never saw.
 Run 1 splits the data with seed 1 and its model becomes @champion. Run 2 splits the same
 images with seed 2, so part of run 2's validation set was run 1's training set."""
 
-
 from components.core.data import dataset
 from components.core.registry import selection, versions
 from components.core.step_results import TrainSummary
@@ -14,15 +13,23 @@ TINY = {"epochs": 1, "batch_size": 16, "image_size": 32, "seed": 0, "learning_ra
 
 
 def preprocess(raw, out, seed):
-    dataset.preprocess(str(raw), {s: str(out / s) for s in dataset.OUTPUT_SPLITS}, image_size=32,
-                       val_fraction=0.4, seed=seed)
+    dataset.preprocess(
+        str(raw), {s: str(out / s) for s in dataset.OUTPUT_SPLITS}, image_size=32, val_fraction=0.4, seed=seed
+    )
     return dataset.open_splits(*(str(out / s) for s in ("train", "val", "test")))
 
 
 def train_and_register(splits, paths, uri, name):
-    result = TrainSummary.from_json(run_train(
-        {"family": "basic", "width": 4, "augment": False, "early_stopping_patience": 0},
-        *paths, TINY, uri, "test-unseen", splits[0].manifest["fingerprint"]))
+    result = TrainSummary.from_json(
+        run_train(
+            {"family": "basic", "width": 4, "augment": False, "early_stopping_patience": 0},
+            *paths,
+            TINY,
+            uri,
+            "test-unseen",
+            splits[0].manifest["fingerprint"],
+        )
+    )
     return versions.register_winner(result, name, splits[1], splits[2], {"data_fingerprint": "fp"})
 
 

@@ -1,7 +1,6 @@
 """The pipeline as a cluster gets it: the compiled IR YAML, read back and checked piece by piece,
 and the data fingerprint that keeps KFP's cache honest, run for real under kfp.local."""
 
-
 import json
 import os
 import shutil
@@ -28,11 +27,28 @@ def compiled(tmp_path_factory) -> tuple[Path, dict, dict]:
     """`skin-cancer compile` in a fresh process (images are fixed at import), with GPU placement."""
     out = tmp_path_factory.mktemp("compiled") / "pipeline.yaml"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SKIN_CANCER_")}, **PLANTED}
-    cmd = [str(Path(sys.executable).parent / "skin-cancer"), "compile", "--output", str(out),
-           "--image", "registry.example/sc:9.9.9", "--train-image", "registry.example/sc-gpu:9.9.9",
-           "--parallelism", "2", "--accelerator-type", "nvidia.com/gpu", "--gpus-per-model", "2",
-           "--node-selector", "cloud.google.com/gke-accelerator=nvidia-l4", "--node-selector", "pool=gpu",
-           "--toleration", json.dumps(TOLERATION)]
+    cmd = [
+        str(Path(sys.executable).parent / "skin-cancer"),
+        "compile",
+        "--output",
+        str(out),
+        "--image",
+        "registry.example/sc:9.9.9",
+        "--train-image",
+        "registry.example/sc-gpu:9.9.9",
+        "--parallelism",
+        "2",
+        "--accelerator-type",
+        "nvidia.com/gpu",
+        "--gpus-per-model",
+        "2",
+        "--node-selector",
+        "cloud.google.com/gke-accelerator=nvidia-l4",
+        "--node-selector",
+        "pool=gpu",
+        "--toleration",
+        json.dumps(TOLERATION),
+    ]
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     for value in PLANTED.values():
@@ -81,7 +97,9 @@ def test_images_accelerator_and_requests(compiled):
     for name, executor in executors.items():  # every task, including those added later
         container = executor["container"]
         in_train_image = name in ("exec-train", "exec-preprocess")  # see the runtime-image test below
-        assert container["image"] == ("registry.example/sc-gpu:9.9.9" if in_train_image else "registry.example/sc:9.9.9")
+        assert container["image"] == (
+            "registry.example/sc-gpu:9.9.9" if in_train_image else "registry.example/sc:9.9.9"
+        )
         resources = container["resources"]
         assert resources["cpuRequest"] > 0 and resources["memoryRequest"] > 0, name  # requests on every task
         assert ("accelerator" in resources) == (name == "exec-train"), name
@@ -109,7 +127,11 @@ def test_credentials_come_from_secrets_named_by_pipeline_parameters(compiled):
     assert {f"exec-{t}" for t in CORE} <= set(readers)  # every task that touches S3 or MLflow
     for name, executor in readers.items():
         # inside a loop or condition the name arrives through the group's inputs
-        prefix = "" if name in ("exec-fingerprint-data", "exec-preprocess", "exec-select-and-register") else "pipelinechannel--"
+        prefix = (
+            ""
+            if name in ("exec-fingerprint-data", "exec-preprocess", "exec-select-and-register")
+            else "pipelinechannel--"
+        )
         s3, mlflow_ = executor["secretAsEnv"]
         assert s3["secretNameParameter"] == {"componentInputParameter": f"{prefix}s3_secret"}
         assert {m["secretKey"]: m["envVar"] for m in s3["keyToEnv"]} == tasks.S3_SECRET_KEYS
@@ -190,7 +212,9 @@ def test_train_gets_nothing_that_changes_with_only_the_runtime_image(compiled, t
     _, spec, _ = compiled
     train, image = _train_task(spec)
     assert image == "registry.example/sc-gpu:9.9.9"
-    constants = {k: v["runtimeValue"]["constant"] for k, v in train["inputs"]["parameters"].items() if "runtimeValue" in v}
+    constants = {
+        k: v["runtimeValue"]["constant"] for k, v in train["inputs"]["parameters"].items() if "runtimeValue" in v
+    }
     assert constants == {"train_image": "registry.example/sc-gpu:9.9.9"}
     assert not any("registry.example/sc:" in json.dumps(v) for v in train["inputs"]["parameters"].values())
 
@@ -202,7 +226,9 @@ def test_train_gets_nothing_that_changes_with_only_the_runtime_image(compiled, t
     one, two = compiled_with("r/runtime:1"), compiled_with("r/runtime:2")
     assert _train_task(one) == _train_task(two)
     assert tasks(one)["preprocess"] == tasks(two)["preprocess"]
-    assert one["deploymentSpec"]["executors"]["exec-preprocess"] == two["deploymentSpec"]["executors"]["exec-preprocess"]
+    assert (
+        one["deploymentSpec"]["executors"]["exec-preprocess"] == two["deploymentSpec"]["executors"]["exec-preprocess"]
+    )
     (loop,) = [t for t in one["root"]["dag"]["tasks"].values() if "parameterIterator" in t]
     assert {a["taskOutputArtifact"]["producerTask"] for a in loop["inputs"]["artifacts"].values()} == {"preprocess"}
     assert one["components"]["comp-train"] == two["components"]["comp-train"]
@@ -232,18 +258,31 @@ def test_dashboard_names_description_and_visual_outputs(compiled):
     _, spec, _ = compiled
     names = {k: t["taskInfo"]["name"] for k, t in container_tasks(spec).items()}
     assert {k: names[k] for k in CORE} == {
-        "fingerprint-data": "Fingerprint raw data", "preprocess": "Preprocess images", "train": "Train model",
-        "select-and-register": "Select and register champion"}
+        "fingerprint-data": "Fingerprint raw data",
+        "preprocess": "Preprocess images",
+        "train": "Train model",
+        "select-and-register": "Select and register champion",
+    }
     for key, name in names.items():  # every step shows a sentence in the dashboard, not its function name
         assert name != key and " " in name, key
     assert spec["pipelineInfo"]["description"]
     assert all(p.get("description") for p in spec["root"]["inputDefinitions"]["parameters"].values())
-    outputs = {name: {k: v["artifactType"]["schemaTitle"] for k, v in c.get("outputDefinitions", {}).get("artifacts", {}).items()}
-               for name, c in spec["components"].items()}
-    assert outputs["comp-train"] == {"model": "system.Model", "metrics": "system.Metrics",
-                                     "roc": "system.ClassificationMetrics"}
-    assert outputs["comp-select-and-register"] == {"summary": "system.Markdown", "dashboard": "system.HTML",
-                                                   "model_card": "system.Markdown"}
+    outputs = {
+        name: {
+            k: v["artifactType"]["schemaTitle"] for k, v in c.get("outputDefinitions", {}).get("artifacts", {}).items()
+        }
+        for name, c in spec["components"].items()
+    }
+    assert outputs["comp-train"] == {
+        "model": "system.Model",
+        "metrics": "system.Metrics",
+        "roc": "system.ClassificationMetrics",
+    }
+    assert outputs["comp-select-and-register"] == {
+        "summary": "system.Markdown",
+        "dashboard": "system.HTML",
+        "model_card": "system.Markdown",
+    }
 
 
 def test_retries_can_be_switched_off(tmp_path):
@@ -259,6 +298,7 @@ def test_retries_can_be_switched_off(tmp_path):
 
 # --- the fingerprint, and KFP's cache, for real under kfp.local ------------------------------
 
+
 def test_fingerprint_component_lists_without_reading_and_checks_the_layout(kfp_local, demo_raw, tmp_path):
     from components.core.data.dataset import scan_raw
     from components.fingerprint import fingerprint_data
@@ -270,7 +310,9 @@ def test_fingerprint_component_lists_without_reading_and_checks_the_layout(kfp_l
     shutil.copytree(demo_raw / "train", broken / "train")  # no test/ folder
     from kfp import local
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"), raise_on_error=False)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"), raise_on_error=False
+    )
     failed = fingerprint_data(data_uri=str(broken))
     assert failed.outputs == {}
 
@@ -284,6 +326,9 @@ def test_fingerprint_of_s3_data_changes_when_an_image_lands(s3_bucket, demo_raw)
     uri = upload_tree(demo_raw, s3_bucket, "raw")
     first = scan_raw(uri).fingerprint
     assert scan_raw(uri).fingerprint == first  # same listing, same key
-    boto3.client("s3").put_object(Bucket=s3_bucket, Key="raw/train/benign/new.jpg",
-                                  Body=(demo_raw / "train/benign").glob("*.jpg").__next__().read_bytes())
+    boto3.client("s3").put_object(
+        Bucket=s3_bucket,
+        Key="raw/train/benign/new.jpg",
+        Body=(demo_raw / "train/benign").glob("*.jpg").__next__().read_bytes(),
+    )
     assert scan_raw(uri).fingerprint != first

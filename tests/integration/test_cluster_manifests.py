@@ -85,24 +85,40 @@ def by_kind(objects: list[dict], kind: str) -> dict[str, dict]:
 
 # --- rendering and schemas -------------------------------------------------------------------
 
+
 def test_every_overlay_renders_with_the_expected_objects(rendered):
     names = {k: {(o["kind"], o["metadata"]["name"]) for o in objs} for k, objs in rendered.items()}
-    common = {("ConfigMap", "skin-cancer-config"), ("ConfigMap", "kfp-launcher"),
-              ("AuthorizationPolicy", "skin-cancer-serving-v2"), ("ServiceAccount", "skin-cancer-pipeline"),
-              ("ServiceAccount", "skin-cancer-serving"), ("Role", "skin-cancer-pipeline"),
-              ("RoleBinding", "skin-cancer-pipeline"), ("Deployment", "mlflow"), ("Service", "mlflow"),
-              ("StatefulSet", "mlflow-postgres"), ("Service", "mlflow-postgres")}
+    common = {
+        ("ConfigMap", "skin-cancer-config"),
+        ("ConfigMap", "kfp-launcher"),
+        ("AuthorizationPolicy", "skin-cancer-serving-v2"),
+        ("ServiceAccount", "skin-cancer-pipeline"),
+        ("ServiceAccount", "skin-cancer-serving"),
+        ("Role", "skin-cancer-pipeline"),
+        ("RoleBinding", "skin-cancer-pipeline"),
+        ("Deployment", "mlflow"),
+        ("Service", "mlflow"),
+        ("StatefulSet", "mlflow-postgres"),
+        ("Service", "mlflow-postgres"),
+    }
     assert names["base"] == common
     assert names["overlays/aws"] == common
-    assert names["overlays/minio"] == common | {("Deployment", "minio"), ("Service", "minio"),
-                                                 ("PersistentVolumeClaim", "minio-data"), ("Job", "minio-create-bucket")}
+    assert names["overlays/minio"] == common | {
+        ("Deployment", "minio"),
+        ("Service", "minio"),
+        ("PersistentVolumeClaim", "minio-data"),
+        ("Job", "minio-create-bucket"),
+    }
     for overlay in ("overlays/aws", "overlays/minio"):
         assert {o["metadata"].get("namespace") for o in rendered[overlay]} == {"kubeflow-user-example-com"}
         assert all(o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "skin-cancer-kfp" for o in rendered[overlay])
     config = {k: by_kind(v, "ConfigMap")["skin-cancer-config"]["data"] for k, v in rendered.items()}
     assert config["overlays/minio"]["AWS_ENDPOINT_URL"] == "http://minio:9000"
     assert config["overlays/aws"]["AWS_ENDPOINT_URL"].startswith("https://s3.")
-    assert config["overlays/aws"]["AWS_ENDPOINT_URL"] == f"https://s3.{config['overlays/aws']['AWS_DEFAULT_REGION']}.amazonaws.com"
+    assert (
+        config["overlays/aws"]["AWS_ENDPOINT_URL"]
+        == f"https://s3.{config['overlays/aws']['AWS_DEFAULT_REGION']}.amazonaws.com"
+    )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -124,7 +140,11 @@ def _strict(schema):
     if not isinstance(schema, dict):
         return schema
     out = {k: _strict(v) for k, v in schema.items()}
-    if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
@@ -144,8 +164,9 @@ def istio_problems(obj: dict) -> list[str]:
         validator = jsonschema.Draft7Validator(_strict(schema))
         problems += [f"Istio {release}: {'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(body)]
     try:  # the metadata, checked as any object's
-        kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj.get("metadata", {})},
-                                     K8S_VERSION, strict=True)
+        kubernetes_validate.validate(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj.get("metadata", {})}, K8S_VERSION, strict=True
+        )
     except kubernetes_validate.ValidationError as err:
         problems.append(f"metadata: {err}")
     return problems
@@ -193,12 +214,15 @@ def test_custom_resources_named_in_rbac_match_their_published_crds(rendered):
     for overlay, objects in rendered.items():
         for obj in objects:
             try:
-                kubernetes_validate.validate({"apiVersion": obj["apiVersion"], "kind": obj["kind"],
-                                              "metadata": {"name": "x"}}, K8S_VERSION)
+                kubernetes_validate.validate(
+                    {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {"name": "x"}}, K8S_VERSION
+                )
             except kubernetes_validate.SchemaNotFoundError:
                 group, _, version = obj["apiVersion"].rpartition("/")
                 crd = next((c for (g, _), c in PUBLISHED_CRDS.items() if g == group and c["kind"] == obj["kind"]), None)
-                assert crd and version in crd["versions"], f"{overlay}: {obj['apiVersion']} {obj['kind']} is not a published kind"
+                assert crd and version in crd["versions"], (
+                    f"{overlay}: {obj['apiVersion']} {obj['kind']} is not a published kind"
+                )
             except Exception:
                 pass  # a schema exists: the object is a built-in kind (validated in full above)
         for role in by_kind(objects, "Role").values():
@@ -211,14 +235,17 @@ def test_custom_resources_named_in_rbac_match_their_published_crds(rendered):
 
 # --- RBAC ------------------------------------------------------------------------------------
 
+
 def test_the_pipeline_account_has_exactly_what_its_tasks_need(rendered):
     from components.core.settings import PIPELINE_SERVICE_ACCOUNT as DEFAULT_SERVICE_ACCOUNT
 
     for overlay, objects in rendered.items():
         assert not {o["kind"] for o in objects} & {"ClusterRole", "ClusterRoleBinding"}, "nothing cluster-wide"
         role = by_kind(objects, "Role")["skin-cancer-pipeline"]
-        rules = {(tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r.get("resourceNames", [])), tuple(r["verbs"]))
-                 for r in role["rules"]}
+        rules = {
+            (tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r.get("resourceNames", [])), tuple(r["verbs"]))
+            for r in role["rules"]
+        }
         assert rules == {
             (("serving.kserve.io",), ("inferenceservices",), (), ("get", "create", "patch")),
             (("argoproj.io",), ("workflowtaskresults",), (), ("create", "patch")),
@@ -229,15 +256,20 @@ def test_the_pipeline_account_has_exactly_what_its_tasks_need(rendered):
         }
         assert not any("*" in str(r) for r in role["rules"])
         binding = by_kind(objects, "RoleBinding")["skin-cancer-pipeline"]
-        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        }
         assert [s["name"] for s in binding["subjects"]] == [DEFAULT_SERVICE_ACCOUNT]
         if overlay != "base":
             assert binding["subjects"][0]["namespace"] == role["metadata"]["namespace"]
         serving = by_kind(objects, "ServiceAccount")["skin-cancer-serving"]
         assert serving["automountServiceAccountToken"] is False
         assert serving["secrets"] == [{"name": "skin-cancer-s3"}]
-        assert not any(s["name"] == "skin-cancer-serving" for b in by_kind(objects, "RoleBinding").values()
-                       for s in b["subjects"]), "the serving account gets no API rights"
+        assert not any(
+            s["name"] == "skin-cancer-serving" for b in by_kind(objects, "RoleBinding").values() for s in b["subjects"]
+        ), "the serving account gets no API rights"
 
 
 def with_components(tmp_path: Path, overlay: str, *names: str) -> list[dict]:
@@ -273,7 +305,8 @@ def test_a_private_registry_is_one_uncommented_component_away(rendered, overlay,
     accounts = by_kind(objects, "ServiceAccount")
     assert {name: sa.get("imagePullSecrets") for name, sa in accounts.items()} == {
         "skin-cancer-pipeline": [{"name": "skin-cancer-registry"}],
-        "skin-cancer-serving": [{"name": "skin-cancer-registry"}]}
+        "skin-cancer-serving": [{"name": "skin-cancer-registry"}],
+    }
     for sa in accounts.values():
         kubernetes_validate.validate(sa, K8S_VERSION, strict=True)
     assert accounts["skin-cancer-serving"]["secrets"] == [{"name": "skin-cancer-s3"}]  # KServe's S3 Secret stays
@@ -293,6 +326,7 @@ def test_strict_mtls_component_opens_plain_http_on_the_predictor_pods_only(rende
 
 
 # --- secrets and settings: names line up, values never in the manifests -----------------------
+
 
 def test_every_secret_and_config_reference_resolves(rendered):
     from pipelines import tasks
@@ -330,9 +364,15 @@ def test_no_secret_value_is_in_the_manifests(rendered):
         for key, value in secret["stringData"].items():
             if re.search(r"KEY|PASSWORD|TOKEN|SECRET", key):
                 assert re.fullmatch(r"<[a-z-]+>", value), f"{secret['metadata']['name']}/{key} must stay a placeholder"
-    annotations = next(s for s in secret_template() if s["metadata"]["name"] == "skin-cancer-s3")["metadata"]["annotations"]
-    assert set(annotations) == {"serving.kserve.io/s3-endpoint", "serving.kserve.io/s3-usehttps",
-                                "serving.kserve.io/s3-region", "serving.kserve.io/s3-verifyssl"}
+    annotations = next(s for s in secret_template() if s["metadata"]["name"] == "skin-cancer-s3")["metadata"][
+        "annotations"
+    ]
+    assert set(annotations) == {
+        "serving.kserve.io/s3-endpoint",
+        "serving.kserve.io/s3-usehttps",
+        "serving.kserve.io/s3-region",
+        "serving.kserve.io/s3-verifyssl",
+    }
 
 
 def test_env_references_only_variables_defined_above(rendered):
@@ -343,7 +383,9 @@ def test_env_references_only_variables_defined_above(rendered):
             defined: set[str] = set()
             for env in c.get("env", []):
                 for ref in re.findall(r"\$\((\w+)\)", env.get("value", "")):
-                    assert ref in defined, f"{overlay} {obj['metadata']['name']}: {env['name']} uses $({ref}) before it is defined"
+                    assert ref in defined, (
+                        f"{overlay} {obj['metadata']['name']}: {env['name']} uses $({ref}) before it is defined"
+                    )
                 defined.add(env["name"])
             for arg in c.get("command", []) + c.get("args", []):
                 for ref in re.findall(r"\$\((\w+)\)", arg):
@@ -379,12 +421,17 @@ def test_the_pipeline_root_is_the_project_bucket_written_with_the_project_creden
         launcher = by_kind(objects, "ConfigMap")["kfp-launcher"]["data"]
         config = by_kind(objects, "ConfigMap")["skin-cancer-config"]["data"]
         root = launcher["defaultPipelineRoot"]
-        assert root.startswith("s3://") and bucket_of(root) == bucket_of(config["MLFLOW_ARTIFACTS_DESTINATION"]), overlay
+        assert root.startswith("s3://") and bucket_of(root) == bucket_of(config["MLFLOW_ARTIFACTS_DESTINATION"]), (
+            overlay
+        )
         providers = yaml.safe_load(launcher["providers"])
         assert set(providers) == {"s3"}, "the provider of the pipeline root's scheme"
-        for level, fields in (("s3", providers["s3"]), ("default", providers["s3"]["default"]),
-                              ("credentials", providers["s3"]["default"]["credentials"]),
-                              ("secretRef", providers["s3"]["default"]["credentials"]["secretRef"])):
+        for level, fields in (
+            ("s3", providers["s3"]),
+            ("default", providers["s3"]["default"]),
+            ("credentials", providers["s3"]["default"]["credentials"]),
+            ("secretRef", providers["s3"]["default"]["credentials"]["secretRef"]),
+        ):
             assert set(fields) <= KFP_S3_PROVIDER_FIELDS[level], f"{overlay}: {level}: {set(fields)}"
         default = providers["s3"]["default"]
         assert default["endpoint"] == config["AWS_ENDPOINT_URL"], overlay
@@ -397,8 +444,12 @@ def test_the_pipeline_root_is_the_project_bucket_written_with_the_project_creden
         assert ref["secretName"] == inference_service.S3_SECRET == serving["secrets"][0]["name"]
         assert {ref["accessKeyKey"], ref["secretKeyKey"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
         assert {ref["accessKeyKey"], ref["secretKeyKey"]} <= set(template[ref["secretName"]]["stringData"])
-        readable = {n for r in by_kind(objects, "Role")["skin-cancer-pipeline"]["rules"]
-                    if r["resources"] == ["secrets"] and "get" in r["verbs"] for n in r["resourceNames"]}
+        readable = {
+            n
+            for r in by_kind(objects, "Role")["skin-cancer-pipeline"]["rules"]
+            if r["resources"] == ["secrets"] and "get" in r["verbs"]
+            for n in r["resourceNames"]
+        }
         assert ref["secretName"] in readable, overlay
         # What the launcher writes there is what the deploy step hands KServe, unchanged.
         model = f"{root}/skin-cancer-training/run-1/train/0b1c/model"
@@ -411,8 +462,12 @@ def kserve_s3_annotations(endpoint_url: str, region: str) -> dict[str, str]:
     """The serving.kserve.io/s3-* annotations that send KServe's storage initializer to
     ``endpoint_url`` (kserve/kserve pkg/credentials/s3/utils.go: host[:port] plus usehttps)."""
     scheme, _, host = endpoint_url.partition("://")
-    return {"serving.kserve.io/s3-endpoint": host, "serving.kserve.io/s3-usehttps": "1" if scheme == "https" else "0",
-            "serving.kserve.io/s3-region": region, "serving.kserve.io/s3-verifyssl": "1"}
+    return {
+        "serving.kserve.io/s3-endpoint": host,
+        "serving.kserve.io/s3-usehttps": "1" if scheme == "https" else "0",
+        "serving.kserve.io/s3-region": region,
+        "serving.kserve.io/s3-verifyssl": "1",
+    }
 
 
 def test_kserve_fetches_the_model_from_the_same_store(rendered):
@@ -433,6 +488,7 @@ def test_kserve_fetches_the_model_from_the_same_store(rendered):
 
 # --- the smoke test's way in: Istio ------------------------------------------------------------
 
+
 def istio_path_matches(pattern: str, path: str) -> bool:
     """Istio's path match (AuthorizationPolicy Operation.paths): exact, prefix `x*`, suffix `*x`, or `*`."""
     if pattern == "*":
@@ -451,8 +507,9 @@ def allowed(policy: dict, method: str, path: str) -> bool:
             continue  # needs an identity or attributes such a request does not carry
         for to in rule.get("to", [{}]):
             op = to.get("operation", {})
-            if (not op.get("methods") or method in op["methods"]) and \
-                    (not op.get("paths") or any(istio_path_matches(p, path) for p in op["paths"])):
+            if (not op.get("methods") or method in op["methods"]) and (
+                not op.get("paths") or any(istio_path_matches(p, path) for p in op["paths"])
+            ):
                 return True
     return False
 
@@ -479,14 +536,30 @@ class _RecordingV2Server:
                 n = tensor["shape"][0]
                 # The smoke test's out-of-scope probe is the only PNG it sends: refer it, as a real server would.
                 probe = [base64.b64decode(d).startswith(b"\x89PNG") for d in tensor["data"]]
-                self.send_json(200, {"model_name": model_name, "model_version": "1",
-                                     "parameters": {"threshold": 0.5}, "outputs": [
-                    {"name": "p_malignant", "datatype": "FP32", "shape": [n], "data": [0.25] * n},
-                    {"name": "label", "datatype": "BYTES", "shape": [n], "data": ["benign"] * n},
-                    {"name": "decision", "datatype": "BYTES", "shape": [n],
-                     "data": ["refer" if p else "benign" for p in probe]},
-                    {"name": "refer_reason", "datatype": "BYTES", "shape": [n],
-                     "data": ["out_of_scope" if p else "" for p in probe]}]})
+                self.send_json(
+                    200,
+                    {
+                        "model_name": model_name,
+                        "model_version": "1",
+                        "parameters": {"threshold": 0.5},
+                        "outputs": [
+                            {"name": "p_malignant", "datatype": "FP32", "shape": [n], "data": [0.25] * n},
+                            {"name": "label", "datatype": "BYTES", "shape": [n], "data": ["benign"] * n},
+                            {
+                                "name": "decision",
+                                "datatype": "BYTES",
+                                "shape": [n],
+                                "data": ["refer" if p else "benign" for p in probe],
+                            },
+                            {
+                                "name": "refer_reason",
+                                "datatype": "BYTES",
+                                "shape": [n],
+                                "data": ["out_of_scope" if p else "" for p in probe],
+                            },
+                        ],
+                    },
+                )
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -501,15 +574,27 @@ def test_the_smoke_test_may_reach_the_predictor_and_nothing_else_opens(rendered)
     from components.core.deploy import inference_service, smoke
 
     isvc = inference_service.build_inference_service(
-        name="any-name", namespace="ns", image="registry.example/skin-cancer:1", model_name="skin-cancer-classifier",
-        model_version="3", model_artifact_uri="s3://skin-cancer/pipeline-root/run/model")
+        name="any-name",
+        namespace="ns",
+        image="registry.example/skin-cancer:1",
+        model_name="skin-cancer-classifier",
+        model_version="3",
+        model_artifact_uri="s3://skin-cancer/pipeline-root/run/model",
+    )
     # KServe's predictor pods carry the InferenceService's labels plus its own (predictor.go buildObjectMeta).
-    pod_labels = {**isvc["metadata"]["labels"], "serving.kserve.io/inferenceservice": "any-name",
-                  "component": "predictor"}
+    pod_labels = {
+        **isvc["metadata"]["labels"],
+        "serving.kserve.io/inferenceservice": "any-name",
+        "component": "predictor",
+    }
     server = _RecordingV2Server("skin-cancer-classifier")
     try:
-        smoke.run_smoke_test(server.url, "skin-cancer-classifier",
-                             [smoke.Sample(f"s3://b/test/{c}/1.jpg", c, b"jpeg") for c in CLASSES], ready_timeout=5)
+        smoke.run_smoke_test(
+            server.url,
+            "skin-cancer-classifier",
+            [smoke.Sample(f"s3://b/test/{c}/1.jpg", c, b"jpeg") for c in CLASSES],
+            ready_timeout=5,
+        )
     finally:
         server.server.shutdown()
     sent = {(method, path.split("?")[0]) for method, path in server.seen}
@@ -523,12 +608,18 @@ def test_the_smoke_test_may_reach_the_predictor_and_nothing_else_opens(rendered)
         assert "serving.kserve.io/inferenceservice" not in selector  # any inference_service_name
         for method, path in sent:
             assert allowed(policy, method, path), f"{overlay}: {method} {path} refused"
-        for method, path in [("GET", "/"), ("POST", "/predict"), ("POST", "/explain"), ("GET", "/metrics"),
-                             ("DELETE", "/v2/models/skin-cancer-classifier")]:
+        for method, path in [
+            ("GET", "/"),
+            ("POST", "/predict"),
+            ("POST", "/explain"),
+            ("GET", "/metrics"),
+            ("DELETE", "/v2/models/skin-cancer-classifier"),
+        ]:
             assert not allowed(policy, method, path), f"{overlay}: {method} {path} must stay closed"
 
 
 # --- workloads -------------------------------------------------------------------------------
+
 
 def test_workloads_run_as_non_root_with_requests_and_pinned_images(rendered):
     for overlay, objects in rendered.items():
@@ -550,8 +641,14 @@ def test_workloads_run_as_non_root_with_requests_and_pinned_images(rendered):
 
 def make_var(name: str) -> str:
     """The value `make` gives a Makefile variable (after its $(...) expansions)."""
-    out = subprocess.run(["make", "-s", "--no-print-directory", "-f", "Makefile", "-f", "-", "show"], cwd=ROOT,
-                         input=f"show:\n\t@echo $({name})\n", capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["make", "-s", "--no-print-directory", "-f", "Makefile", "-f", "-", "show"],
+        cwd=ROOT,
+        input=f"show:\n\t@echo $({name})\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -593,7 +690,9 @@ def test_dockerfile_passes_hadolint():
 def test_hadolint_does_fail_on_a_bad_dockerfile(tmp_path):
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN pip install flask\n")
-    result = subprocess.run([_tool("hadolint"), "--format", "json", str(bad)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [_tool("hadolint"), "--format", "json", str(bad)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     assert {"DL3007", "DL3013"} <= {f["code"] for f in json.loads(result.stdout)}
 
@@ -630,8 +729,9 @@ def test_dockerignore_lets_in_what_the_dockerfile_copies():
             for src in rest.split()[:-1]:
                 src = src.rstrip("/")
                 parents = [str(p) for p in Path(src).parents if str(p) != "."]
-                assert src in allowed or any(f"{d}/**" in allowed for d in [src, *parents]), \
+                assert src in allowed or any(f"{d}/**" in allowed for d in [src, *parents]), (
                     f"COPY {src} is excluded by Dockerfile.dockerignore"
+                )
                 assert (ROOT / src).exists(), src
 
 

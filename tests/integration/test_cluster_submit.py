@@ -57,14 +57,21 @@ class FakeKFP:
 
     # -- routing -----------------------------------------------------------------------
     def handle(self, method: str, path: str, query: dict, body) -> tuple[int, dict]:
-        parts = path[len(API):].strip("/").split("/") if path.startswith(API) else []
+        parts = path[len(API) :].strip("/").split("/") if path.startswith(API) else []
         one = lambda k: query.get(k, [None])[0]  # noqa: E731
         if parts == ["healthz"] and method == "GET":
-            return 200, self.healthz or {"commit_sha": "0123abc", "tag_name": self.release, "multi_user": False,
-                                         "pipeline_store": "database"}
+            return 200, self.healthz or {
+                "commit_sha": "0123abc",
+                "tag_name": self.release,
+                "multi_user": False,
+                "pipeline_store": "database",
+            }
         if parts == ["experiments"] and method == "GET":
-            found = [e for e in self.experiments.values()
-                     if _matches(e, one("filter")) and (one("namespace") in (None, "", e.get("namespace")))]
+            found = [
+                e
+                for e in self.experiments.values()
+                if _matches(e, one("filter")) and (one("namespace") in (None, "", e.get("namespace")))
+            ]
             return 200, ({"experiments": found, "total_size": len(found)} if found else {})
         if parts == ["experiments"] and method == "POST":
             exp = {**body, "experiment_id": str(uuid.uuid4()), "created_at": self._now(), "storage_state": "AVAILABLE"}
@@ -84,9 +91,14 @@ class FakeKFP:
             if any(p["display_name"] == name for p in self.pipelines.values()):
                 return 409, {"error": f"pipeline {name} already exists", "code": 6}
             pid = str(uuid.uuid4())
-            self.pipelines[pid] = {"pipeline_id": pid, "name": name, "display_name": name,
-                                   "description": one("description"), "namespace": one("namespace"),
-                                   "created_at": self._now()}
+            self.pipelines[pid] = {
+                "pipeline_id": pid,
+                "name": name,
+                "display_name": name,
+                "description": one("description"),
+                "namespace": one("namespace"),
+                "created_at": self._now(),
+            }
             self.versions[pid] = []
             self._add_version(pid, name, body)  # KFP names the first version after the pipeline
             return 200, self.pipelines[pid]
@@ -105,11 +117,17 @@ class FakeKFP:
             return 200, ({"pipeline_versions": versions, "total_size": len(versions)} if versions else {})
         if parts == ["recurringruns"] and method == "POST":
             ref = body.get("pipeline_version_reference") or {}
-            if ref.get("pipeline_version_id") not in {v["pipeline_version_id"] for v in self.versions.get(ref.get("pipeline_id"), [])}:
+            if ref.get("pipeline_version_id") not in {
+                v["pipeline_version_id"] for v in self.versions.get(ref.get("pipeline_id"), [])
+            }:
                 return 404, {"error": "pipeline version not found", "code": 5}
             rid = str(uuid.uuid4())
-            job = {**body, "recurring_run_id": rid, "created_at": self._now(),
-                   "status": "ENABLED" if body.get("mode") == "ENABLE" else "DISABLED"}
+            job = {
+                **body,
+                "recurring_run_id": rid,
+                "created_at": self._now(),
+                "status": "ENABLED" if body.get("mode") == "ENABLE" else "DISABLED",
+            }
             self.recurring[rid] = job
             return 200, job
         if parts == ["recurringruns"] and method == "GET":
@@ -123,8 +141,14 @@ class FakeKFP:
 
     def _add_version(self, pid: str, name: str, upload: dict) -> dict:
         spec = list(yaml.safe_load_all(upload["uploadfile"]))
-        version = {"pipeline_id": pid, "pipeline_version_id": str(uuid.uuid4()), "name": name,
-                   "display_name": name, "created_at": self._now(), "pipeline_spec": spec[0]}
+        version = {
+            "pipeline_id": pid,
+            "pipeline_version_id": str(uuid.uuid4()),
+            "name": name,
+            "display_name": name,
+            "created_at": self._now(),
+            "pipeline_spec": spec[0],
+        }
         self.versions[pid].append(version)
         return version
 
@@ -148,13 +172,24 @@ def _handler(fake: FakeKFP):
             ctype = self.headers.get("Content-Type", "")
             if ctype.startswith("multipart/form-data"):
                 msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                    f"Content-Type: {ctype}\r\n\r\n".encode() + raw)
-                body = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True).decode()
-                        for part in msg.iter_parts()}
+                    f"Content-Type: {ctype}\r\n\r\n".encode() + raw
+                )
+                body = {
+                    part.get_param("name", header="content-disposition"): part.get_payload(decode=True).decode()
+                    for part in msg.iter_parts()
+                }
             else:
                 body = json.loads(raw) if raw else None
-            fake.requests.append({"method": self.command, "path": url.path, "query": query, "body": body,
-                                  "authorization": self.headers.get("Authorization"), "content_type": ctype})
+            fake.requests.append(
+                {
+                    "method": self.command,
+                    "path": url.path,
+                    "query": query,
+                    "body": body,
+                    "authorization": self.headers.get("Authorization"),
+                    "content_type": ctype,
+                }
+            )
             if fake.login_page:
                 page = b"<!DOCTYPE html><html><body>Log in to Kubeflow</body></html>"
                 self.send_response(200)
@@ -199,20 +234,48 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     HOME is a temporary folder so kfp.Client reads no user context file."""
     env = {k: v for k, v in os.environ.items() if k not in ("SKIN_CANCER_IMAGE", "SKIN_CANCER_TRAIN_IMAGE")}
     env.update(HOME=str(home), **{submit.TOKEN_ENV: TOKEN})
-    return subprocess.run([str(Path(sys.executable).parent / "skin-cancer"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "skin-cancer"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 # --- submit ----------------------------------------------------------------------------------
 
+
 def test_submit_sends_compiled_spec_params_experiment_and_token(kfp_server, tmp_path):
-    p = _cli(tmp_path, "submit", "--host", kfp_server.url, "--namespace", "team-a", "--experiment", "nightly",
-             "--run-name", "first run", "--image", "registry.example/sc:1.2.3",
-             "--train-image", "registry.example/sc-gpu:1.2.3", "--accelerator-type", "nvidia.com/gpu",
-             "--node-selector", "pool=gpu",
-             "--param", "data_uri=s3://skin/raw", "--param", "epochs=3",
-             "--param", 'models=[{"family": "basic"}, {"family": "resnet50", "weights": "imagenet"}]',
-             "--param", "registered_model_name=123")
+    p = _cli(
+        tmp_path,
+        "submit",
+        "--host",
+        kfp_server.url,
+        "--namespace",
+        "team-a",
+        "--experiment",
+        "nightly",
+        "--run-name",
+        "first run",
+        "--image",
+        "registry.example/sc:1.2.3",
+        "--train-image",
+        "registry.example/sc-gpu:1.2.3",
+        "--accelerator-type",
+        "nvidia.com/gpu",
+        "--node-selector",
+        "pool=gpu",
+        "--param",
+        "data_uri=s3://skin/raw",
+        "--param",
+        "epochs=3",
+        "--param",
+        'models=[{"family": "basic"}, {"family": "resnet50", "weights": "imagenet"}]',
+        "--param",
+        "registered_model_name=123",
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     run_post = kfp_server.calls("POST", "/runs")
     assert len(run_post) == 1
@@ -232,7 +295,9 @@ def test_submit_sends_compiled_spec_params_experiment_and_token(kfp_server, tmp_
     assert run["service_account"] == "skin-cancer-pipeline"
     # parameters are typed by the pipeline's declared inputs, not guessed
     assert run["runtime_config"]["parameters"] == {
-        "data_uri": "s3://skin/raw", "epochs": 3, "registered_model_name": "123",
+        "data_uri": "s3://skin/raw",
+        "epochs": 3,
+        "registered_model_name": "123",
         "models": [{"family": "basic"}, {"family": "resnet50", "weights": "imagenet"}],
     }
     # the compiled spec travels inline, with its Kubernetes platform spec
@@ -377,8 +442,9 @@ def test_a_compiled_in_serving_namespace_is_refused(tmp_path):
     from pipelines.training_pipeline import CompileSettings
 
     with pytest.raises(submit.SubmitError, match="compiled-in serving_namespace default is refused"):
-        submit.compile_package(CompileSettings(parameter_defaults={"serving_namespace": "team-b"}),
-                               str(tmp_path / "p.yaml"))
+        submit.compile_package(
+            CompileSettings(parameter_defaults={"serving_namespace": "team-b"}), str(tmp_path / "p.yaml")
+        )
     assert not (tmp_path / "p.yaml").exists()
 
 
@@ -412,10 +478,29 @@ def test_submit_no_cache_turns_caching_off_for_every_task(kfp_server):
 
 # --- schedule --------------------------------------------------------------------------------
 
+
 def test_schedule_create_uploads_a_version_and_creates_the_recurring_run(kfp_server, tmp_path):
-    p = _cli(tmp_path, "schedule", "create", "--host", kfp_server.url, "--namespace", "team-a", "--experiment", "retrain",
-             "--name", "nightly-retrain", "--cron", "0 30 2 * * *", "--max-concurrency", "1",
-             "--param", "data_uri=s3://skin/raw", "--param", "epochs=15")
+    p = _cli(
+        tmp_path,
+        "schedule",
+        "create",
+        "--host",
+        kfp_server.url,
+        "--namespace",
+        "team-a",
+        "--experiment",
+        "retrain",
+        "--name",
+        "nightly-retrain",
+        "--cron",
+        "0 30 2 * * *",
+        "--max-concurrency",
+        "1",
+        "--param",
+        "data_uri=s3://skin/raw",
+        "--param",
+        "epochs=15",
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     job_id, job = next(iter(kfp_server.recurring.items()))
     assert f"recurring run id: {job_id}" in p.stdout
@@ -424,16 +509,24 @@ def test_schedule_create_uploads_a_version_and_creates_the_recurring_run(kfp_ser
     upload = kfp_server.calls("POST", "/pipelines/upload")
     assert len(upload) == 1 and upload[0]["content_type"].startswith("multipart/form-data")
     assert upload[0]["query"]["namespace"] == ["team-a"]
-    assert yaml.safe_load_all(upload[0]["body"]["uploadfile"]).__next__()["pipelineInfo"]["name"] == "skin-cancer-training"
-    (pid, versions), = kfp_server.versions.items()
-    assert job["pipeline_version_reference"] == {"pipeline_id": pid, "pipeline_version_id": versions[0]["pipeline_version_id"]}
+    assert (
+        yaml.safe_load_all(upload[0]["body"]["uploadfile"]).__next__()["pipelineInfo"]["name"] == "skin-cancer-training"
+    )
+    ((pid, versions),) = kfp_server.versions.items()
+    assert job["pipeline_version_reference"] == {
+        "pipeline_id": pid,
+        "pipeline_version_id": versions[0]["pipeline_version_id"],
+    }
     assert "pipeline_spec" not in job  # runs the uploaded version, not an inline copy
     assert job["trigger"] == {"cron_schedule": {"cron": "0 30 2 * * *"}}
     assert int(job["max_concurrency"]) == 1
     assert job["no_catchup"] is True
     assert job["mode"] == "ENABLE"
     assert job["display_name"] == "nightly-retrain"
-    assert job["experiment_id"] == next(e for e in kfp_server.experiments.values() if e["display_name"] == "retrain")["experiment_id"]
+    assert (
+        job["experiment_id"]
+        == next(e for e in kfp_server.experiments.values() if e["display_name"] == "retrain")["experiment_id"]
+    )
     assert job["runtime_config"]["parameters"] == {"data_uri": "s3://skin/raw", "epochs": 15}
     assert job["service_account"] == "skin-cancer-pipeline"
     assert TOKEN not in p.stdout + p.stderr
@@ -446,7 +539,7 @@ def test_schedule_create_reuses_an_identical_version(kfp_server):
     args = dict(params=["data_uri=s3://b/raw"], cron="0 0 4 * * *", experiment="exp", catchup=True)
     first = submit.create_schedule(target, CompileSettings(), name="a", **args)
     second = submit.create_schedule(target, CompileSettings(), name="b", **args)  # uploads the digest-named version
-    third = submit.create_schedule(target, CompileSettings(), name="c", **args)   # finds it: no upload
+    third = submit.create_schedule(target, CompileSettings(), name="c", **args)  # finds it: no upload
     changed = submit.create_schedule(target, CompileSettings(parallelism=2), name="d", **args)
     assert len(kfp_server.calls("POST", "/pipelines/upload")) == 1
     assert len(kfp_server.calls("POST", "/pipelines/upload_version")) == 2
@@ -456,12 +549,23 @@ def test_schedule_create_reuses_an_identical_version(kfp_server):
     assert kfp_server.recurring[third.recurring_run_id]["no_catchup"] is False  # --catchup
 
 
-
 def test_the_scoring_pipeline_is_submitted_and_scheduled_nightly(kfp_server, capsys):
     """--pipeline scoring: the run and the recurring run carry the scoring pipeline's spec, under
     its own KFP pipeline (not a version of the training one), named after it by default."""
-    base = ["--host", kfp_server.url, "--namespace", "clinic", "--pipeline", "scoring", "--image",
-            "registry.example/sc:2", "--param", "data_uri=s3://clinic/inbox", "--param", "out_uri=s3://clinic/scored"]
+    base = [
+        "--host",
+        kfp_server.url,
+        "--namespace",
+        "clinic",
+        "--pipeline",
+        "scoring",
+        "--image",
+        "registry.example/sc:2",
+        "--param",
+        "data_uri=s3://clinic/inbox",
+        "--param",
+        "out_uri=s3://clinic/scored",
+    ]
     assert cli.main(["submit", *base]) == 0, capsys.readouterr().err
     run = kfp_server.calls("POST", "/runs")[-1]["body"]
     spec = run["pipeline_spec"]["pipeline_spec"]
@@ -476,16 +580,20 @@ def test_the_scoring_pipeline_is_submitted_and_scheduled_nightly(kfp_server, cap
     assert cli.main(["submit", *base, "--preset", sorted(PRESETS)[0]]) == 2
     assert "--preset holds training parameters" in capsys.readouterr().err
 
-@pytest.mark.parametrize("cron, message", [
-    ("0 3 * * *", "did you mean '0 0 3 * * *'"),
-    ("0 0 24 * * *", "hour field '24': 24 is outside 0-23"),
-    ("0 0 0 0 * *", "day of month field '0': 0 is outside 1-31"),
-    ("* * * * * 7", "day of week field '7'"),
-    ("0 */0 * * * *", "a step must be a positive number"),
-    ("0 0 5-1 * * *", "must not run backwards"),
-    ("0 0 3 * * * *", "has 7 fields"),
-    ("0 0 3 * FOO *", "not a number or name"),
-])
+
+@pytest.mark.parametrize(
+    "cron, message",
+    [
+        ("0 3 * * *", "did you mean '0 0 3 * * *'"),
+        ("0 0 24 * * *", "hour field '24': 24 is outside 0-23"),
+        ("0 0 0 0 * *", "day of month field '0': 0 is outside 1-31"),
+        ("* * * * * 7", "day of week field '7'"),
+        ("0 */0 * * * *", "a step must be a positive number"),
+        ("0 0 5-1 * * *", "must not run backwards"),
+        ("0 0 3 * * * *", "has 7 fields"),
+        ("0 0 3 * FOO *", "not a number or name"),
+    ],
+)
 def test_schedule_create_refuses_a_bad_cron_before_sending_anything(kfp_server, capsys, cron, message):
     code = cli.main(["schedule", "create", "--host", kfp_server.url, "--cron", cron, "--param", "data_uri=x"])
     assert code == 2
@@ -493,27 +601,74 @@ def test_schedule_create_refuses_a_bad_cron_before_sending_anything(kfp_server, 
     assert kfp_server.requests == []
 
 
-@pytest.mark.parametrize("cron", ["0 0 3 * * *", "0 */15 * * * ?", "0 0 9 ? * 2-6", "0 0 0 1 JAN,jul *",
-                                  "30 5/10 8-18/2 1,15 * MON-FRI", "@daily"])
+@pytest.mark.parametrize(
+    "cron",
+    ["0 0 3 * * *", "0 */15 * * * ?", "0 0 9 ? * 2-6", "0 0 0 1 JAN,jul *", "30 5/10 8-18/2 1,15 * MON-FRI", "@daily"],
+)
 def test_valid_kfp_crons_pass(cron):
     assert submit.validate_cron(f"  {cron} ") == (cron if not cron.startswith("@") else cron.lower())
 
 
 def test_schedule_refuses_zero_concurrency(kfp_server, capsys):
-    assert cli.main(["schedule", "create", "--host", kfp_server.url, "--cron", "0 0 3 * * *",
-                     "--max-concurrency", "0", "--param", "data_uri=x"]) == 2
+    assert (
+        cli.main(
+            [
+                "schedule",
+                "create",
+                "--host",
+                kfp_server.url,
+                "--cron",
+                "0 0 3 * * *",
+                "--max-concurrency",
+                "0",
+                "--param",
+                "data_uri=x",
+            ]
+        )
+        == 2
+    )
     assert "--max-concurrency must be at least 1" in capsys.readouterr().err
     assert kfp_server.requests == []
 
 
 def test_schedule_refuses_more_concurrency_than_the_api_allows(kfp_server, capsys):
-    assert cli.main(["schedule", "create", "--host", kfp_server.url, "--cron", "0 0 3 * * *",
-                     "--max-concurrency", "11", "--param", "data_uri=x"]) == 2
+    assert (
+        cli.main(
+            [
+                "schedule",
+                "create",
+                "--host",
+                kfp_server.url,
+                "--cron",
+                "0 0 3 * * *",
+                "--max-concurrency",
+                "11",
+                "--param",
+                "data_uri=x",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "at most 10 (the KFP API's limit for a recurring run), got 11" in err
     assert kfp_server.requests == []
-    assert cli.main(["schedule", "create", "--host", kfp_server.url, "--cron", "0 0 3 * * *",
-                     "--max-concurrency", "10", "--param", "data_uri=x"]) == 0
+    assert (
+        cli.main(
+            [
+                "schedule",
+                "create",
+                "--host",
+                kfp_server.url,
+                "--cron",
+                "0 0 3 * * *",
+                "--max-concurrency",
+                "10",
+                "--param",
+                "data_uri=x",
+            ]
+        )
+        == 0
+    )
     assert int(next(iter(kfp_server.recurring.values()))["max_concurrency"]) == 10
 
 
@@ -522,8 +677,9 @@ def test_schedule_list_and_delete(kfp_server, capsys):
 
     target = submit.Target(host=kfp_server.url, namespace="ns", token=TOKEN)
     a = submit.create_schedule(target, CompileSettings(), ["data_uri=s3://b/raw"], "0 0 3 * * *", "nightly", "exp")
-    b = submit.create_schedule(target, CompileSettings(), ["data_uri=s3://b/raw"], "0 0 5 * * 0", "weekly", "other",
-                               max_concurrency=2)
+    b = submit.create_schedule(
+        target, CompileSettings(), ["data_uri=s3://b/raw"], "0 0 5 * * 0", "weekly", "other", max_concurrency=2
+    )
     capsys.readouterr()
     assert cli.main(["schedule", "list", "--host", kfp_server.url, "--namespace", "ns"]) == 0
     out = capsys.readouterr().out
@@ -544,9 +700,13 @@ def test_schedule_list_and_delete(kfp_server, capsys):
 
 # --- parameters ----------------------------------------------------------------------------
 
-DECLARED = {"data_uri": {"type": "STRING", "required": True}, "epochs": {"type": "NUMBER_INTEGER", "required": False},
-            "learning_rate": {"type": "NUMBER_DOUBLE", "required": False},
-            "deploy": {"type": "BOOLEAN", "required": False}, "models": {"type": "LIST", "required": False}}
+DECLARED = {
+    "data_uri": {"type": "STRING", "required": True},
+    "epochs": {"type": "NUMBER_INTEGER", "required": False},
+    "learning_rate": {"type": "NUMBER_DOUBLE", "required": False},
+    "deploy": {"type": "BOOLEAN", "required": False},
+    "models": {"type": "LIST", "required": False},
+}
 
 
 def test_params_are_typed_by_the_declared_inputs():
@@ -555,11 +715,17 @@ def test_params_are_typed_by_the_declared_inputs():
     ) == {"data_uri": "42", "epochs": 7, "learning_rate": 0.001, "deploy": True, "models": [{"family": "basic"}]}
     assert submit.parse_params(["data_uri=a=b"], DECLARED) == {"data_uri": "a=b"}
     with pytest.raises(submit.SubmitError, match="holds a password") as err:
-        submit.parse_params(["data_uri=s3://b/raw", "mlflow_uri=http://user:hunter2@mlflow:5000"],
-                            {**DECLARED, "mlflow_uri": {"type": "STRING", "required": False}})
+        submit.parse_params(
+            ["data_uri=s3://b/raw", "mlflow_uri=http://user:hunter2@mlflow:5000"],
+            {**DECLARED, "mlflow_uri": {"type": "STRING", "required": False}},
+        )
     assert "hunter2" not in str(err.value)
-    for bad, why in [("epochs=1.5", "not a valid integer"), ("deploy=yes", "not a valid boolean"),
-                     ('models={"a": 1}', "expected a JSON list"), ("noequals", "expected KEY=VALUE")]:
+    for bad, why in [
+        ("epochs=1.5", "not a valid integer"),
+        ("deploy=yes", "not a valid boolean"),
+        ('models={"a": 1}', "expected a JSON list"),
+        ("noequals", "expected KEY=VALUE"),
+    ]:
         with pytest.raises(submit.SubmitError, match=why):
             submit.parse_params(["data_uri=x", bad], DECLARED)
 

@@ -29,6 +29,7 @@ def plain_console(bars: bool = False):
 
 # --- progress events (the train task's side) ---------------------------------------------------
 
+
 def test_reporter_prints_one_parsable_line_per_event(capsys):
     ticks = iter([0.0, 1.0, 3.5, 10.0])
     reporter = progress.Reporter(3, label="basic", clock=lambda: next(ticks))
@@ -39,8 +40,14 @@ def test_reporter_prints_one_parsable_line_per_event(capsys):
     lines = capsys.readouterr().out.splitlines()
     events = [progress.parse("    " + line) for line in lines]  # kfp.local indents task output
     assert [e["event"] for e in events] == ["begin", "epoch", "end"]
-    assert events[1] == {"event": "epoch", "model": "basic", "epochs": 3, "epoch": 1, "seconds": 2.5,
-                         "metrics": {"loss": 0.5, "val_auc": 0.8123}}
+    assert events[1] == {
+        "event": "epoch",
+        "model": "basic",
+        "epochs": 3,
+        "epoch": 1,
+        "seconds": 2.5,
+        "metrics": {"loss": 0.5, "val_auc": 0.8123},
+    }
     assert events[2]["epoch"] == 1 and events[2]["seconds"] == 10.0
     assert progress.parse("Epoch 1/3") is None and progress.parse(progress.MARKER + "{not json") is None
 
@@ -66,6 +73,7 @@ def test_model_label_comes_from_the_kfp_executor_input():
 
 
 # --- the parent's side: lines, tasks, bars ----------------------------------------------------
+
 
 def test_line_router_keeps_partial_lines_per_thread():
     got = []
@@ -118,8 +126,12 @@ KFP_TRANSCRIPT = """\
 def _progress_lines(name: str, epochs: int) -> str:
     lines = [progress.MARKER + json.dumps({"event": "begin", "model": name, "epochs": epochs})]
     for e in range(1, epochs + 1):
-        lines.append(progress.MARKER + json.dumps({"event": "epoch", "model": name, "epochs": epochs, "epoch": e,
-                                                   "metrics": {"val_auc": 0.5 + e / 100}}))
+        lines.append(
+            progress.MARKER
+            + json.dumps(
+                {"event": "epoch", "model": name, "epochs": epochs, "epoch": e, "metrics": {"val_auc": 0.5 + e / 100}}
+            )
+        )
     lines.append(progress.MARKER + json.dumps({"event": "end", "model": name, "epochs": epochs, "epoch": epochs}))
     return "\n".join("    " + line for line in lines)
 
@@ -173,8 +185,9 @@ def test_a_failed_task_shows_its_last_lines_without_noise(tmp_path):
     for i in range(40):
         watcher.feed(f"    line {i}", thread=1)
     watcher.feed("    ValueError: unknown model family 'nope'", thread=1)
-    watcher.report_failure(RuntimeError("Task \x1b[96m'train'\x1b[0m finished with status FAILURE"),
-                           tmp_path / "run.log")
+    watcher.report_failure(
+        RuntimeError("Task \x1b[96m'train'\x1b[0m finished with status FAILURE"), tmp_path / "run.log"
+    )
     text = err.getvalue()
     assert re.search(r"train +FAILED after", text)
     assert "| ValueError: unknown model family 'nope'" in text and "| line 39" in text
@@ -200,6 +213,7 @@ def test_duration():
 
 # --- the session: what goes where ---------------------------------------------------------------
 
+
 def test_session_sends_prints_and_logs_to_the_log(tmp_path):
     out, err = io.StringIO(), io.StringIO()
     saved = sys.stdout, sys.stderr, logging.getLogger().handlers[:]
@@ -213,8 +227,7 @@ def test_session_sends_prints_and_logs_to_the_log(tmp_path):
     assert (sys.stdout, sys.stderr, logging.getLogger().handlers) == saved
     assert err.getvalue() == "our line\n" and out.getvalue() == "the table\n"
     log = path.read_text()
-    for text in ("a task's output", "coloured", "an info line", "[console] our line",
-                 "[console] the table"):
+    for text in ("a task's output", "coloured", "an info line", "[console] our line", "[console] the table"):
         assert text in log
     assert "\x1b[" not in log
 
@@ -254,6 +267,7 @@ def test_startup_log_is_under_the_workdir_or_the_temp_dir(tmp_path):
 
 # --- the command line ---------------------------------------------------------------------------
 
+
 def test_verbose_flag_before_or_after_the_command():
     from pipelines.cli import build_parser
 
@@ -267,37 +281,71 @@ def test_serve_startup_line_is_plain():
     from pipelines.commands.model_use import _QuietUvicornStart, _StartupLine
 
     fmt = ConsoleFormatter("%(message)s")
-    record = logging.LogRecord("components.core.serving.app", logging.WARNING, "", 0,
-                               "loaded %s version %s; serving on http://%s:%d", ("m", "1", "127.0.0.1", 8080), None)
+    record = logging.LogRecord(
+        "components.core.serving.app",
+        logging.WARNING,
+        "",
+        0,
+        "loaded %s version %s; serving on http://%s:%d",
+        ("m", "1", "127.0.0.1", 8080),
+        None,
+    )
     assert _StartupLine().filter(record)
     assert fmt.format(record) == "loaded m version 1; serving on http://127.0.0.1:8080"
     other = logging.LogRecord("x", logging.WARNING, "", 0, "disk almost full", (), None)
     assert _StartupLine().filter(other) and fmt.format(other) == "WARNING disk almost full"
     quiet = _QuietUvicornStart()
-    assert not quiet.filter(logging.LogRecord("uvicorn.error", logging.INFO, "", 0, "Started server process [%d]",
-                                              (1,), None))
+    assert not quiet.filter(
+        logging.LogRecord("uvicorn.error", logging.INFO, "", 0, "Started server process [%d]", (1,), None)
+    )
     assert quiet.filter(logging.LogRecord("uvicorn.error", logging.INFO, "", 0, "Uvicorn running on %s", ("x",), None))
 
 
 # --- `skin-cancer run` end to end ---------------------------------------------------------------
 
-TINY = [{"family": "basic", "name": "tiny", "width": 4, "augment": False, "early_stopping_patience": 0,
-         "extra": {"blocks": 1}}]
+TINY = [
+    {
+        "family": "basic",
+        "name": "tiny",
+        "width": 4,
+        "augment": False,
+        "early_stopping_patience": 0,
+        "extra": {"blocks": 1},
+    }
+]
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "KFP_RUN_ID")}
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_run_console_is_for_a_person(demo_raw, tmp_path):
     """The main job's console on a healthy run: a line per task, the epochs, the table and where
     to look; no error or warning line; everything else in the log file."""
     work = tmp_path / "work"
-    done = run_cli("run", "--data", str(demo_raw), "--workdir", str(work), "--models", json.dumps(TINY),
-                   "--image-size", "32", "--epochs", "2", "--batch-size", "16", "--val-fraction", "0.25",
-                   "--summary-json", str(tmp_path / "summary.json"), cwd=Path(__file__).parents[2])
+    done = run_cli(
+        "run",
+        "--data",
+        str(demo_raw),
+        "--workdir",
+        str(work),
+        "--models",
+        json.dumps(TINY),
+        "--image-size",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--val-fraction",
+        "0.25",
+        "--summary-json",
+        str(tmp_path / "summary.json"),
+        cwd=Path(__file__).parents[2],
+    )
     console = done.stdout + done.stderr
     assert done.returncode == 0, console
     lines = console.splitlines()

@@ -53,8 +53,10 @@ def test_hash_split_and_counts(tmp_path):
     assert a.splits["train"]["class_counts"] == {c: 20 - v for c, v in val_counts.items()}
     assert a.splits["test"]["class_counts"] == {"benign": 5, "malignant": 5}
     run(raw, tmp_path / "b", val_fraction=0.25, seed=7)
+
     def keys(r, s):
         return [x["key"] for x in json.loads((r / s / "manifest.json").read_text())["sources"]]
+
     assert keys(tmp_path / "a", "val") == keys(tmp_path / "b", "val")
     assert not set(keys(tmp_path / "a", "val")) & set(keys(tmp_path / "a", "train"))
 
@@ -79,8 +81,12 @@ def test_bad_files_are_skipped_counted_and_named(tmp_path):
     (raw / "train/malignant/GRAY.PNG").write_bytes(buf.getvalue())  # converted, not skipped
     report = run(raw, tmp_path / "out", max_bad_fraction=0.1)
     reasons = {s["key"]: s["reason"] for s in report.skipped}
-    assert set(reasons) == {"train/benign/zero.jpg", "train/benign/trunc.jpg",
-                            "train/malignant/text.jpg", "train/malignant/notes.txt"}
+    assert set(reasons) == {
+        "train/benign/zero.jpg",
+        "train/benign/trunc.jpg",
+        "train/malignant/text.jpg",
+        "train/malignant/notes.txt",
+    }
     assert "empty" in reasons["train/benign/zero.jpg"]
     assert "truncated" in reasons["train/benign/trunc.jpg"]
     assert "not an image" in reasons["train/malignant/text.jpg"]
@@ -109,8 +115,11 @@ def test_class_without_usable_images_fails(tmp_path):
     raw = make_raw(tmp_path / "raw")
     for f in (raw / "test" / "benign").iterdir():
         f.write_bytes(b"broken")
-    with pytest.raises(dataset.DataError, match=r"test/benign: no usable image for the test split "
-                                                r"\(4 file\(s\) assigned to it, 4 unreadable, 0 usable\)"):
+    with pytest.raises(
+        dataset.DataError,
+        match=r"test/benign: no usable image for the test split "
+        r"\(4 file\(s\) assigned to it, 4 unreadable, 0 usable\)",
+    ):
         run(raw, tmp_path / "out", max_bad_fraction=1.0)
 
 
@@ -163,7 +172,9 @@ def test_demo_data_is_synthetic_and_in_the_layout(tmp_path):
 @pytest.mark.real_data
 def test_real_data_counts(real_data, tmp_path):
     report = dataset.preprocess(str(real_data), {s: str(tmp_path / s) for s in SPLITS}, image_size=64)
-    tv = {c: report.splits["train"]["class_counts"][c] + report.splits["val"]["class_counts"][c] for c in dataset.CLASSES}
+    tv = {
+        c: report.splits["train"]["class_counts"][c] + report.splits["val"]["class_counts"][c] for c in dataset.CLASSES
+    }
     assert tv == {"benign": 1440, "malignant": 1197}
     assert report.splits["test"]["class_counts"] == {"benign": 176, "malignant": 148}
     assert report.skipped == []

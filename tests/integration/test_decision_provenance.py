@@ -18,8 +18,7 @@ from components.core.data.dataset import open_splits
 from components.core.modeling import training
 from tests.support.probe_data import linear_model, uniform, write_split
 
-HISTORY = {"loss": [0.6], "val_loss": [0.65], "accuracy": [0.7], "val_accuracy": [0.6], "auc": [0.7],
-           "val_auc": [0.65]}
+HISTORY = {"loss": [0.6], "val_loss": [0.65], "accuracy": [0.7], "val_accuracy": [0.6], "auc": [0.7], "val_auc": [0.65]}
 
 
 def fit_returns(monkeypatch, model) -> None:
@@ -36,8 +35,11 @@ TEST_RED = {1: [250, 240, 80, 60], 0: [200, 20, 10, 5]}  # malignant .98 .94 .31
 
 
 def red_split(root: Path, split: str, reds: dict[int, list[int]]) -> str:
-    images = [(f"{label}-{i}", uniform((red, 0, 0), tag=(2, i + 10 * label)), label)
-              for label, levels in reds.items() for i, red in enumerate(levels)]
+    images = [
+        (f"{label}-{i}", uniform((red, 0, 0), tag=(2, i + 10 * label)), label)
+        for label, levels in reds.items()
+        for i, red in enumerate(levels)
+    ]
     return write_split(root, split, images)
 
 
@@ -59,10 +61,17 @@ def test_the_stored_threshold_and_metrics_come_from_validation(red_splits, mlflo
 
     fit_returns(monkeypatch, linear_model((1.0, 0.0, 0.0), 0.0, activation=None, name="red"))
     artifact = SimpleNamespace(path=str(tmp_path / "model"), uri=str(tmp_path / "model"), metadata={})
-    summary = json.loads(run_train(
-        {"family": "basic", "min_sensitivity": 0.5}, *red_splits,
-        {"epochs": 1, "batch_size": 8, "learning_rate": 0.001, "image_size": 8, "seed": 0},
-        mlflow_server, "test-decision-provenance", "", model_artifact=artifact))
+    summary = json.loads(
+        run_train(
+            {"family": "basic", "min_sensitivity": 0.5},
+            *red_splits,
+            {"epochs": 1, "batch_size": 8, "learning_rate": 0.001, "image_size": 8, "seed": 0},
+            mlflow_server,
+            "test-decision-provenance",
+            "",
+            model_artifact=artifact,
+        )
+    )
 
     assert summary["threshold"] == pytest.approx(0.6, abs=1e-6)
     val, test = summary["val"], summary["test"]
@@ -83,10 +92,14 @@ def test_the_stored_threshold_and_metrics_come_from_validation(red_splits, mlflo
 
 # 4 x 4 images; the corner model reads the red of the top-left pixel only, so each flip view of
 # an image reads another corner: (top-left, bottom-left, top-right, bottom-right).
-VAL_CORNERS = {1: [(255, 230, 200, 255), (220, 180, 255, 240), (90, 200, 60, 150), (255, 255, 240, 10)],
-               0: [(0, 30, 20, 60), (40, 10, 90, 0), (200, 170, 230, 220), (30, 0, 10, 50)]}
-TEST_CORNERS = {1: [(200, 190, 210, 180), (170, 200, 160, 190), (120, 110, 140, 100)],
-                0: [(60, 80, 50, 70), (90, 60, 70, 80), (140, 120, 150, 130)]}
+VAL_CORNERS = {
+    1: [(255, 230, 200, 255), (220, 180, 255, 240), (90, 200, 60, 150), (255, 255, 240, 10)],
+    0: [(0, 30, 20, 60), (40, 10, 90, 0), (200, 170, 230, 220), (30, 0, 10, 50)],
+}
+TEST_CORNERS = {
+    1: [(200, 190, 210, 180), (170, 200, 160, 190), (120, 110, 140, 100)],
+    0: [(60, 80, 50, 70), (90, 60, 70, 80), (140, 120, 150, 130)],
+}
 
 
 def corner_model():
@@ -114,8 +127,15 @@ def corner_image(corners: tuple[int, int, int, int], tag: int) -> np.ndarray:
 
 
 def corner_split(root: Path, split: str, corners: dict[int, list[tuple]]) -> str:
-    return write_split(root, split, [(f"{label}-{i}", corner_image(c, i + 10 * label), label)
-                                     for label, rows in corners.items() for i, c in enumerate(rows)])
+    return write_split(
+        root,
+        split,
+        [
+            (f"{label}-{i}", corner_image(c, i + 10 * label), label)
+            for label, rows in corners.items()
+            for i, c in enumerate(rows)
+        ],
+    )
 
 
 def best_temperature(corners: dict[int, list[tuple]], views: slice = slice(None)) -> float:
@@ -132,8 +152,11 @@ def best_temperature(corners: dict[int, list[tuple]], views: slice = slice(None)
 
 def test_the_temperature_is_fitted_on_validation_over_the_averaged_views(tmp_path, monkeypatch):
     root = tmp_path / "corners"
-    splits = open_splits(corner_split(root, "train", VAL_CORNERS), corner_split(root, "val", VAL_CORNERS),
-                         corner_split(root, "test", TEST_CORNERS))
+    splits = open_splits(
+        corner_split(root, "train", VAL_CORNERS),
+        corner_split(root, "val", VAL_CORNERS),
+        corner_split(root, "test", TEST_CORNERS),
+    )
     fit_returns(monkeypatch, corner_model())
     cfg = training.TrainConfig(family="basic", image_size=4, batch_size=8, calibrate=True, tta=True)
     result = training.train_model(cfg, *splits)

@@ -22,8 +22,14 @@ ARTIFACT = "s3://skin-cancer/pipeline-root/skin-cancer-training/run-1/train/0b1c
 
 
 def manifest(**overrides) -> dict:
-    args = dict(name="skin-cancer", namespace="team-a", image="registry.example/skin-cancer:1.2.3",
-                model_artifact_uri=ARTIFACT, model_name="skin-cancer-classifier", model_version="4")
+    args = dict(
+        name="skin-cancer",
+        namespace="team-a",
+        image="registry.example/skin-cancer:1.2.3",
+        model_artifact_uri=ARTIFACT,
+        model_name="skin-cancer-classifier",
+        model_version="4",
+    )
     return inference_service.build_inference_service(**{**args, **overrides})
 
 
@@ -38,7 +44,9 @@ def _k8s_schema_validator(kind: str):
     from referencing import Registry, Resource
 
     root = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
-    version = sorted((p.name for p in root.glob("v*-local-strict")), key=lambda v: [int(x) for x in v[1:].split("-")[0].split(".")])[-1]
+    version = sorted(
+        (p.name for p in root.glob("v*-local-strict")), key=lambda v: [int(x) for x in v[1:].split("-")[0].split(".")]
+    )[-1]
     definitions = json.loads((root / version / "_definitions.json").read_text())
     resource = Resource.from_contents(definitions)
     registry = Registry().with_resources([("/api/_definitions.json", resource), (definitions["$id"], resource)])
@@ -60,9 +68,11 @@ def _check_value(value, typ: str, where: str, problems: list[str]) -> None:
     elif typ.startswith("list[V1") and not typ.startswith("list[V1beta1"):
         ok = isinstance(value, list)
         if ok:
-            validator = _k8s_schema_validator(typ[len("list[V1"):-1])
+            validator = _k8s_schema_validator(typ[len("list[V1") : -1])
             for i, item in enumerate(value):
-                problems += [f"{where}[{i}].{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(item)]
+                problems += [
+                    f"{where}[{i}].{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(item)
+                ]
     elif typ.startswith("V1") and not typ.startswith("V1beta1"):
         validator = _k8s_schema_validator(typ[2:])
         problems += [f"{where}.{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(value)]
@@ -161,15 +171,28 @@ def test_bad_names_are_refused(name):
         manifest(name=name)
 
 
-@pytest.mark.parametrize("uri", ["/tmp/pipeline-root/model", "file:///tmp/pipeline-root/model",
-                                 "gs://bucket/pipeline-root/model", "s3://", "https://example.com/model"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "/tmp/pipeline-root/model",
+        "file:///tmp/pipeline-root/model",
+        "gs://bucket/pipeline-root/model",
+        "s3://",
+        "https://example.com/model",
+    ],
+)
 def test_artifacts_the_serving_account_cannot_read_are_refused(uri):
     with pytest.raises(DeployError, match=r"is not an s3:// URI.*skin-cancer-s3.*kfp-launcher"):
         manifest(model_artifact_uri=uri)
 
 
-@pytest.mark.parametrize("uri", ["minio://mlpipeline/v2/artifacts/skin-cancer-training/run-1/train/model",
-                                 "s3://mlpipeline/v2/artifacts/skin-cancer-training/run-1/train/model"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "minio://mlpipeline/v2/artifacts/skin-cancer-training/run-1/train/model",
+        "s3://mlpipeline/v2/artifacts/skin-cancer-training/run-1/train/model",
+    ],
+)
 def test_artifacts_in_kfps_own_store_are_refused_not_rewritten(uri):
     """KFP's default pipeline root is its own MinIO; KServe reads with the project's S3 credentials,
     where that bucket does not exist. The step says so, naming the URI and what to configure."""
@@ -193,8 +216,9 @@ class StubKube:
     the controller instead reports those, one per GET of the current generation (the last one
     repeats); ``unavailable`` answers that many PATCHes, and then that many GETs, with HTTP 503."""
 
-    def __init__(self, ready_after: int = 2, deny: bool = False, statuses: list[dict] | None = None,
-                 unavailable: int = 0):
+    def __init__(
+        self, ready_after: int = 2, deny: bool = False, statuses: list[dict] | None = None, unavailable: int = 0
+    ):
         self.requests: list[dict] = []
         self.obj: dict | None = None
         self.gets_since_apply = 0
@@ -209,21 +233,40 @@ class StubKube:
             if stub.unavailable_left[handler.command] <= 0:
                 return False
             stub.unavailable_left[handler.command] -= 1
-            handler.send_json(503, {"kind": "Status", "message": "the server is currently unable to handle the request",
-                                    "reason": "ServiceUnavailable", "code": 503})
+            handler.send_json(
+                503,
+                {
+                    "kind": "Status",
+                    "message": "the server is currently unable to handle the request",
+                    "reason": "ServiceUnavailable",
+                    "code": 503,
+                },
+            )
             return True
 
         class Handler(JsonHandler):
-
             def do_PATCH(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 url = urlsplit(self.path)
-                stub.requests.append({"method": "PATCH", "path": url.path, "query": parse_qs(url.query),
-                                      "content_type": self.headers["Content-Type"], "body": body,
-                                      "auth": self.headers.get("Authorization")})
+                stub.requests.append(
+                    {
+                        "method": "PATCH",
+                        "path": url.path,
+                        "query": parse_qs(url.query),
+                        "content_type": self.headers["Content-Type"],
+                        "body": body,
+                        "auth": self.headers.get("Authorization"),
+                    }
+                )
                 if stub.deny:
-                    return self.send_json(403, {"kind": "Status", "message": "inferenceservices is forbidden: User "
-                                            "cannot patch resource", "code": 403})
+                    return self.send_json(
+                        403,
+                        {
+                            "kind": "Status",
+                            "message": "inferenceservices is forbidden: User cannot patch resource",
+                            "code": 403,
+                        },
+                    )
                 if unavailable_now(self):
                     return None
                 self.send_json(200, stub.apply(body))
@@ -244,8 +287,11 @@ class StubKube:
         if self.obj is None:
             self.obj = {**body, "metadata": {**body["metadata"], "generation": 1}, "status": {}}
         elif body["spec"] != self.obj["spec"]:
-            self.obj = {**body, "metadata": {**body["metadata"], "generation": self.obj["metadata"]["generation"] + 1},
-                        "status": self.obj["status"]}
+            self.obj = {
+                **body,
+                "metadata": {**body["metadata"], "generation": self.obj["metadata"]["generation"] + 1},
+                "status": self.obj["status"],
+            }
         else:
             return self.obj
         self.gets_since_apply = 0
@@ -267,9 +313,17 @@ class StubKube:
         elif self.obj["status"]:
             pass  # still the previous generation's status: Ready=True, but stale
         else:
-            self.obj["status"] = {"observedGeneration": meta["generation"], "conditions": [
-                {"type": "Ready", "status": "False", "reason": "RevisionMissing",
-                 "message": "Revision skin-cancer-predictor-00001 is not ready"}]}
+            self.obj["status"] = {
+                "observedGeneration": meta["generation"],
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "False",
+                        "reason": "RevisionMissing",
+                        "message": "Revision skin-cancer-predictor-00001 is not ready",
+                    }
+                ],
+            }
         return self.obj
 
     def close(self) -> None:
@@ -314,8 +368,9 @@ def test_rerun_is_idempotent_and_a_new_champion_waits_for_its_own_generation(kub
     again = inference_service.deploy(manifest(), timeout_s=30, poll_s=0.01, api=api)
     assert again.generation == 1  # same spec: nothing changed
     kube.requests.clear()
-    newer = inference_service.deploy(manifest(model_version="5", model_artifact_uri="s3://b/run-2/model"),
-                                 timeout_s=30, poll_s=0.01, api=api)
+    newer = inference_service.deploy(
+        manifest(model_version="5", model_artifact_uri="s3://b/run-2/model"), timeout_s=30, poll_s=0.01, api=api
+    )
     assert newer.generation == 2
     # The stale Ready=True of generation 1 was not taken for the new revision being ready.
     assert sum(r["method"] == "GET" for r in kube.requests) == 3
@@ -346,63 +401,110 @@ def test_forbidden_says_which_rbac_is_missing():
 # condition messages are Knative Serving's.
 
 T = "2026-01-01T00:00:00Z"
-REVISION_MISSING = "Configuration \"skin-cancer-predictor\" is waiting for a Revision to become ready."
+REVISION_MISSING = 'Configuration "skin-cancer-predictor" is waiting for a Revision to become ready.'
 
 
 def conditions(ready: str, reason: str = "", message: str = "") -> list[dict]:
     """The conditions KServe keeps in Serverless mode, PredictorReady and Ready alike."""
-    ready_like = {"status": ready, "lastTransitionTime": T, **({"reason": reason} if reason else {}),
-                  **({"message": message} if message else {})}
-    return [{"type": "IngressReady", "status": "Unknown", "lastTransitionTime": T},
-            {"type": "LatestDeploymentReady", "status": "Unknown", "reason": "PredictorConfigurationReady not ready",
-             "lastTransitionTime": T},
-            {"type": "PredictorReady", **ready_like}, {"type": "Ready", **ready_like}]
+    ready_like = {
+        "status": ready,
+        "lastTransitionTime": T,
+        **({"reason": reason} if reason else {}),
+        **({"message": message} if message else {}),
+    }
+    return [
+        {"type": "IngressReady", "status": "Unknown", "lastTransitionTime": T},
+        {
+            "type": "LatestDeploymentReady",
+            "status": "Unknown",
+            "reason": "PredictorConfigurationReady not ready",
+            "lastTransitionTime": T,
+        },
+        {"type": "PredictorReady", **ready_like},
+        {"type": "Ready", **ready_like},
+    ]
 
 
 def starting(generation: int) -> dict:
-    return {"observedGeneration": generation, "conditions": conditions("Unknown", "RevisionMissing", REVISION_MISSING),
-            "components": {"predictor": {"latestCreatedRevision": "skin-cancer-predictor-00001"}},
-            "modelStatus": {"transitionStatus": "InProgress", "states": {"activeModelState": "", "targetModelState":
-                            "Loading"}, "copies": {"failedCopies": 0, "totalCopies": 0}}}
+    return {
+        "observedGeneration": generation,
+        "conditions": conditions("Unknown", "RevisionMissing", REVISION_MISSING),
+        "components": {"predictor": {"latestCreatedRevision": "skin-cancer-predictor-00001"}},
+        "modelStatus": {
+            "transitionStatus": "InProgress",
+            "states": {"activeModelState": "", "targetModelState": "Loading"},
+            "copies": {"failedCopies": 0, "totalCopies": 0},
+        },
+    }
 
 
 def ready(generation: int) -> dict:
-    return {"observedGeneration": generation, "url": "http://skin-cancer.team-a.example.com",
-            "address": {"url": "http://skin-cancer.team-a.svc.cluster.local"}, "conditions": [
-                {"type": t, "status": "True", "lastTransitionTime": T}
-                for t in ("IngressReady", "LatestDeploymentReady", "PredictorReady", "Ready")],
-            "modelStatus": {"transitionStatus": "UpToDate", "states": {"activeModelState": "Loaded",
-                                                                       "targetModelState": "Loaded"}}}
+    return {
+        "observedGeneration": generation,
+        "url": "http://skin-cancer.team-a.example.com",
+        "address": {"url": "http://skin-cancer.team-a.svc.cluster.local"},
+        "conditions": [
+            {"type": t, "status": "True", "lastTransitionTime": T}
+            for t in ("IngressReady", "LatestDeploymentReady", "PredictorReady", "Ready")
+        ],
+        "modelStatus": {
+            "transitionStatus": "UpToDate",
+            "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"},
+        },
+    }
 
 
 # KServe's webhook or reconciler refused the predictor spec: no Knative Service is made, so
 # observedGeneration is not set (UpdateModelTransitionStatus(InvalidSpec, ...)).
-INVALID_SPEC = {"conditions": conditions("Unknown"), "modelStatus": {
-    "transitionStatus": "InvalidSpec", "states": {"activeModelState": "", "targetModelState": "FailedToLoad"},
-    "lastFailureInfo": {"reason": "InvalidPredictorSpec",
-                        "message": "No container configuration found in selected serving runtime"}}}
+INVALID_SPEC = {
+    "conditions": conditions("Unknown"),
+    "modelStatus": {
+        "transitionStatus": "InvalidSpec",
+        "states": {"activeModelState": "", "targetModelState": "FailedToLoad"},
+        "lastFailureInfo": {
+            "reason": "InvalidPredictorSpec",
+            "message": "No container configuration found in selected serving runtime",
+        },
+    },
+}
 # The storage initializer exited with an error (PropagateModelStatus: Terminated, reason Error).
-LOAD_FAILED = {**starting(1), "modelStatus": {
-    "transitionStatus": "BlockedByFailedLoad", "states": {"activeModelState": "", "targetModelState": "FailedToLoad"},
-    "lastFailureInfo": {"reason": "ModelLoadFailed", "exitCode": 1, "message":
-                        "botocore.exceptions.ClientError: An error occurred (403) when calling the HeadObject "
-                        "operation: Forbidden"},
-    "copies": {"failedCopies": 0, "totalCopies": 0}}}
+LOAD_FAILED = {
+    **starting(1),
+    "modelStatus": {
+        "transitionStatus": "BlockedByFailedLoad",
+        "states": {"activeModelState": "", "targetModelState": "FailedToLoad"},
+        "lastFailureInfo": {
+            "reason": "ModelLoadFailed",
+            "exitCode": 1,
+            "message": "botocore.exceptions.ClientError: An error occurred (403) when calling the HeadObject "
+            "operation: Forbidden",
+        },
+        "copies": {"failedCopies": 0, "totalCopies": 0},
+    },
+}
 # Knative could not resolve the image: the revision failed, KServe copies Ready=False RevisionFailed.
-IMAGE_MISSING = ("Revision \"skin-cancer-predictor-00001\" failed with message: Unable to fetch image "
-                 "\"registry.example/skin-cancer:1.2.3\": failed to resolve image to digest: GET "
-                 "https://registry.example/v2/skin-cancer/manifests/1.2.3: MANIFEST_UNKNOWN.")
-REVISION_FAILED = {**starting(1), "conditions": conditions("False", "RevisionFailed", IMAGE_MISSING),
-                   "modelStatus": {"transitionStatus": "BlockedByFailedLoad",
-                                   "states": {"activeModelState": "", "targetModelState": "FailedToLoad"},
-                                   "copies": {"failedCopies": 0, "totalCopies": 0}}}
+IMAGE_MISSING = (
+    'Revision "skin-cancer-predictor-00001" failed with message: Unable to fetch image '
+    '"registry.example/skin-cancer:1.2.3": failed to resolve image to digest: GET '
+    "https://registry.example/v2/skin-cancer/manifests/1.2.3: MANIFEST_UNKNOWN."
+)
+REVISION_FAILED = {
+    **starting(1),
+    "conditions": conditions("False", "RevisionFailed", IMAGE_MISSING),
+    "modelStatus": {
+        "transitionStatus": "BlockedByFailedLoad",
+        "states": {"activeModelState": "", "targetModelState": "FailedToLoad"},
+        "copies": {"failedCopies": 0, "totalCopies": 0},
+    },
+}
 
 
 def deploy_with(statuses: list[dict], grace: float, timeout: float = 30, **stub_args):
     stub = StubKube(statuses=statuses, **stub_args)
     try:
-        return inference_service.deploy(manifest(), timeout_s=timeout, poll_s=0.01, api=api_client(stub.url),
-                                    failure_grace_s=grace), stub
+        return inference_service.deploy(
+            manifest(), timeout_s=timeout, poll_s=0.01, api=api_client(stub.url), failure_grace_s=grace
+        ), stub
     finally:
         stub.close()
 
@@ -420,10 +522,13 @@ def test_a_refused_spec_fails_within_seconds_not_after_the_timeout(monkeypatch):
     assert isinstance(err.value, DeployError)  # callers catching DeployError still catch it
 
 
-@pytest.mark.parametrize("status,reason,text", [
-    (LOAD_FAILED, "ModelLoadFailed", "HeadObject operation: Forbidden"),
-    (REVISION_FAILED, "RevisionFailed", "Unable to fetch image"),
-])
+@pytest.mark.parametrize(
+    "status,reason,text",
+    [
+        (LOAD_FAILED, "ModelLoadFailed", "HeadObject operation: Forbidden"),
+        (REVISION_FAILED, "RevisionFailed", "Unable to fetch image"),
+    ],
+)
 def test_a_lasting_failure_fails_after_the_grace_period(status, reason, text):
     started = time.monotonic()
     with pytest.raises(InferenceServiceFailed) as err:
@@ -437,8 +542,9 @@ def test_a_lasting_failure_fails_after_the_grace_period(status, reason, text):
 
 def test_a_failure_that_clears_within_the_grace_period_is_waited_out():
     """A registry or S3 blip: the revision fails, then the next pull or fetch works."""
-    result, stub = deploy_with([starting(1), REVISION_FAILED, REVISION_FAILED, LOAD_FAILED, starting(1), ready(1)],
-                               grace=60)
+    result, stub = deploy_with(
+        [starting(1), REVISION_FAILED, REVISION_FAILED, LOAD_FAILED, starting(1), ready(1)], grace=60
+    )
     assert result.internal_url == "http://skin-cancer.team-a.svc.cluster.local"
     assert sum(r["method"] == "GET" for r in stub.requests) == 6
 
@@ -454,8 +560,13 @@ def test_an_older_generations_failure_is_not_judged_against_the_new_one():
 
 def test_runtime_not_recognized_is_waited_for():
     """KServe's own message for it is "Waiting for runtime to become available"."""
-    waiting = {**INVALID_SPEC, "modelStatus": {**INVALID_SPEC["modelStatus"], "lastFailureInfo": {
-        "reason": "RuntimeNotRecognized", "message": "Waiting for runtime to become available"}}}
+    waiting = {
+        **INVALID_SPEC,
+        "modelStatus": {
+            **INVALID_SPEC["modelStatus"],
+            "lastFailureInfo": {"reason": "RuntimeNotRecognized", "message": "Waiting for runtime to become available"},
+        },
+    }
     with pytest.raises(DeployError, match="not Ready after") as err:
         deploy_with([waiting], grace=600, timeout=0.3)
     assert not isinstance(err.value, InferenceServiceFailed)
@@ -475,18 +586,29 @@ def test_deploy_component_against_stub_api(kube, tmp_path, monkeypatch):
     from components.deploy import deploy_model
 
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "stub",
-        "clusters": [{"name": "stub", "cluster": {"server": kube.url}}],
-        "users": [{"name": "stub", "user": {"token": "component-token"}}],
-        "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
-    }))
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "stub",
+                "clusters": [{"name": "stub", "cluster": {"server": kube.url}}],
+                "users": [{"name": "stub", "user": {"token": "component-token"}}],
+                "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
+            }
+        )
+    )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setattr(inference_service.time, "sleep", lambda s: None)
     out = deploy_model.python_func(
-        model_artifact_uri="s3://pipeline-root/run/model", model_name="skin-cancer-classifier", model_version="9",
-        service_name="skin-cancer", namespace="team-b", image="registry.example/skin-cancer:2",
-        service_account="skin-cancer-serving", timeout_seconds=30,
+        model_artifact_uri="s3://pipeline-root/run/model",
+        model_name="skin-cancer-classifier",
+        model_version="9",
+        service_name="skin-cancer",
+        namespace="team-b",
+        image="registry.example/skin-cancer:2",
+        service_account="skin-cancer-serving",
+        timeout_seconds=30,
     )
     assert out.url == "http://skin-cancer.team-b.example.com"
     assert out.internal_url == "http://skin-cancer.team-b.svc.cluster.local"
@@ -523,8 +645,11 @@ def test_pipeline_deploys_only_a_new_champion_when_asked(tmp_path):
     assert champion and champion[0].endswith("== true")
     assert deploy and deploy[0].endswith("== true")
     # Deploy and smoke test sit inside the innermost condition, smoke test after deploy.
-    inner = next(comp for comp in comps.values()
-                 if {"deploy-model", "smoke-test"} <= set(comp.get("dag", {}).get("tasks", {})))
+    inner = next(
+        comp for comp in comps.values() if {"deploy-model", "smoke-test"} <= set(comp.get("dag", {}).get("tasks", {}))
+    )
     smoke = inner["dag"]["tasks"]["smoke-test"]
     assert smoke["inputs"]["parameters"]["url"]["taskOutputParameter"] == {
-        "producerTask": "deploy-model", "outputParameterKey": "internal_url"}
+        "producerTask": "deploy-model",
+        "outputParameterKey": "internal_url",
+    }

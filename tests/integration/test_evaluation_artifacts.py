@@ -29,8 +29,11 @@ from tests.support.image_checks import assert_not_blank, assert_sensible
 
 SECRET = "hunter2-not-for-mlflow"
 DATA_URI = f"https://reader:{SECRET}@data.example.org/raw"
-URIS = {"train": "s3://pipeline-root/run-1/preprocess/train_data", "val": "s3://pipeline-root/run-1/preprocess/val_data",
-        "test": "minio://mlpipeline/run-1/preprocess/test_data"}  # KFP's own store: no MLflow source for it
+URIS = {
+    "train": "s3://pipeline-root/run-1/preprocess/train_data",
+    "val": "s3://pipeline-root/run-1/preprocess/val_data",
+    "test": "minio://mlpipeline/run-1/preprocess/test_data",
+}  # KFP's own store: no MLflow source for it
 IMAGES = "runtime=registry.example/skin-cancer:1.2,train=registry.example/skin-cancer-gpu:1.2"
 EXPERIMENT = "test-evaluation-artifacts"
 
@@ -41,13 +44,30 @@ def stand_in_result(val, test, seed: int, name: str):
     p_val = np.clip(0.3 * val.labels + 0.7 * rng.random(len(val)), 0, 1)
     p_test = np.clip(0.3 * test.labels + 0.7 * rng.random(len(test)), 0, 1)
     threshold = choose_threshold(val.labels, p_val)
-    history = {"loss": [0.69, 0.6, 0.52], "val_loss": [0.7, 0.65, 0.61], "accuracy": [0.5, 0.62, 0.7],
-               "val_accuracy": [0.5, 0.58, 0.64], "auc": [0.5, 0.7, 0.78], "val_auc": [0.5, 0.66, 0.72]}
-    return SimpleNamespace(model=None, threshold=threshold, history=history, fold_scores=[], seconds=1.5,
-                           params=1234, val_scores=p_val, test_scores=p_test, temperature=1.0,
-                           val=classification_metrics(val.labels, p_val, threshold),
-                           test=classification_metrics(test.labels, p_test, threshold), name=name,
-                           policy=None, referral={})  # no decision policy: tests/unit/test_decision.py has its own
+    history = {
+        "loss": [0.69, 0.6, 0.52],
+        "val_loss": [0.7, 0.65, 0.61],
+        "accuracy": [0.5, 0.62, 0.7],
+        "val_accuracy": [0.5, 0.58, 0.64],
+        "auc": [0.5, 0.7, 0.78],
+        "val_auc": [0.5, 0.66, 0.72],
+    }
+    return SimpleNamespace(
+        model=None,
+        threshold=threshold,
+        history=history,
+        fold_scores=[],
+        seconds=1.5,
+        params=1234,
+        val_scores=p_val,
+        test_scores=p_test,
+        temperature=1.0,
+        val=classification_metrics(val.labels, p_val, threshold),
+        test=classification_metrics(test.labels, p_test, threshold),
+        name=name,
+        policy=None,
+        referral={},
+    )  # no decision policy: tests/unit/test_decision.py has its own
 
 
 def stand_in_log_model(model, threshold, image_size, family, decision=None):
@@ -74,29 +94,57 @@ def logged(mlflow_server, splits):
         mp.setenv("KFP_RUN_ID", "kfp-run-under-test")
         mp.setattr(tracking, "log_model", stand_in_log_model)
         experiment = tracking.setup(mlflow_server, EXPERIMENT)
-        described = lineage.describe(DATA_URI, train.manifest["fingerprint"], URIS,
-                                     {"train": train.manifest, "val": val.manifest, "test": test.manifest}, IMAGES)
+        described = lineage.describe(
+            DATA_URI,
+            train.manifest["fingerprint"],
+            URIS,
+            {"train": train.manifest, "val": val.manifest, "test": test.manifest},
+            IMAGES,
+        )
         result = stand_in_result(val, test, seed=1, name="basic")
         cfg = TrainConfig(family="basic", image_size=val.image_size)
         with tracking.training_run(cfg, "basic", experiment, lineage.version_tags(described)) as training:
             training.datasets = lineage.log_inputs(described)
-            run = training.log_result(result, train.manifest["sources"],
-                                      figures=lambda r: train_step._evaluation_pngs("basic", r, val.labels, test.labels))
+            run = training.log_result(
+                result,
+                train.manifest["sources"],
+                figures=lambda r: train_step._evaluation_pngs("basic", r, val.labels, test.labels),
+            )
         other = stand_in_result(val, test, seed=2, name="narrow")
         with mlflow.start_run(experiment_id=experiment, run_name="narrow") as narrow:
-            tracking.log_json({"threshold": other.threshold, "val": other.val_scores.tolist(),
-                               "test": other.test_scores.tolist()}, tracking.SCORES_ARTIFACT)
+            tracking.log_json(
+                {"threshold": other.threshold, "val": other.val_scores.tolist(), "test": other.test_scores.tolist()},
+                tracking.SCORES_ARTIFACT,
+            )
     client = mlflow.MlflowClient(mlflow_server)
-    return SimpleNamespace(client=client, run=run, result=result, described=described, other=other,
-                           other_run_id=narrow.info.run_id, model_id=run.model_uri.split("/")[-1])
+    return SimpleNamespace(
+        client=client,
+        run=run,
+        result=result,
+        described=described,
+        other=other,
+        other_run_id=narrow.info.run_id,
+        model_id=run.model_uri.split("/")[-1],
+    )
 
 
 def as_summary(result, run_id, described=None, figures=(), artifact_uri=""):
     """A training result as run_train returns it to the selection step."""
-    return TrainSummary(name=result.name, family="basic", run_id=run_id, model_uri=f"runs:/{run_id}/model",
-                        threshold=result.threshold, val=result.val, test=result.test, params=result.params,
-                        seconds=result.seconds, config=TrainConfig(min_sensitivity=0.85), lineage=described or {},
-                        figures=list(figures), artifact_uri=artifact_uri)
+    return TrainSummary(
+        name=result.name,
+        family="basic",
+        run_id=run_id,
+        model_uri=f"runs:/{run_id}/model",
+        threshold=result.threshold,
+        val=result.val,
+        test=result.test,
+        params=result.params,
+        seconds=result.seconds,
+        config=TrainConfig(min_sensitivity=0.85),
+        lineage=described or {},
+        figures=list(figures),
+        artifact_uri=artifact_uri,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +155,21 @@ def selection(logged, splits, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("model-artifact")
     winner = as_summary(logged.result, logged.run.run_id, logged.described, logged.run.figures, str(model_dir))
     results = [winner, as_summary(logged.other, logged.other_run_id)]
-    previous = {"version": "2", "val": logged.result.val, "test": logged.result.test, "threshold": 0.5,
-                "comparison": {"compared_on": 12, "validation_images": len(val), "champion_training_set": "recorded",
-                               "decided": True, "mine": {"accuracy": 0.6, "auc": 0.7},
-                               "theirs": {"accuracy": 0.7, "auc": 0.8}}}
-    reg = versions.Registration("card-test-model", "3", "models:/card-test-model/3", "challenger", False, "2",
-                                previous)
+    previous = {
+        "version": "2",
+        "val": logged.result.val,
+        "test": logged.result.test,
+        "threshold": 0.5,
+        "comparison": {
+            "compared_on": 12,
+            "validation_images": len(val),
+            "champion_training_set": "recorded",
+            "decided": True,
+            "mine": {"accuracy": 0.6, "auc": 0.7},
+            "theirs": {"accuracy": 0.7, "auc": 0.8},
+        },
+    }
+    reg = versions.Registration("card-test-model", "3", "models:/card-test-model/3", "challenger", False, "2", previous)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KFP_RUN_ID", "kfp-run-under-test")
         card, page, problem = select_step.selection_report(results, winner, reg, val, test)
@@ -126,7 +183,9 @@ def test_figures_are_logged_under_figures_and_open_as_pictures(logged, tmp_path)
     client, run_id = logged.client, logged.run.run_id
     listed = sorted(a.path for a in client.list_artifacts(run_id, tracking.FIGURES_DIR))
     kinds = ("roc", "pr", "confusion", "calibration")
-    expected = sorted([f"figures/{s}_{k}.png" for s in ("val", "test") for k in kinds] + ["figures/training_curves.png"])
+    expected = sorted(
+        [f"figures/{s}_{k}.png" for s in ("val", "test") for k in kinds] + ["figures/training_curves.png"]
+    )
     assert listed == expected == logged.run.figures
     local = Path(client.download_artifacts(run_id, tracking.FIGURES_DIR, str(tmp_path)))
     for path in sorted(local.glob("*.png")):
@@ -142,8 +201,11 @@ def test_datasets_name_their_source_and_digest_without_credentials(logged, split
     assert raw.dataset.digest == fingerprint
     assert json.loads(raw.dataset.source) == {"url": "https://data.example.org/raw"}
     assert {t.key: t.value for t in raw.tags}["mlflow.data.context"] == "source"
-    for split, context, source_type in (("train", "training", "s3"), ("val", "validation", "s3"),
-                                        ("test", "test", "uri")):
+    for split, context, source_type in (
+        ("train", "training", "s3"),
+        ("val", "validation", "s3"),
+        ("test", "test", "uri"),
+    ):
         entry = inputs[f"skin-cancer-{split}"]
         manifest = splits[("train", "val", "test").index(split)].manifest
         assert entry.dataset.digest == lineage.split_digest(manifest)
@@ -170,8 +232,7 @@ def test_metrics_are_linked_to_the_logged_model_and_their_dataset(logged, splits
     # The run's table shows the final metric at the chosen threshold, not Keras' last epoch at 0.5.
     metrics = logged.client.get_run(logged.run.run_id).data.metrics
     assert metrics["val_accuracy"] == pytest.approx(logged.result.val["accuracy"])
-    assert tracking.load_scores(logged.run.run_id)["val"] == pytest.approx(logged.result.val_scores.tolist(),
-                                                                           abs=1e-6)
+    assert tracking.load_scores(logged.run.run_id)["val"] == pytest.approx(logged.result.val_scores.tolist(), abs=1e-6)
 
 
 # --- the model card and the dashboard -------------------------------------------------------------
@@ -182,16 +243,17 @@ def test_the_card_names_the_version_its_figures_data_and_intervals(selection, lo
     assert card.startswith("# Model card: card-test-model version 3\n")
     assert "not a diagnosis" in card and "Dermoscopic images only" in card
     # Every figure it names is in the run's artifacts: the training run's and the selection's.
-    named = [line.strip("- `") for line in card.splitlines() if line.startswith("- `")
-             and line.endswith(".png`")]
+    named = [line.strip("- `") for line in card.splitlines() if line.startswith("- `") and line.endswith(".png`")]
     run_id = logged.run.run_id
     stored = {a.path for d in ("figures", "selection") for a in logged.client.list_artifacts(run_id, d)}
     assert named == [*logged.run.figures, "selection/compare_test.png", "selection/compare_val.png"]
     assert set(named) <= stored
     train, val, test = splits
     counts = train.manifest["class_counts"]
-    assert (f"| train | {counts['benign']} | {counts['malignant']} | {train.manifest['count']} | "
-            f"`skin-cancer-train` ({lineage.split_digest(train.manifest)}) |") in card
+    assert (
+        f"| train | {counts['benign']} | {counts['malignant']} | {train.manifest['count']} | "
+        f"`skin-cancer-train` ({lineage.split_digest(train.manifest)}) |"
+    ) in card
     low, high = confidence.intervals(logged.result.val)["accuracy"]
     assert f"| accuracy | {logged.result.val['accuracy']:.3f} ({low:.3f}-{high:.3f}) |" in card
     assert f"Threshold **{logged.result.threshold:.4f}**" in card and "0.85 plus one standard error" in card
@@ -215,7 +277,7 @@ def test_the_card_is_kept_in_mlflow_and_beside_the_model(selection, logged, tmp_
 
 def test_the_dashboard_is_self_contained(selection):
     page = selection.page
-    assert "<script" not in page.lower() and "src=\"http" not in page and "href=\"http" not in page
+    assert "<script" not in page.lower() and 'src="http' not in page and 'href="http' not in page
     assert page.count('src="data:image/png;base64,') == 2 and "No curves for" not in page
     assert "basic (winner)" in page and "narrow" in page and "@challenger" in page
     assert SECRET not in page
@@ -233,7 +295,9 @@ def test_the_dashboard_renders_in_chromium_with_its_curves(browser, selection, t
     page.on("request", lambda r: requests.append(r.url))
     page.goto(path.as_uri())
     page.wait_for_load_state("load")
-    sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.id, i.complete, i.naturalWidth, i.naturalHeight])")
+    sizes = page.eval_on_selector_all(
+        "img", "imgs => imgs.map(i => [i.id, i.complete, i.naturalWidth, i.naturalHeight])"
+    )
     assert [s[0] for s in sizes] == ["compare-val", "compare-test"]
     assert all(done and width >= 700 and height >= 300 for _, done, width, height in sizes), sizes
     assert f"{selection.winner.threshold:.4f}" == page.inner_text("#threshold")

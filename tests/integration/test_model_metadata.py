@@ -32,8 +32,9 @@ def _tiny_model_dir(path, meta: dict, with_policy: bool = True):
     (path / "model.json").write_text(json.dumps(meta))
     if with_policy:
         scope = ScopeModel(np.eye(4, dtype=np.float32), 0.2, 0.01)
-        DecisionPolicy(meta.get("threshold", 0.5), {"benign_max_p": 0.5, "malignant_min_p": 0.5, "level": 0.9},
-                       scope).save(path)
+        DecisionPolicy(
+            meta.get("threshold", 0.5), {"benign_max_p": 0.5, "malignant_min_p": 0.5, "level": 0.9}, scope
+        ).save(path)
     return path
 
 
@@ -48,7 +49,9 @@ def test_a_model_artifact_without_a_threshold_is_refused_by_predict_and_serve(tm
 def test_a_model_artifact_without_a_decision_policy_is_refused_by_name(tmp_path):
     """No consumer may decide without the policy (issue 26): no silent fall-back to the threshold."""
     bare = _tiny_model_dir(tmp_path / "no-policy", {"threshold": 0.25, "image_size": 8}, with_policy=False)
-    with pytest.raises(PolicyError, match=rf"^{bare}: the model has no decision policy \(decision.json, scope.npz missing\)"):
+    with pytest.raises(
+        PolicyError, match=rf"^{bare}: the model has no decision policy \(decision.json, scope.npz missing\)"
+    ):
         Predictor.load(str(bare))
 
 
@@ -62,8 +65,13 @@ def test_the_registry_refuses_to_score_a_registered_model_without_a_threshold(ml
     inputs = keras.Input((32, 32, 3), dtype="float32")
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs)))
     with mlflow.start_run():
-        info = mlflow.tensorflow.log_model(model, name="model", registered_model_name="no-threshold-model",
-                                           metadata={"image_size": 32}, pip_requirements=model_requirements())
+        info = mlflow.tensorflow.log_model(
+            model,
+            name="model",
+            registered_model_name="no-threshold-model",
+            metadata={"image_size": 32},
+            pip_requirements=model_requirements(),
+        )
     assert str(info.registered_model_version) == "1"
     # Refused before any data is read or the model loaded.
     with pytest.raises(ModelMetadataError, match="models:/no-threshold-model/1: the model's metadata has no threshold"):

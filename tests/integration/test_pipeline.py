@@ -6,17 +6,39 @@ import yaml
 
 from pipelines.training_pipeline import CompileSettings, build_pipeline
 
-STRONG = {"family": "basic", "name": "strong", "width": 8, "epochs": 12, "augment": False, "learning_rate": 0.005,
-          "early_stopping_patience": 0, "deterministic": True}
-WEAK = {"family": "basic", "name": "weak", "width": 4, "epochs": 1, "augment": False, "learning_rate": 1e-6,
-        "deterministic": True}
+STRONG = {
+    "family": "basic",
+    "name": "strong",
+    "width": 8,
+    "epochs": 12,
+    "augment": False,
+    "learning_rate": 0.005,
+    "early_stopping_patience": 0,
+    "deterministic": True,
+}
+WEAK = {
+    "family": "basic",
+    "name": "weak",
+    "width": 4,
+    "epochs": 1,
+    "augment": False,
+    "learning_rate": 1e-6,
+    "deterministic": True,
+}
 
 
 def run_pipeline(demo_raw, tracking_uri, models, name):
     pipeline = build_pipeline(CompileSettings(parallelism=1))
     task = pipeline(
-        data_uri=str(demo_raw), models=models, image_size=32, epochs=1, batch_size=16, seed=1,
-        val_fraction=0.25, mlflow_tracking_uri=tracking_uri, experiment_name="test-pipeline",
+        data_uri=str(demo_raw),
+        models=models,
+        image_size=32,
+        epochs=1,
+        batch_size=16,
+        seed=1,
+        val_fraction=0.25,
+        mlflow_tracking_uri=tracking_uri,
+        experiment_name="test-pipeline",
         registered_model_name=name,
     )
     return json.loads(task.output)
@@ -31,8 +53,17 @@ def test_compiled_pipeline_structure(tmp_path):
     spec = yaml.safe_load_all(path.read_text()).__next__()
     root = spec["root"]
     params = root["inputDefinitions"]["parameters"]
-    assert {"data_uri", "models", "image_size", "epochs", "batch_size", "learning_rate", "seed",
-            "mlflow_tracking_uri", "registered_model_name"} <= set(params)
+    assert {
+        "data_uri",
+        "models",
+        "image_size",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "seed",
+        "mlflow_tracking_uri",
+        "registered_model_name",
+    } <= set(params)
     assert params["models"]["defaultValue"][0]["family"] == "efficientnet-lite0"
     assert params["models"].get("description")
     tasks = root["dag"]["tasks"]

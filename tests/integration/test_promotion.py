@@ -51,11 +51,20 @@ def test_a_better_model_takes_over_and_a_worse_one_becomes_challenger(experiment
     c, a, b = (log_model_run(probe_model(k), experiment, f"probe-{k}", image_size=16) for k in "CAB")
 
     first = versions.register_winner(c, name, val, test, {})
-    assert (first.version, first.alias, first.champion_changed, first.previous_champion) == ("1", "champion", True, None)
+    assert (first.version, first.alias, first.champion_changed, first.previous_champion) == (
+        "1",
+        "champion",
+        True,
+        None,
+    )
 
     better = versions.register_winner(a, name, val, test, {})
     assert (better.version, better.alias, better.champion_changed, better.champion_version) == (
-        "2", "champion", True, "2")
+        "2",
+        "champion",
+        True,
+        "2",
+    )
     compared = better.previous_champion["comparison"]
     assert better.previous_champion["version"] == "1"
     # Probe runs record no training set, so all 20 validation images are compared.
@@ -64,11 +73,17 @@ def test_a_better_model_takes_over_and_a_worse_one_becomes_challenger(experiment
 
     worse = versions.register_winner(b, name, val, test, {})
     assert (worse.version, worse.alias, worse.champion_changed, worse.champion_version) == (
-        "3", "challenger", False, "2")
+        "3",
+        "challenger",
+        False,
+        "2",
+    )
     compared = worse.previous_champion["comparison"]
     assert (compared["mine"]["accuracy"], compared["theirs"]["accuracy"]) == (0.7, 1.0)
-    assert promotion_report.decision(worse) == ("Champion version 2 stayed and version 3 is @challenger: the champion is "
-                                        "better on the validation images it never trained on")
+    assert promotion_report.decision(worse) == (
+        "Champion version 2 stayed and version 3 is @challenger: the champion is "
+        "better on the validation images it never trained on"
+    )
 
     from mlflow import MlflowClient
 
@@ -116,6 +131,10 @@ def test_better_on_all_of_validation_but_worse_on_the_unseen_images_stays_challe
     assert reg.previous_champion["val"]["accuracy"] == 0.5
     # ... but on the 10 the champion never trained on it is worse (6/10 against 10/10).
     compared = reg.previous_champion["comparison"]
-    assert (compared["decided"], compared["compared_on"], compared["validation_images"],
-            compared["champion_training_set"]) == (True, 10, 20, "recorded")
+    assert (
+        compared["decided"],
+        compared["compared_on"],
+        compared["validation_images"],
+        compared["champion_training_set"],
+    ) == (True, 10, 20, "recorded")
     assert (compared["mine"]["accuracy"], compared["theirs"]["accuracy"]) == (0.6, 1.0)

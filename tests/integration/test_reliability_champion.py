@@ -28,15 +28,20 @@ ROUNDS = [(0.0, 0.0), (0.0, 0.4), (0.4, 0.0), (0.0, 0.8), (0.0, 0.2)]
 
 @pytest.fixture(scope="module")
 def slow_alias_writes(mlflow_server):
-    with FaultProxy(mlflow_server, always("slow", path_contains="/registered-models/alias", methods=["POST"]),
-                    slow_seconds=1.0) as proxy:
+    with FaultProxy(
+        mlflow_server, always("slow", path_contains="/registered-models/alias", methods=["POST"]), slow_seconds=1.0
+    ) as proxy:
         yield proxy
 
 
 @pytest.fixture(scope="module")
 def pool(slow_alias_writes):
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=support.worker_init, initargs=(slow_alias_writes.url,)) as executor:
+    with ProcessPoolExecutor(
+        2,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=support.worker_init,
+        initargs=(slow_alias_writes.url,),
+    ) as executor:
         pids = {f.result() for f in [executor.submit(support.worker_warm, 3.0) for _ in range(2)]}
         assert len(pids) == 2, "the two workers must be separate processes"
         yield executor

@@ -48,8 +48,15 @@ def test_tracking_server_down_fails_fast_and_before_any_work(preprocessed, demo_
 
     started = time.monotonic()
     with pytest.raises(tracking.TrackingError) as info:
-        train_step.run_train({"family": "basic"}, *(str(preprocessed / s) for s in ("train", "val", "test")),
-                         defaults, dead, "down", "", "test")
+        train_step.run_train(
+            {"family": "basic"},
+            *(str(preprocessed / s) for s in ("train", "val", "test")),
+            defaults,
+            dead,
+            "down",
+            "",
+            "test",
+        )
     elapsed = time.monotonic() - started
     message = str(info.value)
     assert f"http://127.0.0.1:{port} is not reachable" in message and "MLFLOW_TRACKING_URI" in message

@@ -28,8 +28,12 @@ def via(s3_endpoint, monkeypatch):
     proxies = []
 
     def start(plan, **env) -> FaultProxy:
-        proxy = FaultProxy(s3_endpoint, plan, slow_seconds=env.pop("slow_seconds", 3.0),
-                           trickle_seconds=env.pop("trickle_seconds", 0.2)).start()
+        proxy = FaultProxy(
+            s3_endpoint,
+            plan,
+            slow_seconds=env.pop("slow_seconds", 3.0),
+            trickle_seconds=env.pop("trickle_seconds", 0.2),
+        ).start()
         proxies.append(proxy)
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         for key, value in env.items():
@@ -45,8 +49,7 @@ def via(s3_endpoint, monkeypatch):
 
 
 def _preprocess(uri, out, **kw):
-    return dataset.preprocess(uri, {s: str(out / s) for s in SPLITS}, image_size=16, val_fraction=0.25,
-                              workers=4, **kw)
+    return dataset.preprocess(uri, {s: str(out / s) for s in SPLITS}, image_size=16, val_fraction=0.25, workers=4, **kw)
 
 
 def _outputs(out):
@@ -64,8 +67,7 @@ def test_transient_faults_are_retried_and_outputs_are_identical(tmp_path, s3_buc
 
     kinds = ["500", "503", "slowdown", "reset", "truncate", "slow"]
     # Every 3rd request fails, each kind in turn; one attempt is given up after 1 s of silence.
-    proxy = via(every(3, kinds), SKIN_CANCER_S3_READ_TIMEOUT=1, SKIN_CANCER_S3_CONNECT_TIMEOUT=2,
-                slow_seconds=2.5)
+    proxy = via(every(3, kinds), SKIN_CANCER_S3_READ_TIMEOUT=1, SKIN_CANCER_S3_CONNECT_TIMEOUT=2, slow_seconds=2.5)
     started = time.monotonic()
     faulty = _preprocess(uri, tmp_path / "faulty")
     elapsed = time.monotonic() - started
@@ -121,8 +123,13 @@ def test_permanent_errors_fail_at_once_naming_the_uri(tmp_path, s3_bucket, via):
 
 def test_an_unresponsive_endpoint_fails_within_the_bounded_time(s3_bucket, via):
     storage.write_bytes(f"s3://{s3_bucket}/k.bin", b"x")
-    proxy = via(always("hang"), AWS_MAX_ATTEMPTS=2, SKIN_CANCER_S3_READ_TIMEOUT=1, SKIN_CANCER_S3_CONNECT_TIMEOUT=1,
-                SKIN_CANCER_S3_BODY_DEADLINE=2)
+    proxy = via(
+        always("hang"),
+        AWS_MAX_ATTEMPTS=2,
+        SKIN_CANCER_S3_READ_TIMEOUT=1,
+        SKIN_CANCER_S3_CONNECT_TIMEOUT=1,
+        SKIN_CANCER_S3_BODY_DEADLINE=2,
+    )
     bound = storage.worst_case_seconds()
     assert bound == 2 * (1 + 2 * 1 + 2) + 20  # attempts x (connect + 2 reads + body deadline) + backoff
     started = time.monotonic()
@@ -136,12 +143,21 @@ def test_an_unresponsive_endpoint_fails_within_the_bounded_time(s3_bucket, via):
 def test_a_body_that_trickles_is_cut_off_at_the_deadline(s3_bucket, via):
     """Each byte arrives within the read timeout, so only the whole-body deadline can end it."""
     storage.write_bytes(f"s3://{s3_bucket}/big.bin", bytes(range(200)))
-    proxy = via(always("trickle", methods=["GET"]), AWS_MAX_ATTEMPTS=2, SKIN_CANCER_S3_READ_TIMEOUT=1,
-                SKIN_CANCER_S3_CONNECT_TIMEOUT=1, SKIN_CANCER_S3_BODY_DEADLINE=1.5, trickle_seconds=0.1)
+    proxy = via(
+        always("trickle", methods=["GET"]),
+        AWS_MAX_ATTEMPTS=2,
+        SKIN_CANCER_S3_READ_TIMEOUT=1,
+        SKIN_CANCER_S3_CONNECT_TIMEOUT=1,
+        SKIN_CANCER_S3_BODY_DEADLINE=1.5,
+        trickle_seconds=0.1,
+    )
     bound = storage.worst_case_seconds()
     started = time.monotonic()
-    with pytest.raises(storage.StorageError, match=r"big.bin: network failure talking to S3 after 2 attempts "
-                                                   r"\(BodyDeadlineExceeded; at most 29 s per object\)"):
+    with pytest.raises(
+        storage.StorageError,
+        match=r"big.bin: network failure talking to S3 after 2 attempts "
+        r"\(BodyDeadlineExceeded; at most 29 s per object\)",
+    ):
         storage.read_bytes(f"s3://{s3_bucket}/big.bin")
     elapsed = time.monotonic() - started
     # 200 bytes at 0.1 s would take 20 s an attempt; the deadline ends each after ~1.5 s.

@@ -47,8 +47,9 @@ def predictor(tiny_model_dir):
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
-def test_each_file_one_row_then_nothing_twice_then_only_new(where, predictor, tiny_model_dir, demo_raw, tmp_path,
-                                                          request):
+def test_each_file_one_row_then_nothing_twice_then_only_new(
+    where, predictor, tiny_model_dir, demo_raw, tmp_path, request
+):
     inbox = tmp_path / "inbox"
     kinds = make_inbox(demo_raw, inbox)
     if where == "s3":
@@ -142,7 +143,8 @@ def test_labels_joined_later_give_the_figures_the_rows_imply(predictor, demo_raw
         assert got["decided_accuracy"] == pytest.approx(np.mean([r["decision"] == truth[r["key"]] for r in decided]))
     if malignant:
         assert got["decided_malignant_recall"] == pytest.approx(
-            np.mean([r["decision"] == "malignant" for r in malignant]))
+            np.mean([r["decision"] == "malignant" for r in malignant])
+        )
 
 
 def test_labels_csv_refuses_an_unknown_label(tmp_path):
@@ -163,14 +165,16 @@ def test_parquet_schema_has_the_issue_columns(tmp_path):
     assert scoring.write_rows([], str(tmp_path), "r2") is None
 
 
-def test_worklist_lists_referred_then_malignant_with_thumbnails_and_the_verdicts(predictor, demo_raw, preprocessed,
-                                                                                 tmp_path):
+def test_worklist_lists_referred_then_malignant_with_thumbnails_and_the_verdicts(
+    predictor, demo_raw, preprocessed, tmp_path
+):
     from components.core.scoring import report
 
     inbox = tmp_path / "inbox"
     kinds = make_inbox(demo_raw, inbox)
-    summary, rows = score_prefix(str(inbox), str(tmp_path / "scored"), "unused", predictor=predictor,
-                                 reference_uri=str(preprocessed / "val"))
+    summary, rows = score_prefix(
+        str(inbox), str(tmp_path / "scored"), "unused", predictor=predictor, reference_uri=str(preprocessed / "val")
+    )
     assert [s["signal"] for s in summary["signals"]] == ["input", "prediction", "decision"]
     assert {s["verdict"] for s in summary["signals"]} <= {"drift", "no drift", "too few images to judge"}
     page = report.render(rows, summary, str(inbox))
@@ -185,8 +189,7 @@ def test_worklist_lists_referred_then_malignant_with_thumbnails_and_the_verdicts
         assert s["verdict"] in page
 
 
-def test_output_inside_the_data_prefix_is_not_scored_whatever_its_spelling(predictor, demo_raw, tmp_path,
-                                                                           monkeypatch):
+def test_output_inside_the_data_prefix_is_not_scored_whatever_its_spelling(predictor, demo_raw, tmp_path, monkeypatch):
     inbox = tmp_path / "inbox"
     kinds = make_inbox(demo_raw, inbox)
     monkeypatch.chdir(tmp_path)

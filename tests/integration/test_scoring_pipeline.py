@@ -23,8 +23,9 @@ TASKS = {"list-images", "score-shard", "report"}
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> tuple[dict, dict]:
     path = tmp_path_factory.mktemp("scoring") / "scoring.yaml"
-    compiler.Compiler().compile(build_scoring_pipeline(ScoringSettings(image="registry.example/skin-cancer:1")),
-                                str(path))
+    compiler.Compiler().compile(
+        build_scoring_pipeline(ScoringSettings(image="registry.example/skin-cancer:1")), str(path)
+    )
     return backend_compat.load_compiled(str(path))
 
 
@@ -39,8 +40,9 @@ def test_compiles_and_passes_the_backend_rules(compiled):
     assert ir_rules.foreign_image_violations(spec) == []
     assert ir_rules.retry_in_loop_violations(spec) == []
     minimum = backend_compat.parse_version(backend_compat.MIN_BACKEND_VERSION)
-    assert [f.name for f in backend_compat.features_used(spec, platform)
-            if backend_compat.parse_version(f.since) > minimum] == []
+    assert [
+        f.name for f in backend_compat.features_used(spec, platform) if backend_compat.parse_version(f.since) > minimum
+    ] == []
 
 
 def test_shards_fan_out_as_structs_and_are_collected_for_the_report(compiled):
@@ -58,13 +60,18 @@ SHARD_SIZE = 10  # two shards in the first run: the fan-out and the collection, 
 def _run(data: str, out: str, model: str, tracking_uri: str) -> dict:
     # No reference_uri: the reference stored with the model version is used.
     task = build_scoring_pipeline(ScoringSettings(retries=0, parallelism=2))(
-        data_uri=data, out_uri=out, model_uri=model, shard_size=SHARD_SIZE, batch_size=8,
-        mlflow_tracking_uri=tracking_uri, experiment_name="scoring-test")
+        data_uri=data,
+        out_uri=out,
+        model_uri=model,
+        shard_size=SHARD_SIZE,
+        batch_size=8,
+        mlflow_tracking_uri=tracking_uri,
+        experiment_name="scoring-test",
+    )
     return json.loads(task.output)
 
 
-def test_under_kfp_local_with_s3_and_mlflow(kfp_local, s3_bucket, mlflow_server, tiny_model_dir,
-                                            demo_raw, tmp_path):
+def test_under_kfp_local_with_s3_and_mlflow(kfp_local, s3_bucket, mlflow_server, tiny_model_dir, demo_raw, tmp_path):
     import mlflow
 
     from components.core.scoring import batch
@@ -93,8 +100,9 @@ def test_under_kfp_local_with_s3_and_mlflow(kfp_local, s3_bucket, mlflow_server,
     (scored_input,) = logged.inputs.dataset_inputs  # the images it scored, as the run's input dataset
     assert scored_input.dataset.name.startswith("scoring-") and data in scored_input.dataset.source
     assert json.loads(scored_input.dataset.profile)["images"] == len(kinds)
-    assert "scoring/worklist.html" in {a.path for a in mlflow.MlflowClient().list_artifacts(logged.info.run_id,
-                                                                                              "scoring")}
+    assert "scoring/worklist.html" in {
+        a.path for a in mlflow.MlflowClient().list_artifacts(logged.info.run_id, "scoring")
+    }
     again = _run(*args)
     assert again["scored"] == 0 and again["errors"] == 0 and again["already_scored"] == len(kinds)
     assert len(batch.prediction_files(out)) == shards
@@ -114,12 +122,15 @@ def test_compile_command_writes_the_scoring_pipeline(tmp_path):
     from pipelines.cli import main
 
     out = tmp_path / "scoring.yaml"
-    assert main(["compile", "--pipeline", "scoring", "--image", "registry.example/skin-cancer:2",
-                 "--output", str(out)]) == 0
+    assert (
+        main(["compile", "--pipeline", "scoring", "--image", "registry.example/skin-cancer:2", "--output", str(out)])
+        == 0
+    )
     spec, _ = backend_compat.load_compiled(str(out))
     assert spec["pipelineInfo"]["name"] == PIPELINE_NAME
     assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {
-        "registry.example/skin-cancer:2"}
+        "registry.example/skin-cancer:2"
+    }
 
 
 def test_score_command_writes_the_summary_json(tiny_model_dir, demo_raw, tmp_path, monkeypatch):
@@ -129,11 +140,34 @@ def test_score_command_writes_the_summary_json(tiny_model_dir, demo_raw, tmp_pat
     inbox = tmp_path / "inbox"
     kinds = make_inbox(demo_raw, inbox)
     summary_path = tmp_path / "summary.json"
-    assert main(["score", "--data", str(inbox), "--out", str(tmp_path / "scored"), "--model-uri",
-                 str(tiny_model_dir), "--workdir", str(tmp_path / "work"), "--summary-json", str(summary_path)]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--data",
+                str(inbox),
+                "--out",
+                str(tmp_path / "scored"),
+                "--model-uri",
+                str(tiny_model_dir),
+                "--workdir",
+                str(tmp_path / "work"),
+                "--summary-json",
+                str(summary_path),
+            ]
+        )
+        == 0
+    )
     summary = json.loads(summary_path.read_text())
-    assert {"scored", "already_scored", "errors", "referred", "drift_detected", "retrain_recommended",
-            "predictions_uri"} <= set(summary)
+    assert {
+        "scored",
+        "already_scored",
+        "errors",
+        "referred",
+        "drift_detected",
+        "retrain_recommended",
+        "predictions_uri",
+    } <= set(summary)
     assert summary["scored"] + summary["errors"] == len(kinds) and summary["errors"] == 2
     # The reference stored with the model is there; this batch is under the 30 images a verdict needs.
     assert summary["scored"] < 30

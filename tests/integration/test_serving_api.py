@@ -56,7 +56,11 @@ def test_health_and_metadata(server):
     assert meta["name"] == MODEL_NAME and meta["versions"] == [MODEL_VERSION]
     assert {i["datatype"] for i in meta["inputs"]} == {"BYTES", "UINT8"}
     assert {(o["name"], o["datatype"]) for o in meta["outputs"]} == {
-        ("p_malignant", "FP32"), ("label", "BYTES"), ("decision", "BYTES"), ("refer_reason", "BYTES")}
+        ("p_malignant", "FP32"),
+        ("label", "BYTES"),
+        ("decision", "BYTES"),
+        ("refer_reason", "BYTES"),
+    }
     assert get(f"/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}", dm.ModelMetadataResponse) == meta
     assert get(f"/v2/models/{MODEL_NAME}/ready", dm.ModelReadyResponse)["ready"] is True
     assert get(f"/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}/ready", dm.ModelReadyResponse)["ready"] is True
@@ -78,8 +82,9 @@ def test_predict_answers_label_probability_and_model(server, images, reference):
             assert (body["model_name"], body["model_version"]) == (MODEL_NAME, MODEL_VERSION)
 
 
-@pytest.mark.parametrize("filename,fmt", [("A.JPG", "JPEG"), ("b.Jpeg", "JPEG"), ("c.PNG", "PNG"), ("d.png", "PNG"),
-                                          ("no-extension", "PNG")])
+@pytest.mark.parametrize(
+    "filename,fmt", [("A.JPG", "JPEG"), ("b.Jpeg", "JPEG"), ("c.PNG", "PNG"), ("d.png", "PNG"), ("no-extension", "PNG")]
+)
 def test_any_case_of_extension(server, images, reference, filename, fmt):
     pixels = np.asarray(Image.open(images["malignant"][0]).convert("RGB"))
     buf = io.BytesIO()
@@ -111,8 +116,15 @@ def test_v2_bytes_pixels_and_binary_agree(server, images, reference):
     from components.core.data.images import decode_image
 
     pixels = np.stack([decode_image(b, reference.image_size) for b in blobs])
-    r = requests.post(server.url + INFER, timeout=60, json={"inputs": [
-        {"name": "pixels", "datatype": "UINT8", "shape": list(pixels.shape), "data": pixels.ravel().tolist()}]})
+    r = requests.post(
+        server.url + INFER,
+        timeout=60,
+        json={
+            "inputs": [
+                {"name": "pixels", "datatype": "UINT8", "shape": list(pixels.shape), "data": pixels.ravel().tolist()}
+            ]
+        },
+    )
     assert r.status_code == 200, r.text
     answer_model.model_validate(r.json())
     assert r.json()["id"]  # KServe gives one when the request sends none
@@ -120,20 +132,29 @@ def test_v2_bytes_pixels_and_binary_agree(server, images, reference):
 
     # The binary tensor data extension: raw JPEG bytes after the JSON header.
     raw = b"".join(struct.pack("<I", len(b)) + b for b in blobs)
-    header = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2],
-                                     "parameters": {"binary_data_size": len(raw)}}],
-                         "outputs": [{"name": "p_malignant"}]}).encode()
-    r = requests.post(server.url + INFER, data=header + raw, timeout=60,
-                      headers={"Content-Type": "application/octet-stream",
-                               "Inference-Header-Content-Length": str(len(header))})
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "image", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(raw)}}
+            ],
+            "outputs": [{"name": "p_malignant"}],
+        }
+    ).encode()
+    r = requests.post(
+        server.url + INFER,
+        data=header + raw,
+        timeout=60,
+        headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))},
+    )
     assert r.status_code == 200, r.text
     answer_model.model_validate(r.json())
     assert [o["name"] for o in r.json()["outputs"]] == ["p_malignant"]
     assert r.json()["outputs"][0]["data"] == pytest.approx(out["p_malignant"]["data"], abs=1e-5)
 
     # The version path answers too.
-    r = requests.post(f"{server.url}/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}/infer", json=v2_bytes(blobs[0]),
-                      timeout=60)
+    r = requests.post(
+        f"{server.url}/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}/infer", json=v2_bytes(blobs[0]), timeout=60
+    )
     assert r.status_code == 200
     answer_model.model_validate(r.json())
 
@@ -172,57 +193,134 @@ def _bad_cases(images) -> list:
     # (id, path, requests kwargs, status, message fragment)
     return shared_bad_uploads(good) + [
         ("empty-file", "/predict", dict(files={"file": ("x.jpg", b"", "image/jpeg")}), 400, "empty file"),
-        ("oversized-chunked", "/predict", dict(data=iter([b'--zz\r\nContent-Disposition: form-data; name="file"; '
-                                                         b'filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n']
-                                                        + [b"x" * 65536] * (big // 65536 + 2)),
-                                               headers={"Content-Type": "multipart/form-data; boundary=zz"}), 413,
-         "upload limit"),
+        (
+            "oversized-chunked",
+            "/predict",
+            dict(
+                data=iter(
+                    [
+                        b'--zz\r\nContent-Disposition: form-data; name="file"; '
+                        b'filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+                    ]
+                    + [b"x" * 65536] * (big // 65536 + 2)
+                ),
+                headers={"Content-Type": "multipart/form-data; boundary=zz"},
+            ),
+            413,
+            "upload limit",
+        ),
         ("gif", "/predict", dict(files={"file": ("x.png", _gif(), "image/png")}), 400, "unsupported image format"),
-        ("txt-extension", "/predict", dict(files={"file": ("notes.txt", good, "text/plain")}), 415,
-         "unsupported file type"),
+        (
+            "txt-extension",
+            "/predict",
+            dict(files={"file": ("notes.txt", good, "text/plain")}),
+            415,
+            "unsupported file type",
+        ),
         ("missing-field", "/predict", dict(files={"image": ("x.jpg", good, "image/jpeg")}), 400, "field 'file'"),
-        ("field-not-file", "/predict", dict(data={"file": "hello"}, files={"other": ("a", b"b")}), 400,
-         "file upload"),
-        ("v2-not-json", INFER, dict(data=b"{not json", headers={"Content-Type": "application/json"}), 400,
-         "not valid JSON"),
+        ("field-not-file", "/predict", dict(data={"file": "hello"}, files={"other": ("a", b"b")}), 400, "file upload"),
+        (
+            "v2-not-json",
+            INFER,
+            dict(data=b"{not json", headers={"Content-Type": "application/json"}),
+            400,
+            "not valid JSON",
+        ),
         ("v2-multipart", INFER, dict(files={"file": ("x.jpg", good, "image/jpeg")}), 415, "application/json"),
         ("v2-array", INFER, dict(json=[1, 2]), 400, "JSON object"),
         ("v2-no-inputs", INFER, dict(json={"id": "x"}), 400, "inputs: Field required"),
         ("v2-two-inputs", INFER, dict(json={"inputs": [v2_bytes(good)["inputs"][0]] * 2}), 400, "exactly one input"),
-        ("v2-fp32", INFER, dict(json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [0.5]}]}),
-         400, "not supported"),
-        ("v2-shape-mismatch", INFER, dict(json={"inputs": [{**v2_bytes(good, good)["inputs"][0], "shape": [3]}]}), 400,
-         "does not match"),
-        ("v2-bad-shape", INFER, dict(json={"inputs": [{**v2_bytes(good)["inputs"][0], "shape": "1"}]}), 400,
-         "shape"),
+        (
+            "v2-fp32",
+            INFER,
+            dict(json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [0.5]}]}),
+            400,
+            "not supported",
+        ),
+        (
+            "v2-shape-mismatch",
+            INFER,
+            dict(json={"inputs": [{**v2_bytes(good, good)["inputs"][0], "shape": [3]}]}),
+            400,
+            "does not match",
+        ),
+        ("v2-bad-shape", INFER, dict(json={"inputs": [{**v2_bytes(good)["inputs"][0], "shape": "1"}]}), 400, "shape"),
         ("v2-bytes-not-image", INFER, dict(json=v2_bytes(b"plain text")), 400, "not an image"),
-        ("v2-no-data", INFER, dict(json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}), 400,
-         "data: Field required"),
-        ("v2-uint8-range", INFER, dict(json={"inputs": [{"name": "p", "datatype": "UINT8", "shape": [1, 1, 1, 3],
-                                                         "data": [0, 300, 2]}]}), 400, "0-255"),
-        ("v2-uint8-shape", INFER, dict(json={"inputs": [{"name": "p", "datatype": "UINT8", "shape": [1, 2, 2],
-                                                         "data": [0, 1, 2, 3]}]}), 400, "[n, height, width, 3]"),
-        ("v2-uint8-too-big", INFER, dict(json={"inputs": [{"name": "p", "datatype": "UINT8",
-                                                           "shape": [1, 5000, 5000, 3], "data": [0]}]}), 400,
-         "pixels is over"),
-        ("v2-batch-limit", INFER, dict(json={"inputs": [{"name": "p", "datatype": "UINT8", "shape": [33, 1, 1, 3],
-                                                         "data": [0] * 99}]}), 413, "batch limit"),
+        (
+            "v2-no-data",
+            INFER,
+            dict(json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}),
+            400,
+            "data: Field required",
+        ),
+        (
+            "v2-uint8-range",
+            INFER,
+            dict(json={"inputs": [{"name": "p", "datatype": "UINT8", "shape": [1, 1, 1, 3], "data": [0, 300, 2]}]}),
+            400,
+            "0-255",
+        ),
+        (
+            "v2-uint8-shape",
+            INFER,
+            dict(json={"inputs": [{"name": "p", "datatype": "UINT8", "shape": [1, 2, 2], "data": [0, 1, 2, 3]}]}),
+            400,
+            "[n, height, width, 3]",
+        ),
+        (
+            "v2-uint8-too-big",
+            INFER,
+            dict(json={"inputs": [{"name": "p", "datatype": "UINT8", "shape": [1, 5000, 5000, 3], "data": [0]}]}),
+            400,
+            "pixels is over",
+        ),
+        (
+            "v2-batch-limit",
+            INFER,
+            dict(json={"inputs": [{"name": "p", "datatype": "UINT8", "shape": [33, 1, 1, 3], "data": [0] * 99}]}),
+            413,
+            "batch limit",
+        ),
         ("v2-unknown-output", INFER, dict(json=v2_bytes(good, outputs=[{"name": "logits"}])), 400, "unknown output"),
         ("v2-wrong-model", "/v2/models/resnet/infer", dict(json=v2_bytes(good)), 404, "resnet does not exist"),
-        ("v2-wrong-version", f"/v2/models/{MODEL_NAME}/versions/99/infer", dict(json=v2_bytes(good)), 404,
-         "version 99"),
-        ("v2-binary-missing-data", INFER, dict(data=b'{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}',
-                                               headers={"Content-Type": "application/octet-stream",
-                                                        "Inference-Header-Content-Length": "66"}), 400,
-         "'data' is missing"),
-        ("v2-bad-binary-header", INFER, dict(data=b"{}", headers={"Content-Type": "application/octet-stream",
-                                                                  "Inference-Header-Content-Length": "99"}), 400,
-         "outside the body"),
-        ("v2-binary-bad-length-prefix", INFER, dict(
-            data=b'{"inputs":[{"name":"image","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":8}}]}'
-                 + b"\x09\x00\x00\x00abcd",  # says 9 bytes, sends 4
-            headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "96"}), 400,
-         "does not match the data sent"),
+        (
+            "v2-wrong-version",
+            f"/v2/models/{MODEL_NAME}/versions/99/infer",
+            dict(json=v2_bytes(good)),
+            404,
+            "version 99",
+        ),
+        (
+            "v2-binary-missing-data",
+            INFER,
+            dict(
+                data=b'{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1]}]}',
+                headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "66"},
+            ),
+            400,
+            "'data' is missing",
+        ),
+        (
+            "v2-bad-binary-header",
+            INFER,
+            dict(
+                data=b"{}",
+                headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "99"},
+            ),
+            400,
+            "outside the body",
+        ),
+        (
+            "v2-binary-bad-length-prefix",
+            INFER,
+            dict(
+                data=b'{"inputs":[{"name":"image","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":8}}]}'
+                + b"\x09\x00\x00\x00abcd",  # says 9 bytes, sends 4
+                headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "96"},
+            ),
+            400,
+            "does not match the data sent",
+        ),
         ("unknown-path", "/v3/nothing", dict(json={}), 404, "Not Found"),
     ]
 
@@ -258,9 +356,11 @@ def test_client_that_hangs_up_does_not_hurt(server, images):
     """A client that disconnects in the middle of an upload."""
     good = images["benign"][0].read_bytes()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                  b"Content-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; "
-                  b"filename=\"a.jpg\"\r\n\r\n" + good[:100])
+        s.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b'Content-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name="file"; '
+            b'filename="a.jpg"\r\n\r\n' + good[:100]
+        )
     assert post_file(server.url, good).status_code == 200
 
 
@@ -306,8 +406,9 @@ def test_predictor_loads_a_model_artifact_from_s3(tiny_model_dir, s3_bucket, ima
     loaded = Predictor.load(uri)
     data = images["benign"][0].read_bytes()
     assert loaded.threshold == reference.threshold and loaded.image_size == reference.image_size
-    assert loaded.predict_bytes(data)["p_malignant"] == pytest.approx(reference.predict_bytes(data)["p_malignant"],
-                                                                      abs=1e-6)
+    assert loaded.predict_bytes(data)["p_malignant"] == pytest.approx(
+        reference.predict_bytes(data)["p_malignant"], abs=1e-6
+    )
 
 
 # --- the decision policy: every consumer decides the same way (issue 26) ------------------------
@@ -332,14 +433,21 @@ def test_every_consumer_gives_the_same_decision_for_the_same_image(server, image
         paths.append(str(tmp_path / name))
     keys = ("decision", "refer_reason", "prediction_set")
     direct = [reference.predict_bytes(data) for data in files.values()]
-    cli = subprocess.run([sys.executable, "-m", "pipelines.cli", "predict", "--model-uri", str(tiny_model_dir),
-                          *paths], capture_output=True, text=True, timeout=300)
+    cli = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "predict", "--model-uri", str(tiny_model_dir), *paths],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert cli.returncode == 0, cli.stderr[-2000:]
     lines = [json.loads(line) for line in cli.stdout.splitlines()]
     assert [set(line) for line in lines] == [{"image", "label", "p_malignant", *keys, "ood_score"}] * len(files)
-    uploads = [post_file(server.url, data, filename=name,
-                         content_type="image/png" if name.endswith(".png") else "image/jpeg").json()
-               for name, data in files.items()]
+    uploads = [
+        post_file(
+            server.url, data, filename=name, content_type="image/png" if name.endswith(".png") else "image/jpeg"
+        ).json()
+        for name, data in files.items()
+    ]
     answer = requests.post(server.url + INFER, json=v2_bytes(*files.values()), timeout=60).json()
     _, labels, _, pairs = smoke.check_answer(answer, len(files), MODEL_NAME)
     for i, name in enumerate(files):
@@ -367,7 +475,9 @@ def test_v2_metadata_describes_the_decision_outputs(server):
 def test_explain_gives_no_heatmap_for_an_out_of_scope_image(server, images):
     from components.core.deploy import smoke
 
-    r = post_file(server.url, smoke.out_of_scope_probe(), filename="grey.png", content_type="image/png", path="/explain")
+    r = post_file(
+        server.url, smoke.out_of_scope_probe(), filename="grey.png", content_type="image/png", path="/explain"
+    )
     assert r.status_code == 422 and "does not look like a dermoscopic image" in r.json()["error"]
     r = post_file(server.url, images["malignant"][0].read_bytes(), path="/explain")
     assert r.status_code == 200 and r.headers["x-decision"] in ("benign", "malignant", "refer")
@@ -414,8 +524,12 @@ def test_a_triton_client_passes_health_metadata_and_inference(server, images, re
         pixels = np.stack([decode_image(b, reference.image_size) for b in blobs])
         tensor = tc.InferInput("pixels", list(pixels.shape), "UINT8")
         tensor.set_data_from_numpy(pixels)
-        result = client.infer(MODEL_NAME, [tensor], model_version=MODEL_VERSION,
-                              outputs=[tc.InferRequestedOutput("decision"), tc.InferRequestedOutput("p_malignant")])
+        result = client.infer(
+            MODEL_NAME,
+            [tensor],
+            model_version=MODEL_VERSION,
+            outputs=[tc.InferRequestedOutput("decision"), tc.InferRequestedOutput("p_malignant")],
+        )
         np.testing.assert_allclose(result.as_numpy("p_malignant"), [e["p_malignant"] for e in expected], atol=1e-5)
         assert result.as_numpy("label") is None  # only the outputs asked for
 

@@ -25,10 +25,25 @@ def test_requests_that_arrive_together_share_a_forward_pass(tiny_model_dir, imag
     """Adaptive batching, on a server that waits up to 1 s for company: 8 clients at once, one of
     them with a file that is not an image. Each good request gets its own image's answer, the bad
     one alone gets a 400, and the 7 good ones share fewer forward passes than requests."""
-    srv = Server(["--model-uri", str(tiny_model_dir), "--model-name", MODEL_NAME, "--model-version", MODEL_VERSION,
-                  "--max-latency-ms", "1000", "--max-batch-size", "8",
-                  "--max_asyncio_workers", "2", "--max_threads", "2"],  # KServe's flags, under KServe's names
-                 tmp_path / "server.log")
+    srv = Server(
+        [
+            "--model-uri",
+            str(tiny_model_dir),
+            "--model-name",
+            MODEL_NAME,
+            "--model-version",
+            MODEL_VERSION,
+            "--max-latency-ms",
+            "1000",
+            "--max-batch-size",
+            "8",
+            "--max_asyncio_workers",
+            "2",
+            "--max_threads",
+            "2",
+        ],  # KServe's flags, under KServe's names
+        tmp_path / "server.log",
+    )
     try:
         files = [*images["benign"][:4], *images["malignant"][:3]]
         bodies = [p.read_bytes() for p in files] + [b"GIF89a not an image"]
@@ -47,8 +62,12 @@ def test_requests_that_arrive_together_share_a_forward_pass(tiny_model_dir, imag
             assert outputs(r.json())["p_malignant"]["data"][0] == pytest.approx(p, abs=1e-5)
         assert answers[-1].status_code == 400 and "not an image" in answers[-1].json()["error"]
         after = metrics_of(srv.url)
-        passes = metric_total(after, "skin_cancer_batch_requests_count") - metric_total(before, "skin_cancer_batch_requests_count")
-        served = metric_total(after, "skin_cancer_batch_requests_sum") - metric_total(before, "skin_cancer_batch_requests_sum")
+        passes = metric_total(after, "skin_cancer_batch_requests_count") - metric_total(
+            before, "skin_cancer_batch_requests_count"
+        )
+        served = metric_total(after, "skin_cancer_batch_requests_sum") - metric_total(
+            before, "skin_cancer_batch_requests_sum"
+        )
         assert served == 7 and passes < 7, (served, passes)
     finally:
         srv.stop()

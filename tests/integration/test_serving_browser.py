@@ -4,13 +4,13 @@ Playwright cannot download its own browsers here, so it drives /usr/bin/chromium
 package; scripts/test.sh installs it). The tests skip, saying why, when either is missing, and fail
 instead where SKIN_CANCER_REQUIRE_BROWSER=1 (scripts/test.sh sets it where Chromium is installed)."""
 
-
 import pytest
 
 from tests.support.serving_helpers import MODEL_NAME, MODEL_VERSION, sample_images
 
 # The model and server fixtures, registered once so both serving test modules share one server.
 pytest_plugins = ["tests.support.serving_fixtures"]
+
 
 @pytest.fixture
 def page(browser, server):
@@ -64,18 +64,23 @@ def test_dropping_an_upper_case_png_works(page, demo_raw, tmp_path, reference):
     Image.open(sample_images(demo_raw)["benign"][0]).save(png, format="PNG")
     data = list(png.read_bytes())
     # A real drop event carrying the file, as when a clinician drags it onto the page.
-    page.evaluate("""(data) => {
+    page.evaluate(
+        """(data) => {
         const file = new File([new Uint8Array(data)], "LESION.PNG", {type: "image/png"});
         const dt = new DataTransfer();
         dt.items.add(file);
         document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true}));
-    }""", data)
+    }""",
+        data,
+    )
     page.wait_for_selector("#output:not([hidden])", timeout=60_000)
     page.wait_for_function("document.getElementById('heatmap').naturalWidth > 0", timeout=60_000)
     expected = reference.predict_bytes(png.read_bytes())
     shown = {"benign": "benign", "malignant": "malignant", "refer": "Refer to a clinician"}[expected["decision"]]
     assert (page.text_content("#label"), page.inner_text("#p-malignant")) == (
-        shown, f"{100 * expected['p_malignant']:.1f} %")
+        shown,
+        f"{100 * expected['p_malignant']:.1f} %",
+    )
     assert page.inner_text("#status").startswith("Done: LESION.PNG")
 
 

@@ -10,8 +10,10 @@ from tests.support.serving_helpers import MODEL_NAME, MODEL_VERSION, Server
 # The model and server fixtures, registered once so the serving test modules share one server.
 pytest_plugins = ["tests.support.serving_fixtures"]
 
-CARD = (f"# Model card: {MODEL_NAME} version {MODEL_VERSION}\n\nDecision support, not a diagnosis.\n"
-        "<b>not markup</b> & $name stays as written\n")
+CARD = (
+    f"# Model card: {MODEL_NAME} version {MODEL_VERSION}\n\nDecision support, not a diagnosis.\n"
+    "<b>not markup</b> & $name stays as written\n"
+)
 
 
 def test_the_page_links_the_card_and_a_model_without_one_gets_a_clear_404(server):
@@ -29,8 +31,10 @@ def test_a_model_folder_with_its_card_serves_it(tiny_model_dir, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
     (folder / "model_card.md").write_text(CARD, encoding="utf-8")
-    srv = Server(["--model-uri", str(folder), "--model-name", MODEL_NAME, "--model-version", MODEL_VERSION],
-                 tmp_path / "server.log")
+    srv = Server(
+        ["--model-uri", str(folder), "--model-name", MODEL_NAME, "--model-version", MODEL_VERSION],
+        tmp_path / "server.log",
+    )
     try:
         page = requests.get(srv.url + "/model-card", timeout=10)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -50,7 +54,9 @@ def test_the_server_does_not_load_the_plotting_stack():
     import subprocess
     import sys
 
-    probe = ("import sys, components.core.serving.app; "
-             "print([m for m in ('matplotlib', 'components.core.evaluation.figures') if m in sys.modules])")
+    probe = (
+        "import sys, components.core.serving.app; "
+        "print([m for m in ('matplotlib', 'components.core.evaluation.figures') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"

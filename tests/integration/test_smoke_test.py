@@ -18,9 +18,6 @@ from tests.support.serving_helpers import (
 pytest_plugins = ["tests.support.serving_fixtures"]
 
 
-
-
-
 def test_smoke_test_component_passes_against_the_server(server, demo_raw, kfp_local, reference):
     from components.core.data import storage
     from components.smoke_test import smoke_test
@@ -62,46 +59,111 @@ class _LyingServer:
 
 def _decided(label: str, p: float) -> dict:
     """A well-formed single answer that decides ``label`` whatever the image."""
-    return {"model_name": MODEL_NAME, "parameters": {"threshold": 0.5}, "outputs": [
-        {"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [p]},
-        {"name": "label", "datatype": "BYTES", "shape": [1], "data": [label]},
-        {"name": "decision", "datatype": "BYTES", "shape": [1], "data": [label]},
-        {"name": "refer_reason", "datatype": "BYTES", "shape": [1], "data": [""]}]}
+    return {
+        "model_name": MODEL_NAME,
+        "parameters": {"threshold": 0.5},
+        "outputs": [
+            {"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [p]},
+            {"name": "label", "datatype": "BYTES", "shape": [1], "data": [label]},
+            {"name": "decision", "datatype": "BYTES", "shape": [1], "data": [label]},
+            {"name": "refer_reason", "datatype": "BYTES", "shape": [1], "data": [""]},
+        ],
+    }
 
 
-@pytest.mark.parametrize("answer,message", [
-    # Well-formed answers that never refer: the flat grey probe comes back benign.
-    (_decided("benign", 0.2), r"out-of-scope probe \(a flat grey frame\): answered 'benign'"),
-    ({**_decided("benign", 0.2), "outputs": _decided("benign", 0.2)["outputs"][:2]}, "must include decision and refer_reason"),
-    ({**_decided("benign", 0.2), "outputs": [*_decided("benign", 0.2)["outputs"][:2],
-                                            {"name": "decision", "datatype": "BYTES", "shape": [1], "data": ["refer"]},
-                                            {"name": "refer_reason", "datatype": "BYTES", "shape": [1], "data": [""]}]},
-     "decision 'refer' with refer_reason ''"),
-    ({**_decided("benign", 0.2), "outputs": [*_decided("benign", 0.2)["outputs"][:2],
-                                            {"name": "decision", "datatype": "BYTES", "shape": [1], "data": ["malignant"]},
-                                            {"name": "refer_reason", "datatype": "BYTES", "shape": [1], "data": [""]}]},
-     "decision 'malignant' but label 'benign'"),
-    ({"model_name": MODEL_NAME, "outputs": [{"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [1.5]},
-                                            {"name": "label", "datatype": "BYTES", "shape": [1],
-                                             "data": ["malignant"]}]}, "not a probability"),
-    ({"model_name": MODEL_NAME, "outputs": [{"name": "p_malignant", "datatype": "FP32", "shape": [1],
-                                             "data": [float("nan")]},
-                                            {"name": "label", "datatype": "BYTES", "shape": [1],
-                                             "data": ["benign"]}]}, "not a probability"),
-    ({"model_name": MODEL_NAME, "outputs": [{"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [0.2]},
-                                            {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["mole"]}]},
-     "not one of"),
-    ({"model_name": MODEL_NAME, "outputs": [{"name": "scores", "datatype": "FP32", "shape": [1], "data": [0.2]}]},
-     "must include p_malignant"),
-    ({"model_name": MODEL_NAME, "outputs": "nope"}, "must include"),
-    ({"model_name": MODEL_NAME, "parameters": {"threshold": 0.5},
-      "outputs": [{"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [0.9]},
-                  {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["benign"]}]}, "disagrees"),
-    # A served model that states no threshold is refused: nothing may assume 0.5.
-    ({"model_name": MODEL_NAME, "outputs": [{"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [0.9]},
-                                            {"name": "label", "datatype": "BYTES", "shape": [1],
-                                             "data": ["malignant"]}]}, "states no decision threshold"),
-])
+@pytest.mark.parametrize(
+    "answer,message",
+    [
+        # Well-formed answers that never refer: the flat grey probe comes back benign.
+        (_decided("benign", 0.2), r"out-of-scope probe \(a flat grey frame\): answered 'benign'"),
+        (
+            {**_decided("benign", 0.2), "outputs": _decided("benign", 0.2)["outputs"][:2]},
+            "must include decision and refer_reason",
+        ),
+        (
+            {
+                **_decided("benign", 0.2),
+                "outputs": [
+                    *_decided("benign", 0.2)["outputs"][:2],
+                    {"name": "decision", "datatype": "BYTES", "shape": [1], "data": ["refer"]},
+                    {"name": "refer_reason", "datatype": "BYTES", "shape": [1], "data": [""]},
+                ],
+            },
+            "decision 'refer' with refer_reason ''",
+        ),
+        (
+            {
+                **_decided("benign", 0.2),
+                "outputs": [
+                    *_decided("benign", 0.2)["outputs"][:2],
+                    {"name": "decision", "datatype": "BYTES", "shape": [1], "data": ["malignant"]},
+                    {"name": "refer_reason", "datatype": "BYTES", "shape": [1], "data": [""]},
+                ],
+            },
+            "decision 'malignant' but label 'benign'",
+        ),
+        (
+            {
+                "model_name": MODEL_NAME,
+                "outputs": [
+                    {"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [1.5]},
+                    {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["malignant"]},
+                ],
+            },
+            "not a probability",
+        ),
+        (
+            {
+                "model_name": MODEL_NAME,
+                "outputs": [
+                    {"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [float("nan")]},
+                    {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["benign"]},
+                ],
+            },
+            "not a probability",
+        ),
+        (
+            {
+                "model_name": MODEL_NAME,
+                "outputs": [
+                    {"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [0.2]},
+                    {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["mole"]},
+                ],
+            },
+            "not one of",
+        ),
+        (
+            {
+                "model_name": MODEL_NAME,
+                "outputs": [{"name": "scores", "datatype": "FP32", "shape": [1], "data": [0.2]}],
+            },
+            "must include p_malignant",
+        ),
+        ({"model_name": MODEL_NAME, "outputs": "nope"}, "must include"),
+        (
+            {
+                "model_name": MODEL_NAME,
+                "parameters": {"threshold": 0.5},
+                "outputs": [
+                    {"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [0.9]},
+                    {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["benign"]},
+                ],
+            },
+            "disagrees",
+        ),
+        # A served model that states no threshold is refused: nothing may assume 0.5.
+        (
+            {
+                "model_name": MODEL_NAME,
+                "outputs": [
+                    {"name": "p_malignant", "datatype": "FP32", "shape": [1], "data": [0.9]},
+                    {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["malignant"]},
+                ],
+            },
+            "states no decision threshold",
+        ),
+    ],
+)
 def test_smoke_test_fails_on_a_malformed_answer(demo_raw, answer, message):
     from components.core.deploy import smoke
 

@@ -14,14 +14,31 @@ from components.core.modeling.train_config import TrainConfig, model_configs
 from components.core.step_results import ModelResult, SelectionSummary, TrainSummary
 
 ROOT = Path(__file__).resolve().parents[2]
-METRICS = {"accuracy": 0.75, "auc": math.nan, "sensitivity": 0.5, "specificity": 1.0, "confusion_matrix": [[2, 0], [1, 1]]}
+METRICS = {
+    "accuracy": 0.75,
+    "auc": math.nan,
+    "sensitivity": 0.5,
+    "specificity": 1.0,
+    "confusion_matrix": [[2, 0], [1, 1]],
+}
 
 
 def summary(**changes) -> TrainSummary:
-    values = dict(name="lite", family="efficientnet-lite0", run_id="r1", model_uri="models:/m1", threshold=0.41,
-                  val=METRICS, test=METRICS, params=12, seconds=3.5,
-                  config=TrainConfig(family="efficientnet-lite0", min_sensitivity=0.9, head_epochs=1),
-                  temperature=1.3, lineage={"data_uri": "s3://b/raw"}, figures=["figures/val_roc.png"])
+    values = dict(
+        name="lite",
+        family="efficientnet-lite0",
+        run_id="r1",
+        model_uri="models:/m1",
+        threshold=0.41,
+        val=METRICS,
+        test=METRICS,
+        params=12,
+        seconds=3.5,
+        config=TrainConfig(family="efficientnet-lite0", min_sensitivity=0.9, head_epochs=1),
+        temperature=1.3,
+        lineage={"data_uri": "s3://b/raw"},
+        figures=["figures/val_roc.png"],
+    )
     return TrainSummary(**{**values, **changes})
 
 
@@ -46,23 +63,38 @@ def test_a_train_summary_with_an_unknown_field_or_config_key_is_refused():
 
 
 def test_the_selection_summary_round_trip():
-    sent = SelectionSummary(models=[ModelResult.of(summary())], winner="lite",
-                            registered_model={"name": "m", "version": "2", "alias": "champion",
-                                              "model_uri": "models:/m/2", "champion_version": "2",
-                                              "champion_changed": True},
-                            previous_champion=None, data_fingerprint="fp")
+    sent = SelectionSummary(
+        models=[ModelResult.of(summary())],
+        winner="lite",
+        registered_model={
+            "name": "m",
+            "version": "2",
+            "alias": "champion",
+            "model_uri": "models:/m/2",
+            "champion_version": "2",
+            "champion_changed": True,
+        },
+        previous_champion=None,
+        data_fingerprint="fp",
+    )
     back = SelectionSummary.from_json(json.dumps(sent.to_dict()))
     assert back.registered_model.version == "2" and back.models[0].params == 12 and back.winner == "lite"
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"family": "basic", "learnig_rate": 0.1}, r"unknown hyperparameter\(s\) \['learnig_rate'\]"),
-    ({"family": "basic", "epochs": "ten"}, r"hyperparameter epochs must be int, got 'ten'"),
-    ({"family": "basic", "epochs": 2.5}, r"hyperparameter epochs must be an integer, got 2.5"),
-    ({"family": "basic", "augment": "yes"}, r"hyperparameter augment must be bool"),
-    ({"family": "basic", "min_sensitivity": 1.2}, r"hyperparameter min_sensitivity must be between 0 and 1"),
-    ({"family": "basic", "augmentation": "heavy"}, r"hyperparameter augmentation must be one of \['full', 'light'\]"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"family": "basic", "learnig_rate": 0.1}, r"unknown hyperparameter\(s\) \['learnig_rate'\]"),
+        ({"family": "basic", "epochs": "ten"}, r"hyperparameter epochs must be int, got 'ten'"),
+        ({"family": "basic", "epochs": 2.5}, r"hyperparameter epochs must be an integer, got 2.5"),
+        ({"family": "basic", "augment": "yes"}, r"hyperparameter augment must be bool"),
+        ({"family": "basic", "min_sensitivity": 1.2}, r"hyperparameter min_sensitivity must be between 0 and 1"),
+        (
+            {"family": "basic", "augmentation": "heavy"},
+            r"hyperparameter augmentation must be one of \['full', 'light'\]",
+        ),
+    ],
+)
 def test_model_configs_name_the_model_and_the_key(config, message):
     with pytest.raises(ValueError, match=r"model config 2 .*" + message):
         model_configs([{"family": "basic"}, config])
@@ -84,8 +116,9 @@ def run_cli(args: list[str], capsys) -> tuple[int, str]:
 
 
 def test_run_refuses_a_bad_model_config_before_anything_runs(tmp_path, capsys):
-    code, err = run_cli(["run", "--workdir", str(tmp_path), "--models", '[{"family": "basic", "learnig_rate": 0.1}]'],
-                        capsys)
+    code, err = run_cli(
+        ["run", "--workdir", str(tmp_path), "--models", '[{"family": "basic", "learnig_rate": 0.1}]'], capsys
+    )
     assert code == 2 and "argument --models: model config 1" in err and "'learnig_rate'" in err
     assert not any(tmp_path.iterdir()), "the run started"
 
@@ -94,8 +127,20 @@ def test_train_refuses_a_bad_config_before_training(preprocessed, tmp_path, caps
     from components.core.steps import train as train_step
 
     monkeypatch.setattr(train_step, "run_train", lambda **kw: pytest.fail("training started"))
-    code, err = run_cli(["train", "--data", str(preprocessed), "--model", "basic", "--workdir", str(tmp_path),
-                         "--config", '{"dropout": "high"}'], capsys)
+    code, err = run_cli(
+        [
+            "train",
+            "--data",
+            str(preprocessed),
+            "--model",
+            "basic",
+            "--workdir",
+            str(tmp_path),
+            "--config",
+            '{"dropout": "high"}',
+        ],
+        capsys,
+    )
     assert code == 2 and "hyperparameter dropout must be float, got 'high'" in err
 
 
@@ -103,10 +148,16 @@ def test_submit_and_compile_refuse_a_bad_model_config(tmp_path):
     from pipelines import submit
     from pipelines.training_pipeline import CompileSettings
 
-    with pytest.raises(submit.SubmitError, match=r"--param models: model config 1 .*unknown hyperparameter\(s\) \['wdth'\]"):
-        submit.parse_params(['models=[{"family": "basic", "wdth": 8}]'], {"models": {"type": "LIST", "required": False}})
+    with pytest.raises(
+        submit.SubmitError, match=r"--param models: model config 1 .*unknown hyperparameter\(s\) \['wdth'\]"
+    ):
+        submit.parse_params(
+            ['models=[{"family": "basic", "wdth": 8}]'], {"models": {"type": "LIST", "required": False}}
+        )
     out = tmp_path / "pipeline.yaml"
-    bad = CompileSettings(image="r/i:1", train_image="r/t:1", parameter_defaults={"models": [{"family": "basic", "foldz": 3}]})
+    bad = CompileSettings(
+        image="r/i:1", train_image="r/t:1", parameter_defaults={"models": [{"family": "basic", "foldz": 3}]}
+    )
     with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['foldz'\]"):
         submit.compile_package(bad, str(out))
     assert not out.exists()
@@ -134,8 +185,10 @@ def core_imports() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 # `from pkg import mod` imports the module mod; `from mod import name`, the module mod.
-                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
-                          for a in node.names}
+                found |= {
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names
+                }
             elif isinstance(node, ast.Import):
                 found |= {a.name for a in node.names}
         graph[name] = (found & set(modules)) - {name}

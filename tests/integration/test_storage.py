@@ -1,6 +1,5 @@
 """Storage over local paths and over real HTTP to an S3-compatible server on 127.0.0.1."""
 
-
 import pytest
 
 from components.core.data import storage

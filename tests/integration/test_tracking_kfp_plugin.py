@@ -88,8 +88,9 @@ def test_a_training_run_nests_under_kfps_task_run(plugin, preprocessed, monkeypa
     _, val, test = open_splits(*(str(preprocessed / s) for s in ("train", "val", "test")))
     experiment = tracking.setup("", f"skin-cancer-{uuid.uuid4().hex[:8]}")
     result = stand_in_result(val, test, seed=1, name="basic")
-    with tracking.training_run(TrainConfig(family="basic", image_size=val.image_size), "basic", experiment,
-                               {"data_fingerprint": "f"}) as training:
+    with tracking.training_run(
+        TrainConfig(family="basic", image_size=val.image_size), "basic", experiment, {"data_fingerprint": "f"}
+    ) as training:
         logged = training.log_result(result)
     run = plugin.client.get_run(logged.run_id)
     assert run.info.experiment_id == experiment and run.info.run_name == "basic"

@@ -1,6 +1,5 @@
 """Model zoo, training, input pipeline and MLflow logging (real `mlflow server`)."""
 
-
 import numpy as np
 import pytest
 
@@ -69,8 +68,14 @@ def test_freeze_below_freezes_exactly_the_layers_before_the_named_block():
     backbone = keras.Model(inputs, x, name="backbone")
     models.freeze_below(backbone, "block5")
     assert {layer.name: layer.trainable for layer in backbone.layers} == {
-        "input": False, "stem_dense": False, "block1a_dense": False, "block4b_dense": False,
-        "block5a_dense": True, "block5b_dense": True, "top_dense": True}
+        "input": False,
+        "stem_dense": False,
+        "block1a_dense": False,
+        "block4b_dense": False,
+        "block5a_dense": True,
+        "block5b_dense": True,
+        "top_dense": True,
+    }
     # Only the last three layers' kernels and biases train: 3 x (4 + 2) values.
     assert sum(int(np.prod(w.shape)) for w in backbone.trainable_weights) == 18
     with pytest.raises(ValueError, match="fine_tune_from 'block9' names no layer of backbone"):

@@ -18,15 +18,26 @@ def test_recurring_runs_reuse_preprocessing_only_while_the_data_is_unchanged(tmp
     data = tmp_path / "raw"
     shutil.copytree(demo_raw, data)
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
-               raise_on_error=True, enable_caching=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(tmp_path / "root"),
+        raise_on_error=True,
+        enable_caching=True,
+    )
 
     @dsl.pipeline(name="fingerprint-then-preprocess")
     def wiring(data_uri: str) -> str:  # the two tasks wired as in build_pipeline
         fp = fingerprint_data(data_uri=data_uri).set_caching_options(False)
-        pre = preprocess(data_uri=data_uri, image_size=16, val_fraction=0.25, seed=1, max_bad_fraction=0.0,
-                         mlflow_tracking_uri=tracking, experiment_name="cache-test",
-                         data_fingerprint=fp.outputs["fingerprint"])
+        pre = preprocess(
+            data_uri=data_uri,
+            image_size=16,
+            val_fraction=0.25,
+            seed=1,
+            max_bad_fraction=0.0,
+            mlflow_tracking_uri=tracking,
+            experiment_name="cache-test",
+            data_fingerprint=fp.outputs["fingerprint"],
+        )
         return pre.outputs["fingerprint"]
 
     def preprocess_runs() -> int:

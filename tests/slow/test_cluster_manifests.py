@@ -26,9 +26,12 @@ def test_the_mlflow_server_command_accepts_in_cluster_host_names(rendered, tmp_p
     args = [a if a != "0.0.0.0" else "127.0.0.1" for a in args]
     assert args == ["server", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
     args[-1] = "1"  # one worker is enough here and starts twice as fast on a shared CPU
-    proc_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}, **env,
-                "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-                "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "artifacts")}
+    proc_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))},
+        **env,
+        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "artifacts"),
+    }
     log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", *args], env=proc_env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -39,15 +42,21 @@ def test_the_mlflow_server_command_accepts_in_cluster_host_names(rendered, tmp_p
             pytest.fail((tmp_path / "server.log").read_text()[-3000:])
 
         def status(host: str) -> int:
-            req = urllib.request.Request(f"{base}/api/2.0/mlflow/experiments/search?max_results=1", headers={"Host": host})
+            req = urllib.request.Request(
+                f"{base}/api/2.0/mlflow/experiments/search?max_results=1", headers={"Host": host}
+            )
             try:
                 with urllib.request.urlopen(req, timeout=30) as r:
                     return r.status
             except urllib.error.HTTPError as err:
                 return err.code
 
-        for host in ("mlflow:5000", "mlflow.kubeflow-user-example-com.svc.cluster.local:5000",
-                     "mlflow.kubeflow-user-example-com:5000", f"localhost:{port}"):
+        for host in (
+            "mlflow:5000",
+            "mlflow.kubeflow-user-example-com.svc.cluster.local:5000",
+            "mlflow.kubeflow-user-example-com:5000",
+            f"localhost:{port}",
+        ):
             assert status(host) == 200, host
         assert status("attacker.example.com") == 403  # the guard is on; the list above is what admits
     finally:

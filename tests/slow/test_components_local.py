@@ -1,4 +1,4 @@
-"""Slow tier of integration/test_components_local.py: """
+"""Slow tier of integration/test_components_local.py:"""
 
 import json
 

@@ -23,10 +23,20 @@ def test_the_pipeline_leaves_figures_datasets_card_and_dashboard(kfp_local, demo
     monkeypatch.setenv("KFP_RUN_ID", "kfp-run-evaluation")  # on a cluster: the pod's pipeline/runid label
     compile_settings = CompileSettings(parallelism=1, retries=0)
     name = "evaluation-pipeline-model"
-    summary = json.loads(build_pipeline(compile_settings)(
-        data_uri=str(demo_raw), models=[TINY], image_size=32, epochs=1, batch_size=16, seed=1, val_fraction=0.25,
-        mlflow_tracking_uri=mlflow_server, experiment_name="test-evaluation-pipeline", registered_model_name=name,
-    ).output)
+    summary = json.loads(
+        build_pipeline(compile_settings)(
+            data_uri=str(demo_raw),
+            models=[TINY],
+            image_size=32,
+            epochs=1,
+            batch_size=16,
+            seed=1,
+            val_fraction=0.25,
+            mlflow_tracking_uri=mlflow_server,
+            experiment_name="test-evaluation-pipeline",
+            registered_model_name=name,
+        ).output
+    )
     root = kfp_local / "pipeline-root"
     client = mlflow.MlflowClient(mlflow_server)
     version = client.get_model_version(name, summary["registered_model"]["version"])
@@ -58,8 +68,11 @@ def test_the_pipeline_leaves_figures_datasets_card_and_dashboard(kfp_local, demo
     # The registered version names its data, the KFP run and the images the pipeline runs.
     tags = version.tags
     assert tags["pipeline_run"] == "kfp-run-evaluation" and tags["data_uri"] == str(demo_raw)
-    assert tags["images"] == compile_settings.image_refs() == (
-        f"runtime={compile_settings.image},train={compile_settings.train_image}")
+    assert (
+        tags["images"]
+        == compile_settings.image_refs()
+        == (f"runtime={compile_settings.image},train={compile_settings.train_image}")
+    )
     assert tags["dataset_val"].endswith(f"(digest {inputs['skin-cancer-val'].digest})")
     assert tags["model_card"] == f"runs:/{run.info.run_id}/model_card.md"
     assert Path(client.download_artifacts(run.info.run_id, "selection/dashboard.html")).read_text() == page

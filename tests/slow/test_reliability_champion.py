@@ -12,8 +12,9 @@ from tests.support import reliability_support as support
 
 
 @pytest.mark.slow
-def test_concurrent_registrations_never_leave_the_alias_on_the_worse_model(pool, slow_alias_writes, mlflow_server,
-                                                                          tmp_path):
+def test_concurrent_registrations_never_leave_the_alias_on_the_worse_model(
+    pool, slow_alias_writes, mlflow_server, tmp_path
+):
     from mlflow import MlflowClient
 
     probe = support.write_probe_splits(tmp_path)

@@ -48,8 +48,12 @@ def _mlflow_texts(server: str, experiment: str) -> list[str]:
     exp = client.get_experiment_by_name(experiment)
     texts = [json.dumps(dict(exp.tags)), exp.artifact_location]
     for run in client.search_runs([exp.experiment_id]):
-        texts += [json.dumps(run.data.params), json.dumps(run.data.tags), json.dumps(run.data.metrics),
-                  run.info.artifact_uri or ""]
+        texts += [
+            json.dumps(run.data.params),
+            json.dumps(run.data.tags),
+            json.dumps(run.data.metrics),
+            run.info.artifact_uri or "",
+        ]
         local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, tracking_uri=server)
         for f in Path(local).rglob("*"):
             if f.is_file() and f.suffix in ("", ".json", ".yaml", ".txt", ".md", ".keras_metadata", ".py"):
@@ -97,12 +101,20 @@ def test_no_credential_value_reaches_any_output(tmp_path, s3_bucket, mlflow_serv
     model_art, metrics_art, roc_art = (_artifact(tmp_path / n) for n in ("model", "metrics", "roc"))
     result = train_step.run_train(
         {"family": "basic", "width": 4, "augment": False, "early_stopping_patience": 0, "extra": {"blocks": 1}},
-        art["train"].path, art["val"].path, art["test"].path,
+        art["train"].path,
+        art["val"].path,
+        art["test"].path,
         {"epochs": 1, "batch_size": 16, "learning_rate": 0.01, "image_size": 32, "seed": 1},
-        "", experiment, pre.fingerprint, model_art, metrics_art, roc_art,
+        "",
+        experiment,
+        pre.fingerprint,
+        model_art,
+        metrics_art,
+        roc_art,
     )
-    reg = select_step.run_select_and_register([result], art["val"].path, art["test"].path, "", experiment, name,
-                                         pre.fingerprint, str(tmp_path / "summary.md"))
+    reg = select_step.run_select_and_register(
+        [result], art["val"].path, art["test"].path, "", experiment, name, pre.fingerprint, str(tmp_path / "summary.md")
+    )
     outputs += [pre.report, result, reg.summary_json, (tmp_path / "summary.md").read_text()]
     outputs += [json.dumps(a.metadata, default=str) for a in (*art.values(), model_art, metrics_art)]
     outputs += [f.read_text(errors="replace") for f in (tmp_path / "model").glob("*.json")]
@@ -136,7 +148,8 @@ def test_no_credential_value_reaches_any_output(tmp_path, s3_bucket, mlflow_serv
     needles = {**secrets, "uri password": uri_password}
     for user_pass in (f"leak-user:{secrets['MLFLOW_TRACKING_PASSWORD']}", f"leak-user:{uri_password}"):
         needles[f"basic auth of {user_pass}"] = base64.b64encode(user_pass.encode()).decode()
-    leaks = {what: value for what, value in needles.items()
-             if value in haystack or urllib.parse.quote(value) in haystack}
+    leaks = {
+        what: value for what, value in needles.items() if value in haystack or urllib.parse.quote(value) in haystack
+    }
     assert not leaks, f"credential values leaked: {sorted(leaks)}"
     assert f"127.0.0.1:{port}" in haystack  # the bare URI may appear; only the secret part may not

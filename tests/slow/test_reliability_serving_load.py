@@ -64,8 +64,12 @@ KEEP_ALIVE_REUSE_S = 3.0  # reuse a connection idle for less than this (the serv
 
 
 def v2_json(data: bytes, request_id: str) -> bytes:
-    return json.dumps({"id": request_id, "inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
-                                                     "data": [base64.b64encode(data).decode()]}]}).encode()
+    return json.dumps(
+        {
+            "id": request_id,
+            "inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(data).decode()]}],
+        }
+    ).encode()
 
 
 def encode(pixels: np.ndarray, fmt: str) -> bytes:
@@ -95,9 +99,18 @@ def good_images(demo_raw) -> dict[str, tuple[bytes, str, str]]:
 
 def check_predict(body, threshold: float) -> tuple[str, float]:
     """(label, p) of a well-formed /predict answer; AssertionError otherwise."""
-    assert isinstance(body, dict) and set(body) == {"label", "p_malignant", "decision", "refer_reason",
-                                                    "prediction_set", "ood_score", "refer_text", "threshold",
-                                                    "model_name", "model_version"}, body
+    assert isinstance(body, dict) and set(body) == {
+        "label",
+        "p_malignant",
+        "decision",
+        "refer_reason",
+        "prediction_set",
+        "ood_score",
+        "refer_text",
+        "threshold",
+        "model_name",
+        "model_version",
+    }, body
     assert body["decision"] in (*CLASSES, "refer"), body
     assert (body["model_name"], body["model_version"]) == (MODEL_NAME, MODEL_VERSION), body
     assert body["threshold"] == threshold, body
@@ -108,8 +121,11 @@ def check_v2(body, threshold: float, request_id: str) -> tuple[str, float]:
     """(label, p) of a well-formed V2 infer answer for one image; AssertionError otherwise."""
     assert isinstance(body, dict), body
     kserve_v2_datamodels().InferenceResponse.model_validate(body)
-    assert (body.get("model_name"), body.get("model_version"), body.get("id")) == (MODEL_NAME, MODEL_VERSION,
-                                                                                   request_id), body
+    assert (body.get("model_name"), body.get("model_version"), body.get("id")) == (
+        MODEL_NAME,
+        MODEL_VERSION,
+        request_id,
+    ), body
     assert body.get("parameters") == {"threshold": threshold}, body
     outs = {o["name"]: o for o in body["outputs"]}
     assert set(outs) == {"p_malignant", "label", "decision", "refer_reason"} and len(body["outputs"]) == 4, body
@@ -176,8 +192,11 @@ class GoodClient(threading.Thread):
                 elapsed = time.perf_counter() - started
                 assert status == 200, f"HTTP {status}: {raw[:300]!r}"
                 answer = json.loads(raw)
-                got = (check_predict(answer, self.threshold) if kind == "predict"
-                       else check_v2(answer, self.threshold, f"load-{i}"))
+                got = (
+                    check_predict(answer, self.threshold)
+                    if kind == "predict"
+                    else check_v2(answer, self.threshold, f"load-{i}")
+                )
                 assert same_answer(got, self.expected[name]), f"answered {got}, expected {self.expected[name]}"
                 with self.lock:
                     self.results.append((i, kind, name, elapsed, time.monotonic(), got == self.expected[name]))
@@ -194,18 +213,58 @@ class GoodClient(threading.Thread):
 def bad_cases(images) -> list[tuple[str, str, dict, int, str]]:
     """(id, path, requests kwargs, expected status, fragment of the error message)."""
     good = images["malignant-large.jpg"][0]
-    side = int(MAX_PIXELS ** 0.5) + 100
+    side = int(MAX_PIXELS**0.5) + 100
     return shared_bad_uploads(good) + [
-        ("bomb-v2", INFER, dict(json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
-                                                  "data": [base64.b64encode(bomb_png(side)).decode()]}]}), 400,
-         "decompression bomb"),
-        ("txt-extension", "/predict", dict(files={"file": ("notes.txt", good, "image/jpeg")}), 415,
-         "unsupported file type"),
-        ("v2-not-json", INFER, dict(data=b'{"inputs": [{"name": "image", "data', headers={
-            "Content-Type": "application/json"}), 400, "not valid JSON"),
-        ("v2-truncated-image", INFER, dict(json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
-                                                             "data": [base64.b64encode(good[:200]).decode()]}]}), 400,
-         "truncated"),
+        (
+            "bomb-v2",
+            INFER,
+            dict(
+                json={
+                    "inputs": [
+                        {
+                            "name": "image",
+                            "datatype": "BYTES",
+                            "shape": [1],
+                            "data": [base64.b64encode(bomb_png(side)).decode()],
+                        }
+                    ]
+                }
+            ),
+            400,
+            "decompression bomb",
+        ),
+        (
+            "txt-extension",
+            "/predict",
+            dict(files={"file": ("notes.txt", good, "image/jpeg")}),
+            415,
+            "unsupported file type",
+        ),
+        (
+            "v2-not-json",
+            INFER,
+            dict(data=b'{"inputs": [{"name": "image", "data', headers={"Content-Type": "application/json"}),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "v2-truncated-image",
+            INFER,
+            dict(
+                json={
+                    "inputs": [
+                        {
+                            "name": "image",
+                            "datatype": "BYTES",
+                            "shape": [1],
+                            "data": [base64.b64encode(good[:200]).decode()],
+                        }
+                    ]
+                }
+            ),
+            400,
+            "truncated",
+        ),
     ]
 
 
@@ -246,8 +305,10 @@ class BadClient(threading.Thread):
                         if ok:
                             self.results.append((case_id, time.monotonic()))
                         else:
-                            self.errors.append(f"bad upload {case_id}: HTTP {r.status_code} {r.text[:200]!r}, "
-                                               f"expected {status} with {fragment!r}")
+                            self.errors.append(
+                                f"bad upload {case_id}: HTTP {r.status_code} {r.text[:200]!r}, "
+                                f"expected {status} with {fragment!r}"
+                            )
                 except Exception as err:  # noqa: BLE001 - collected and reported
                     with self.lock:
                         self.errors.append(f"bad upload {case_id}: {type(err).__name__}: {err}")
@@ -266,13 +327,28 @@ def stalled_requests(port: int, images) -> dict[str, socket.socket]:
     form, ctype = multipart(data, "a.jpg", "image/jpeg")
     v2 = v2_json(data, "stalled")
     return {
-        "half-multipart": raw_request(port, (f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
-                                             f"Content-Length: {len(form)}\r\n\r\n").encode(), form[: len(form) // 2]),
-        "half-v2-json": raw_request(port, (f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                           f"Content-Length: {len(v2)}\r\n\r\n").encode(), v2[: len(v2) // 2]),
-        "half-chunked": raw_request(port, (f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
-                                           f"Transfer-Encoding: chunked\r\n\r\n").encode(),
-                                    f"{len(form) // 2:x}\r\n".encode() + form[: len(form) // 2] + b"\r\n"),
+        "half-multipart": raw_request(
+            port,
+            (
+                f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nContent-Length: {len(form)}\r\n\r\n"
+            ).encode(),
+            form[: len(form) // 2],
+        ),
+        "half-v2-json": raw_request(
+            port,
+            (
+                f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(v2)}\r\n\r\n"
+            ).encode(),
+            v2[: len(v2) // 2],
+        ),
+        "half-chunked": raw_request(
+            port,
+            (
+                f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ).encode(),
+            f"{len(form) // 2:x}\r\n".encode() + form[: len(form) // 2] + b"\r\n",
+        ),
         "half-headers": raw_request(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form", b""),
     }
 
@@ -284,8 +360,13 @@ def hang_ups(port: int, images, count: int, pacer: Pacer, results, errors, lock)
     for k in range(count):
         pacer.wait(k, count)
         try:
-            s = raw_request(port, (f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
-                                   f"Content-Length: {len(form)}\r\n\r\n").encode(), form[: len(form) // 2])
+            s = raw_request(
+                port,
+                (
+                    f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nContent-Length: {len(form)}\r\n\r\n"
+                ).encode(),
+                form[: len(form) // 2],
+            )
             if k % 2:  # abortive close: RST instead of FIN
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()
@@ -343,8 +424,9 @@ def test_load_with_bad_uploads_interleaved(server, good_images, tmp_path, record
         r = requests.post(url + "/predict", files={"file": (filename, data, media)}, timeout=30)
         assert r.status_code == 200, r.text
         expected[name] = check_predict(r.json(), threshold)
-        r = requests.post(url + INFER, data=v2_json(data, "warm-up"), timeout=30,
-                          headers={"Content-Type": "application/json"})
+        r = requests.post(
+            url + INFER, data=v2_json(data, "warm-up"), timeout=30, headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 200, r.text
         assert check_v2(r.json(), threshold, "warm-up") == expected[name], name
     assert {label for label, _ in expected.values()} <= set(CLASSES)
@@ -366,15 +448,21 @@ def test_load_with_bad_uploads_interleaved(server, good_images, tmp_path, record
         stalled_since = time.monotonic()
         started = time.monotonic()
         deadline = started + DEADLINE_S
+
         def progress():
             return len(good_results) + len(good_errors)
+
         pacer = Pacer(progress, load_done, deadline)
-        good = [GoodClient(port, work, good_images, expected, threshold, deadline, good_results, good_errors, lock)
-                for _ in range(CONCURRENCY)]
-        bad = [BadClient(url, cases, 5 * k, BAD_ROUNDS, pacer, bad_results, bad_errors, lock)
-               for k in range(BAD_THREADS)]
-        hang = threading.Thread(target=hang_ups, args=(port, good_images, HANG_UPS, pacer, hang_results, bad_errors,
-                                                       lock), daemon=True)
+        good = [
+            GoodClient(port, work, good_images, expected, threshold, deadline, good_results, good_errors, lock)
+            for _ in range(CONCURRENCY)
+        ]
+        bad = [
+            BadClient(url, cases, 5 * k, BAD_ROUNDS, pacer, bad_results, bad_errors, lock) for k in range(BAD_THREADS)
+        ]
+        hang = threading.Thread(
+            target=hang_ups, args=(port, good_images, HANG_UPS, pacer, hang_results, bad_errors, lock), daemon=True
+        )
         for t in good + bad + [hang]:
             t.start()
         for t in good:
@@ -384,9 +472,11 @@ def test_load_with_bad_uploads_interleaved(server, good_images, tmp_path, record
         for t in bad + [hang]:
             t.join(max(0.0, deadline - time.monotonic()))
         stuck = [t for t in good + bad + [hang] if t.is_alive()]
-        assert not stuck, (f"{len(stuck)} client thread(s) still running after the {DEADLINE_S:.0f} s deadline: "
-                           f"{len(good_results)}/{TOTAL} good requests answered, {len(work)} never sent; "
-                           f"the server stalled (log: {server.log})")
+        assert not stuck, (
+            f"{len(stuck)} client thread(s) still running after the {DEADLINE_S:.0f} s deadline: "
+            f"{len(good_results)}/{TOTAL} good requests answered, {len(work)} never sent; "
+            f"the server stalled (log: {server.log})"
+        )
         # The stalled clients: the server still waits for them, or closed them cleanly.
         stalled_state = {name: still_connected_or_clean(s) for name, s in stalled.items()}
         stalled_until = time.monotonic()
@@ -398,26 +488,34 @@ def test_load_with_bad_uploads_interleaved(server, good_images, tmp_path, record
     latencies = sorted(r[3] for r in good_results)
     elapsed = load_end - started
     report = {
-        "requests": TOTAL, "concurrency": CONCURRENCY, "answered": len(good_results),
+        "requests": TOTAL,
+        "concurrency": CONCURRENCY,
+        "answered": len(good_results),
         "errors": len(good_errors) + len(bad_errors),
         "by_kind": {k: sum(1 for r in good_results if r[1] == k) for k in ("predict", "v2")},
         "bit_identical": sum(1 for r in good_results if r[5]),
         "bad_requests_answered_4xx": len(bad_results),
         "bad_requests_during_load": sum(1 for _, t in bad_results if t <= load_end),
-        "hang_up_clients": len(hang_results), "stalled_clients": stalled_state,
-        "elapsed_s": round(elapsed, 3), "throughput_rps": round(len(good_results) / elapsed, 1),
-        "latency_ms": {"p50": round(1000 * percentile(latencies, 50), 2) if latencies else None,
-                       "p99": round(1000 * percentile(latencies, 99), 2) if latencies else None,
-                       "max": round(1000 * latencies[-1], 2) if latencies else None},
+        "hang_up_clients": len(hang_results),
+        "stalled_clients": stalled_state,
+        "elapsed_s": round(elapsed, 3),
+        "throughput_rps": round(len(good_results) / elapsed, 1),
+        "latency_ms": {
+            "p50": round(1000 * percentile(latencies, 50), 2) if latencies else None,
+            "p99": round(1000 * percentile(latencies, 99), 2) if latencies else None,
+            "max": round(1000 * latencies[-1], 2) if latencies else None,
+        },
         "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
     }
     (tmp_path / "serving_load.json").write_text(json.dumps(report, indent=2))
     record_property("serving_load", json.dumps(report))
-    print(f"\nserving load: {report['answered']}/{TOTAL} answered by {CONCURRENCY} clients in {elapsed:.1f} s "
-          f"({report['throughput_rps']} req/s); latency p50 {report['latency_ms']['p50']} ms, "
-          f"p99 {report['latency_ms']['p99']} ms, max {report['latency_ms']['max']} ms; "
-          f"{len(bad_results)} bad uploads answered 4xx ({report['bad_requests_during_load']} during the load); "
-          f"report: {tmp_path / 'serving_load.json'}")
+    print(
+        f"\nserving load: {report['answered']}/{TOTAL} answered by {CONCURRENCY} clients in {elapsed:.1f} s "
+        f"({report['throughput_rps']} req/s); latency p50 {report['latency_ms']['p50']} ms, "
+        f"p99 {report['latency_ms']['p99']} ms, max {report['latency_ms']['max']} ms; "
+        f"{len(bad_results)} bad uploads answered 4xx ({report['bad_requests_during_load']} during the load); "
+        f"report: {tmp_path / 'serving_load.json'}"
+    )
 
     # Correctness: zero errors, every good request answered, each equal to its image's answer.
     assert not good_errors, f"{len(good_errors)} good request(s) failed:\n" + "\n".join(good_errors[:20])
@@ -438,8 +536,10 @@ def test_load_with_bad_uploads_interleaved(server, good_images, tmp_path, record
         until = time.monotonic() + 20
         while open_fds(pid) > fds_before and time.monotonic() < until:
             time.sleep(0.2)
-        assert open_fds(pid) <= fds_before, (f"the server holds {open_fds(pid)} file descriptors after the run, "
-                                             f"{fds_before} before: connections were not released")
+        assert open_fds(pid) <= fds_before, (
+            f"the server holds {open_fds(pid)} file descriptors after the run, "
+            f"{fds_before} before: connections were not released"
+        )
     log = Path(server.log).read_bytes()[log_start:].decode(errors="replace")
     for marker in ("Traceback", "internal error", "Exception in ASGI application"):
         assert marker not in log, f"the server logged {marker!r} during the load:\n{log[-3000:]}"

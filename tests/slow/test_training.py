@@ -34,18 +34,25 @@ def test_crossval_logs_k_folds_and_keeps_a_model(splits):
 
 
 @pytest.mark.slow
-def test_training_run_logged_to_mlflow_and_reloads_identically(splits, preprocessed, mlflow_server, tmp_path,
-                                                                monkeypatch):
+def test_training_run_logged_to_mlflow_and_reloads_identically(
+    splits, preprocessed, mlflow_server, tmp_path, monkeypatch
+):
     import mlflow
 
     monkeypatch.setenv("KFP_RUN_ID", "run-1")
 
     from components.core.steps.train import run_train
 
-    out = json.loads(run_train(
-        {"family": "basic", "width": 4, "name": "tiny"}, *(str(preprocessed / s) for s in ("train", "val", "test")),
-        {**TINY, "epochs": 2, "seed": 3, "learning_rate": 0.01}, mlflow_server, "test-training", "fp123",
-    ))
+    out = json.loads(
+        run_train(
+            {"family": "basic", "width": 4, "name": "tiny"},
+            *(str(preprocessed / s) for s in ("train", "val", "test")),
+            {**TINY, "epochs": 2, "seed": 3, "learning_rate": 0.01},
+            mlflow_server,
+            "test-training",
+            "fp123",
+        )
+    )
     client = mlflow.MlflowClient(mlflow_server)
     run = client.get_run(out["run_id"])
     assert run.data.params["learning_rate"] == "0.01" and run.data.params["family"] == "basic"

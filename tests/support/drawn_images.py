@@ -21,11 +21,18 @@ def drawn(size: int = 192, seed: int = 0) -> dict[str, np.ndarray]:
     out["gray_noise"] = np.repeat(rng.integers(0, 256, (size, size, 1), dtype=np.uint8), 3, 2)
     blur = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).filter(ImageFilter.GaussianBlur(6))
     out["blurred_noise"] = np.asarray(blur)
-    for name, c in {"black": (0, 0, 0), "white": (255, 255, 255), "gray": (128, 128, 128),
-                    "skin_flat": (224, 172, 150), "blue_flat": (30, 60, 200)}.items():
+    for name, c in {
+        "black": (0, 0, 0),
+        "white": (255, 255, 255),
+        "gray": (128, 128, 128),
+        "skin_flat": (224, 172, 150),
+        "blue_flat": (30, 60, 200),
+    }.items():
         out["flat_" + name] = np.full((size, size, 3), c, np.uint8)
     g = np.linspace(0, 255, size, dtype=np.float32)
-    out["gradient"] = np.stack([np.tile(g, (size, 1)), np.tile(g[:, None], (1, size)), np.full((size, size), 128.0)], 2).astype(np.uint8)
+    out["gradient"] = np.stack(
+        [np.tile(g, (size, 1)), np.tile(g[:, None], (1, size)), np.full((size, size), 128.0)], 2
+    ).astype(np.uint8)
     cb = ((np.indices((size, size)) // 16).sum(0) % 2 * 255).astype(np.uint8)
     out["checkerboard"] = np.repeat(cb[..., None], 3, 2)
     st = ((np.arange(size) // 8) % 2 * 200 + 30).astype(np.uint8)
@@ -53,7 +60,11 @@ def drawn(size: int = 192, seed: int = 0) -> dict[str, np.ndarray]:
     d = ImageDraw.Draw(im)
     for i in range(300):
         x, y = rng.integers(0, size, 2)
-        d.line([x, y, x + rng.integers(-4, 5), y - rng.integers(5, 20)], fill=(int(rng.integers(20, 90)), int(rng.integers(120, 220)), 30), width=2)
+        d.line(
+            [x, y, x + rng.integers(-4, 5), y - rng.integers(5, 20)],
+            fill=(int(rng.integers(20, 90)), int(rng.integers(120, 220)), 30),
+            width=2,
+        )
     out["grass_like"] = np.asarray(im)
     im = Image.new("RGB", (size, size), (135, 180, 235))
     d = ImageDraw.Draw(im)
@@ -64,7 +75,9 @@ def drawn(size: int = 192, seed: int = 0) -> dict[str, np.ndarray]:
     sm = Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).resize((size, size), Image.BICUBIC)
     out["smooth_colour_field"] = np.asarray(sm)
     base = np.full((size, size, 3), (205, 150, 130), np.float32) + rng.normal(0, 12, (size, size, 1))
-    out["skin_texture"] = np.clip(np.asarray(Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(2))), 0, 255)
+    out["skin_texture"] = np.clip(
+        np.asarray(Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(2))), 0, 255
+    )
     dark = (np.asarray(out["noise"], np.float32) * 0.08).astype(np.uint8)
     out["too_dark"] = dark
     out["overexposed"] = np.clip(out["blurred_noise"].astype(np.int32) + 200, 0, 255).astype(np.uint8)

@@ -32,8 +32,19 @@ from urllib.parse import urlsplit
 
 Plan = Callable[[int, str, str], "str | None"]
 
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-              "trailers", "transfer-encoding", "upgrade", "expect", "content-length"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+    "content-length",
+}
 
 S3_ERRORS = {
     "500": (500, "InternalError", "We encountered an internal error. Please try again."),
@@ -43,8 +54,13 @@ S3_ERRORS = {
 }
 
 
-def every(n: int, faults: Iterable[str], start: int = 1, methods: Iterable[str] | None = None,
-          path_contains: str | None = None) -> Plan:
+def every(
+    n: int,
+    faults: Iterable[str],
+    start: int = 1,
+    methods: Iterable[str] | None = None,
+    path_contains: str | None = None,
+) -> Plan:
     """Fault every ``n``-th matching request, cycling through ``faults``."""
     kinds = list(faults)
     wanted = {m.upper() for m in methods} if methods else None
@@ -97,6 +113,7 @@ def first(fault: str, path_contains: str, times: int = 1, methods: Iterable[str]
 
 def combine(*plans: Plan) -> Plan:
     """The first plan that names a fault wins."""
+
     def plan(count: int, method: str, path: str) -> str | None:
         for p in plans:
             fault = p(count, method, path)
@@ -108,8 +125,14 @@ def combine(*plans: Plan) -> Plan:
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, plan: Plan | None = None, slow_seconds: float = 3.0,
-                 hang_seconds: float = 60.0, trickle_seconds: float = 0.2):
+    def __init__(
+        self,
+        upstream: str,
+        plan: Plan | None = None,
+        slow_seconds: float = 3.0,
+        hang_seconds: float = 60.0,
+        trickle_seconds: float = 0.2,
+    ):
         parts = urlsplit(upstream)
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
@@ -165,8 +188,9 @@ class FaultProxy:
                 finally:
                     conn.close()
 
-            def _send(self, status: int, reason: str, headers, data: bytes, cut: bool = False,
-                      trickle: bool = False) -> None:
+            def _send(
+                self, status: int, reason: str, headers, data: bytes, cut: bool = False, trickle: bool = False
+            ) -> None:
                 self.send_response(status, reason)
                 length = None
                 for k, v in headers:
@@ -190,7 +214,7 @@ class FaultProxy:
                         if proxy._stopping.wait(proxy.trickle_seconds):
                             break
                         try:
-                            self.wfile.write(data[i:i + 1])
+                            self.wfile.write(data[i : i + 1])
                             self.wfile.flush()
                         except OSError:  # the client gave up
                             break
@@ -208,8 +232,10 @@ class FaultProxy:
                     proxy.log.append((n, self.command, self.path, fault))
                 if fault in S3_ERRORS:
                     status, code, message = S3_ERRORS[fault]
-                    xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-                           f"<Message>{message}</Message><RequestId>fault-{n}</RequestId></Error>").encode()
+                    xml = (
+                        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+                        f"<Message>{message}</Message><RequestId>fault-{n}</RequestId></Error>"
+                    ).encode()
                     self._send(status, "", [("Content-Type", "application/xml")], xml)
                     return
                 if fault == "reset":
@@ -226,8 +252,9 @@ class FaultProxy:
                     self._reset()
                     return
                 small = len(data) < 2
-                self._send(status, reason, headers, data, cut=(fault == "truncate" and not small),
-                           trickle=(fault == "trickle"))
+                self._send(
+                    status, reason, headers, data, cut=(fault == "truncate" and not small), trickle=(fault == "trickle")
+                )
 
             def handle_one_request(self):
                 try:
@@ -280,4 +307,3 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
-

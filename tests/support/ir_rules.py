@@ -13,13 +13,22 @@ import re
 # match the declared type. STRING is the exception: any value is converted to its JSON text
 # (so a struct reaching a STRING input continues as a *string*). Integers and doubles are
 # both protobuf numbers.
-_KIND = {"STRING": "string", "NUMBER_INTEGER": "number", "NUMBER_DOUBLE": "number", "BOOLEAN": "bool",
-         "LIST": "list", "STRUCT": "struct", "TASK_FINAL_STATUS": "struct"}
+_KIND = {
+    "STRING": "string",
+    "NUMBER_INTEGER": "number",
+    "NUMBER_DOUBLE": "number",
+    "BOOLEAN": "bool",
+    "LIST": "list",
+    "STRUCT": "struct",
+    "TASK_FINAL_STATUS": "struct",
+}
 
 # Placeholders whose value differs from run to run (sdk/python/kfp/dsl/pipeline_channel.py
 # and placeholders.py): in a task input they change the cache key on every run.
-PER_RUN_PLACEHOLDER = re.compile(r"\{\{\$\.pipeline_(job_name|job_resource_name|job_uuid|job_create_time_utc|"
-                                 r"job_schedule_time_utc|task_name|task_uuid)\}\}")
+PER_RUN_PLACEHOLDER = re.compile(
+    r"\{\{\$\.pipeline_(job_name|job_resource_name|job_uuid|job_create_time_utc|"
+    r"job_schedule_time_utc|task_name|task_uuid)\}\}"
+)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # Kubernetes: a C identifier
 _KEY_NAME = re.compile(r"^[-._a-zA-Z0-9]+$")  # Kubernetes: Secret/ConfigMap data keys
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -93,8 +102,10 @@ def parameter_type_violations(spec: dict) -> list[str]:
                     continue
                 kind, where = _source_kind(spec, owner, source)
                 if not _accepts(declared[name]["parameterType"], kind):
-                    problems.append(f"{owner_name}/{task_name}: input {name} is {declared[name]['parameterType']} "
-                                    f"but gets a {kind} from {where}")
+                    problems.append(
+                        f"{owner_name}/{task_name}: input {name} is {declared[name]['parameterType']} "
+                        f"but gets a {kind} from {where}"
+                    )
             if it:
                 items_name = it["items"].get("inputParameter")
                 item_name = it["itemInput"]
@@ -105,8 +116,10 @@ def parameter_type_violations(spec: dict) -> list[str]:
                 for element in _default_items(spec, owner, items_src):
                     kind = _kind_of_value(element)
                     if not _accepts(item_type or "", kind):
-                        problems.append(f"{owner_name}/{task_name}: loop item {item_name} is {item_type} "
-                                        f"but an item is a {kind}: {element!r}")
+                        problems.append(
+                            f"{owner_name}/{task_name}: loop item {item_name} is {item_type} "
+                            f"but an item is a {kind}: {element!r}"
+                        )
     return problems
 
 
@@ -132,11 +145,14 @@ def collected_output_violations(spec: dict) -> list[str]:
             for name, out in (comp["dag"].get("outputs") or {}).get("parameters", {}).items():
                 sel = out.get("valueFromParameter", {})
                 if sel.get("producerSubtask") not in comp["dag"]["tasks"]:
-                    problems.append(f"{task_name}: output {name} comes from {sel.get('producerSubtask')!r}, "
-                                    "not a task of the loop")
+                    problems.append(
+                        f"{task_name}: output {name} comes from {sel.get('producerSubtask')!r}, not a task of the loop"
+                    )
                 if declared.get(name, {}).get("parameterType") != "LIST":
-                    problems.append(f"{task_name}: collected output {name} is "
-                                    f"{declared.get(name, {}).get('parameterType')}, not LIST")
+                    problems.append(
+                        f"{task_name}: collected output {name} is "
+                        f"{declared.get(name, {}).get('parameterType')}, not LIST"
+                    )
     return problems
 
 
@@ -151,8 +167,13 @@ def loop_item_consumers(spec: dict) -> list[tuple[str, str, str]]:
             for name, source in (task.get("inputs") or {}).get("parameters", {}).items():
                 src = source.get("componentInputParameter", "")
                 if src.endswith("-loop-item"):
-                    out.append((task_name, comp["inputDefinitions"]["parameters"][name]["parameterType"],
-                                items[src]["parameterType"]))
+                    out.append(
+                        (
+                            task_name,
+                            comp["inputDefinitions"]["parameters"][name]["parameterType"],
+                            items[src]["parameterType"],
+                        )
+                    )
     return out
 
 
@@ -170,12 +191,16 @@ def kubernetes_reference_violations(spec: dict, platform: dict) -> list[str]:
     parameter; a name parameter is a STRING input of the task's enclosing DAG that resolves to a
     non-empty string (resolve.go resolveInputParameterStr); env names and keys are valid."""
     problems = []
-    executors = ((platform.get("platforms") or {}).get("kubernetes") or {}).get("deploymentSpec", {}).get("executors", {})
+    executors = (
+        ((platform.get("platforms") or {}).get("kubernetes") or {}).get("deploymentSpec", {}).get("executors", {})
+    )
     root_inputs = spec["root"].get("inputDefinitions", {}).get("parameters", {})
     for label, cfg in executors.items():
         refs = [("Secret", r, "secretName", "secretNameParameter", "secretKey") for r in cfg.get("secretAsEnv", [])]
-        refs += [("ConfigMap", r, "configMapName", "configMapNameParameter", "configMapKey")
-                 for r in cfg.get("configMapAsEnv", [])]
+        refs += [
+            ("ConfigMap", r, "configMapName", "configMapNameParameter", "configMapKey")
+            for r in cfg.get("configMapAsEnv", [])
+        ]
         for kind, ref, name_key, param_key, data_key in refs:
             if not ref.get(name_key) and not ref.get(param_key):
                 problems.append(f"{label}: {kind} as env with neither {name_key} nor {param_key}")
@@ -244,10 +269,18 @@ def retry_in_loop_violations(spec: dict) -> list[str]:
     """No task inside a ParallelFor relies on a retry policy: the backend ignores it there
     (kubeflow/pipelines issues 12389 and 13897; compiler/argocompiler puts the retryStrategy on
     a template Argo does not retry per iteration). The pipeline must not promise what won't run."""
-    loop_dags = {t["componentRef"]["name"] for d in dags(spec).values() for t in d["dag"]["tasks"].values()
-                 if "parameterIterator" in t or "artifactIterator" in t}
-    return [f"{d}/{name}: retryPolicy inside a ParallelFor is ignored by the backend"
-            for d in loop_dags for name, t in spec["components"][d]["dag"]["tasks"].items() if "retryPolicy" in t]
+    loop_dags = {
+        t["componentRef"]["name"]
+        for d in dags(spec).values()
+        for t in d["dag"]["tasks"].values()
+        if "parameterIterator" in t or "artifactIterator" in t
+    }
+    return [
+        f"{d}/{name}: retryPolicy inside a ParallelFor is ignored by the backend"
+        for d in loop_dags
+        for name, t in spec["components"][d]["dag"]["tasks"].items()
+        if "retryPolicy" in t
+    ]
 
 
 def _cacheable_container_tasks(spec: dict):
@@ -257,7 +290,12 @@ def _cacheable_container_tasks(spec: dict):
         for task_name, task in owner["dag"]["tasks"].items():
             comp = spec["components"][task["componentRef"]["name"]]
             if "executorLabel" in comp and task.get("cachingOptions", {}).get("enableCache", False):
-                yield owner_name, task_name, task, executors[comp["executorLabel"]].get("container", {}).get("image", "")
+                yield (
+                    owner_name,
+                    task_name,
+                    task,
+                    executors[comp["executorLabel"]].get("container", {}).get("image", ""),
+                )
 
 
 def foreign_image_violations(spec: dict) -> list[str]:
@@ -274,8 +312,9 @@ def foreign_image_violations(spec: dict) -> list[str]:
             constant = json_text((source.get("runtimeValue") or {}).get("constant"))
             for image in sorted(images - {own}):
                 if image in constant:
-                    problems.append(f"{owner_name}/{task_name}: cacheable, but input {name} names another "
-                                    f"task's image {image}")
+                    problems.append(
+                        f"{owner_name}/{task_name}: cacheable, but input {name} names another task's image {image}"
+                    )
     return problems
 
 
@@ -290,5 +329,8 @@ def stateful_cache_violations(spec: dict, stateful: set[str]) -> list[str]:
     model registry, the cluster) have caching off: on a fingerprint match the driver reuses the
     earlier execution's outputs without running the task (driver/cache.go, cacheutils/cache.go),
     and nothing of that outside state is in the fingerprint."""
-    return [f"{owner}/{name}: reads state outside its inputs but is cacheable"
-            for owner, name, _, _ in _cacheable_container_tasks(spec) if name in stateful]
+    return [
+        f"{owner}/{name}: reads state outside its inputs but is cacheable"
+        for owner, name, _, _ in _cacheable_container_tasks(spec)
+        if name in stateful
+    ]

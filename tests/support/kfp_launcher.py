@@ -94,12 +94,12 @@ def local_path_for_uri(uri: str) -> str:
     """component.LocalPathForURI (the launcher) = Artifact._get_path (the SDK)."""
     for scheme, mount in (("gs://", "/gcs/"), ("minio://", "/minio/"), ("s3://", "/s3/")):
         if uri.startswith(scheme):
-            return mount + uri[len(scheme):]
+            return mount + uri[len(scheme) :]
     raise ValueError(f"unsupported artifact URI {uri}")
 
 
 def split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     return bucket, key
 
 
@@ -123,7 +123,7 @@ class ObjectStore:
         found = False
         for page in paginator.paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/"):
             for obj in page.get("Contents", []):
-                target = dest / obj["Key"][len(key.rstrip("/")) + 1:]
+                target = dest / obj["Key"][len(key.rstrip("/")) + 1 :]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self.client.download_file(bucket, obj["Key"], str(target))
                 found = True
@@ -148,8 +148,9 @@ class BuildahRunner:
         self.image, self.user, self.buildah = image, user, buildah
 
     def __call__(self, argv: list[str], env: dict[str, str], mounts: dict[Path, str], timeout: float) -> str:
-        ctr = subprocess.run([self.buildah, "from", "--pull-never", "--quiet", self.image],
-                             check=True, capture_output=True, text=True).stdout.strip()
+        ctr = subprocess.run(
+            [self.buildah, "from", "--pull-never", "--quiet", self.image], check=True, capture_output=True, text=True
+        ).stdout.strip()
         try:
             cmd = [self.buildah, "run", "--isolation", "chroot", "--network", "host", "--user", self.user]
             for host, target in mounts.items():
@@ -168,8 +169,16 @@ class BuildahRunner:
 class Launcher:
     """Walks the compiled DAG (driver) and runs each container task (launcher)."""
 
-    def __init__(self, pipeline_yaml: Path, runner, pipeline_root: str, work: Path,
-                 cluster_env: dict[str, str], uid: int = 10001, timeout: float = 900):
+    def __init__(
+        self,
+        pipeline_yaml: Path,
+        runner,
+        pipeline_root: str,
+        work: Path,
+        cluster_env: dict[str, str],
+        uid: int = 10001,
+        timeout: float = 900,
+    ):
         docs = list(yaml.safe_load_all(Path(pipeline_yaml).read_text()))
         self.spec = docs[0]
         self.platform = next((d for d in docs[1:] if d and "platforms" in d), {}).get("platforms", {})
@@ -181,8 +190,11 @@ class Launcher:
     # ---- driver ---------------------------------------------------------------------------
     def run(self, arguments: dict[str, Any], run_id: str | None = None) -> PipelineRun:
         root = self.spec["root"]
-        params = {name: d["defaultValue"] for name, d in root["inputDefinitions"].get("parameters", {}).items()
-                  if "defaultValue" in d}
+        params = {
+            name: d["defaultValue"]
+            for name, d in root["inputDefinitions"].get("parameters", {}).items()
+            if "defaultValue" in d
+        }
         params.update(arguments)
         missing = set(root["inputDefinitions"].get("parameters", {})) - set(params)
         if missing:
@@ -220,10 +232,10 @@ class Launcher:
     def _inputs(self, task: dict, scope: dict, done: dict) -> tuple[dict, dict]:
         """(parameters, artifacts): from the enclosing DAG's inputs, upstream outputs or constants."""
         resolved = {}
-        for kind, from_dag, from_task, key in (("parameters", "componentInputParameter", "taskOutputParameter",
-                                                "outputParameterKey"),
-                                               ("artifacts", "componentInputArtifact", "taskOutputArtifact",
-                                                "outputArtifactKey")):
+        for kind, from_dag, from_task, key in (
+            ("parameters", "componentInputParameter", "taskOutputParameter", "outputParameterKey"),
+            ("artifacts", "componentInputArtifact", "taskOutputArtifact", "outputArtifactKey"),
+        ):
             resolved[kind] = {}
             for name, spec in task.get("inputs", {}).get(kind, {}).items():
                 if from_dag in spec:
@@ -249,8 +261,12 @@ class Launcher:
         items = params[iterator["items"]["inputParameter"]]
         if isinstance(items, str):
             items = json.loads(items)
-        inners = [self._run_dag(component["dag"], {"parameters": {**params, iterator["itemInput"]: item},
-                                                   "artifacts": arts}, run) for item in items]
+        inners = [
+            self._run_dag(
+                component["dag"], {"parameters": {**params, iterator["itemInput"]: item}, "artifacts": arts}, run
+            )
+            for item in items
+        ]
         return self._dag_outputs(component, inners, loop=True)
 
     @staticmethod
@@ -300,17 +316,23 @@ class Launcher:
                 "artifacts": {k: {"artifacts": [a]} for k, a in arts.items()},
             },
             "outputs": {
-                "parameters": {p: {"outputFile": f"{OUTPUT_PARAMETER_DIR}/{p}"} for p in outputs_def.get("parameters", {})},
-                "artifacts": {a: {"artifacts": [{"name": a, "uri": f"{task_root}/{a}", "type": d["artifactType"]}]}
-                              for a, d in outputs_def.get("artifacts", {}).items()},
+                "parameters": {
+                    p: {"outputFile": f"{OUTPUT_PARAMETER_DIR}/{p}"} for p in outputs_def.get("parameters", {})
+                },
+                "artifacts": {
+                    a: {"artifacts": [{"name": a, "uri": f"{task_root}/{a}", "type": d["artifactType"]}]}
+                    for a, d in outputs_def.get("artifacts", {}).items()
+                },
                 "outputFile": f"{local_path_for_uri(task_root)}/output_metadata.json",
             },
         }
         # downloadArtifacts + prepareOutputFolders, on this pod's fresh /s3
         for art in arts.values():
-            self.store.download(art["uri"], s3_dir / local_path_for_uri(art["uri"])[len("/s3/"):])
+            self.store.download(art["uri"], s3_dir / local_path_for_uri(art["uri"])[len("/s3/") :])
         for lst in executor_input["outputs"]["artifacts"].values():
-            (s3_dir / local_path_for_uri(lst["artifacts"][0]["uri"])[len("/s3/"):]).parent.mkdir(parents=True, exist_ok=True)
+            (s3_dir / local_path_for_uri(lst["artifacts"][0]["uri"])[len("/s3/") :]).parent.mkdir(
+                parents=True, exist_ok=True
+            )
         (kfp_dir / "outputs").mkdir()
         for path in [scratch, *scratch.rglob("*")]:
             os.chown(path, self.uid, self.uid)
@@ -323,7 +345,7 @@ class Launcher:
         env = self._env(label, run, container)
         log = self.runner(argv, env, {s3_dir: "/s3", kfp_dir: "/tmp/kfp"}, self.timeout)
         # getExecutorOutputFile + collectOutputParameters + uploadOutputArtifacts
-        out_file = s3_dir / executor_input["outputs"]["outputFile"][len("/s3/"):]
+        out_file = s3_dir / executor_input["outputs"]["outputFile"][len("/s3/") :]
         executor_output = json.loads(out_file.read_text()) if out_file.exists() else {}
         values = dict(executor_output.get("parameterValues", {}))
         for pname, pdef in outputs_def.get("parameters", {}).items():
@@ -337,10 +359,9 @@ class Launcher:
             if reported:
                 art["uri"] = reported[0].get("uri") or art["uri"]
                 art["metadata"].update(pb_value(reported[0].get("metadata") or {}))
-            self.store.upload(s3_dir / local_path_for_uri(art["uri"])[len("/s3/"):], art["uri"])
+            self.store.upload(s3_dir / local_path_for_uri(art["uri"])[len("/s3/") :], art["uri"])
             produced[aname] = art
         result = TaskResult(name, values, produced, executor_input, log)
         run.tasks.setdefault(name, []).append(result)
         shutil.rmtree(s3_dir)  # the pod's scratch volume goes with the pod
         return {"parameters": values, "artifacts": produced}
-

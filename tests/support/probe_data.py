@@ -48,8 +48,9 @@ def write_split(root: Path, split: str, images: list[tuple[str, np.ndarray, int]
     return str(out)
 
 
-def linear_model(weights: tuple[float, float, float], bias: float, activation: str | None = "sigmoid",
-                 name: str = "probe"):
+def linear_model(
+    weights: tuple[float, float, float], bias: float, activation: str | None = "sigmoid", name: str = "probe"
+):
     """``activation(weights . mean(RGB / 255) + bias)``, raw uint8 pixels of any size in. The head is
     the Dense layer ``p_malignant``, as in every zoo model (calibration folds its temperature there)."""
     import keras
@@ -60,12 +61,19 @@ def linear_model(weights: tuple[float, float, float], bias: float, activation: s
     out = keras.layers.Dense(1, activation=activation, name="p_malignant")(x)
     model = keras.Model(inputs, out, name=name)
     model.get_layer("p_malignant").set_weights(
-        [np.asarray(weights, dtype=np.float32).reshape(3, 1), np.asarray([bias], dtype=np.float32)])
+        [np.asarray(weights, dtype=np.float32).reshape(3, 1), np.asarray([bias], dtype=np.float32)]
+    )
     return model
 
 
-def log_model_run(model, experiment_id: str, name: str, trained_on: list[str] | None = None,
-                  image_size: int = 8, threshold: float = 0.5):
+def log_model_run(
+    model,
+    experiment_id: str,
+    name: str,
+    trained_on: list[str] | None = None,
+    image_size: int = 8,
+    threshold: float = 0.5,
+):
     """Log ``model`` in its own MLflow run (with ``trained_on.json`` when given: the content hashes
     the champion comparison leaves out) and return the train summary the selection step reads.
     Its metrics are placeholders: registration scores every model itself."""
@@ -81,6 +89,15 @@ def log_model_run(model, experiment_id: str, name: str, trained_on: list[str] | 
     from components.core.step_results import TrainSummary
 
     placeholder = {"accuracy": 0.0, "auc": 0.0, "sensitivity": 0.0, "specificity": 0.0}
-    return TrainSummary(name=name, family="probe", run_id=run.info.run_id, model_uri=info.model_uri,
-                        threshold=threshold, val=placeholder, test=placeholder, params=int(model.count_params()),
-                        seconds=0.0, config=TrainConfig(image_size=image_size))
+    return TrainSummary(
+        name=name,
+        family="probe",
+        run_id=run.info.run_id,
+        model_uri=info.model_uri,
+        threshold=threshold,
+        val=placeholder,
+        test=placeholder,
+        params=int(model.count_params()),
+        seconds=0.0,
+        config=TrainConfig(image_size=image_size),
+    )

@@ -16,8 +16,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None,
-              log: Path | None = None) -> None:
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
     """Return once ``url`` answers 2xx. Fails early, with the log's tail, if ``proc`` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -33,8 +32,14 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{_tail(log)}")
 
 
-def start(cmd: list[str], ready_url: str, log: Path, timeout: float = 120.0, env: dict | None = None,
-          stop_timeout: float = 30.0) -> subprocess.Popen:
+def start(
+    cmd: list[str],
+    ready_url: str,
+    log: Path,
+    timeout: float = 120.0,
+    env: dict | None = None,
+    stop_timeout: float = 30.0,
+) -> subprocess.Popen:
     """Start ``cmd`` with its output in ``log`` and wait until ``ready_url`` answers; a process that
     does not get ready is stopped before the error is raised."""
     fh = open(log, "wb")

@@ -95,6 +95,7 @@ def log_probe_model(kind: str, experiment_id: str, image_size: int = 16):
 
 # --- worker processes for the concurrent champion test (spawned, so each is a fresh "pipeline run") ---
 
+
 def worker_init(tracking_uri: str) -> None:
     import os
 
@@ -130,7 +131,14 @@ def worker_register(winner, name: str, val_path: str, test_path: str, delay: flo
 
     time.sleep(delay)
     started = time.time()
-    reg = versions.register_winner(winner, name, SplitArrays(val_path), SplitArrays(test_path),
-                                   {"model_name": winner.name})
-    return {"version": reg.version, "alias": reg.alias, "champion_version": reg.champion_version,
-            "pid": os.getpid(), "started": started, "finished": time.time()}
+    reg = versions.register_winner(
+        winner, name, SplitArrays(val_path), SplitArrays(test_path), {"model_name": winner.name}
+    )
+    return {
+        "version": reg.version,
+        "alias": reg.alias,
+        "champion_version": reg.champion_version,
+        "pid": os.getpid(),
+        "started": started,
+        "finished": time.time(),
+    }

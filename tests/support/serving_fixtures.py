@@ -24,8 +24,21 @@ def tiny_model_dir(preprocessed, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def server(tiny_model_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("serving-log") / "server.log"
-    srv = Server(["--model-uri", str(tiny_model_dir), "--model-name", MODEL_NAME, "--model-version", MODEL_VERSION,
-                  "--max-upload-mb", str(MAX_UPLOAD_MB), "--max-pixels", str(MAX_PIXELS)], log)
+    srv = Server(
+        [
+            "--model-uri",
+            str(tiny_model_dir),
+            "--model-name",
+            MODEL_NAME,
+            "--model-version",
+            MODEL_VERSION,
+            "--max-upload-mb",
+            str(MAX_UPLOAD_MB),
+            "--max-pixels",
+            str(MAX_PIXELS),
+        ],
+        log,
+    )
     yield srv
     srv.stop()
 

@@ -32,9 +32,18 @@ def train_tiny_model(preprocessed: Path, out: Path) -> Path:
     cfg = TrainConfig(family="basic", epochs=1, batch_size=16, image_size=32, width=4, augment=False, seed=0)
     splits = open_splits(*(str(preprocessed / s) for s in ("train", "val", "test")))
     result = train_model(cfg, *splits)
-    write_model_dir(str(out), result.model, {"threshold": result.threshold, "image_size": 32,
-                                              "classes": list(CLASSES), "family": "basic", "mlflow_run_id": "tiny"},
-                    result.policy.files())
+    write_model_dir(
+        str(out),
+        result.model,
+        {
+            "threshold": result.threshold,
+            "image_size": 32,
+            "classes": list(CLASSES),
+            "family": "basic",
+            "mlflow_run_id": "tiny",
+        },
+        result.policy.files(),
+    )
     return out
 
 
@@ -48,9 +57,23 @@ class Server:
         self.grpc_url = f"127.0.0.1:{self.grpc_port}"
         self.log = log
         self.proc = start(
-            [sys.executable, "-m", "pipelines.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--grpc-port", str(self.grpc_port), *args],
-            f"{self.url}/v2/health/ready", log, env={**os.environ, **(env or {})})
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--grpc-port",
+                str(self.grpc_port),
+                *args,
+            ],
+            f"{self.url}/v2/health/ready",
+            log,
+            env={**os.environ, **(env or {})},
+        )
 
     def stop(self) -> None:
         stop(self.proc, 30)
@@ -77,25 +100,60 @@ def shared_bad_uploads(good: bytes) -> list[tuple[str, str, dict, int, str]]:
     (id, path, requests kwargs, expected status, fragment of the error message).
     ``good`` is a valid JPEG whose truncation and wrong content type are among the cases."""
     over = int(MAX_UPLOAD_MB * 1024 * 1024) + 4096
-    side = int(MAX_PIXELS ** 0.5) + 100
+    side = int(MAX_PIXELS**0.5) + 100
     return [
-        ("non-image", "/predict", dict(files={"file": ("x.jpg", b"GIF89a? not really" * 40, "image/jpeg")}), 400,
-         "not an image"),
-        ("truncated-jpeg", "/predict", dict(files={"file": ("x.jpg", good[: len(good) // 2], "image/jpeg")}), 400,
-         "truncated"),
-        ("oversized-upload", "/predict", dict(files={"file": ("x.jpg", b"\xff" * over, "image/jpeg")}), 413,
-         "upload limit"),
-        ("oversized-v2", INFER, dict(data=b"{" + b" " * over + b"}", headers={"Content-Type": "application/json"}), 413,
-         "upload limit"),
-        ("bomb-over-limit", "/predict", dict(files={"file": ("bomb.png", bomb_png(side), "image/png")}), 400,
-         "decompression bomb"),
-        ("bomb-pil", "/predict", dict(files={"file": ("bomb.png", bomb_png(20000), "image/png")}), 400,
-         "decompression bomb"),
+        (
+            "non-image",
+            "/predict",
+            dict(files={"file": ("x.jpg", b"GIF89a? not really" * 40, "image/jpeg")}),
+            400,
+            "not an image",
+        ),
+        (
+            "truncated-jpeg",
+            "/predict",
+            dict(files={"file": ("x.jpg", good[: len(good) // 2], "image/jpeg")}),
+            400,
+            "truncated",
+        ),
+        (
+            "oversized-upload",
+            "/predict",
+            dict(files={"file": ("x.jpg", b"\xff" * over, "image/jpeg")}),
+            413,
+            "upload limit",
+        ),
+        (
+            "oversized-v2",
+            INFER,
+            dict(data=b"{" + b" " * over + b"}", headers={"Content-Type": "application/json"}),
+            413,
+            "upload limit",
+        ),
+        (
+            "bomb-over-limit",
+            "/predict",
+            dict(files={"file": ("bomb.png", bomb_png(side), "image/png")}),
+            400,
+            "decompression bomb",
+        ),
+        (
+            "bomb-pil",
+            "/predict",
+            dict(files={"file": ("bomb.png", bomb_png(20000), "image/png")}),
+            400,
+            "decompression bomb",
+        ),
         ("text-content-type", "/predict", dict(files={"file": ("x.jpg", good, "text/plain")}), 415, "not an image"),
         ("json-to-predict", "/predict", dict(json={"file": "x"}), 415, "multipart/form-data"),
         ("v2-text-plain", INFER, dict(data=b"{}", headers={"Content-Type": "text/plain"}), 415, "application/json"),
-        ("v2-bad-base64", INFER, dict(json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
-                                                        "data": ["%%%not base64"]}]}), 400, "base64"),
+        (
+            "v2-bad-base64",
+            INFER,
+            dict(json={"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["%%%not base64"]}]}),
+            400,
+            "base64",
+        ),
     ]
 
 
@@ -119,8 +177,10 @@ def kserve_v2_datamodels():
 
 
 def multipart(data: bytes, filename: str, content_type: str, boundary: str = "loadtest-boundary") -> tuple[bytes, str]:
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: {content_type}\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode()
     return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -129,8 +189,17 @@ def post_file(url, data: bytes, filename="lesion.jpg", content_type="image/jpeg"
 
 
 def v2_bytes(*blobs: bytes, **extra) -> dict:
-    return {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [len(blobs)],
-                        "data": [base64.b64encode(b).decode() for b in blobs]}], **extra}
+    return {
+        "inputs": [
+            {
+                "name": "image",
+                "datatype": "BYTES",
+                "shape": [len(blobs)],
+                "data": [base64.b64encode(b).decode() for b in blobs],
+            }
+        ],
+        **extra,
+    }
 
 
 def outputs(answer: dict) -> dict:
@@ -149,8 +218,11 @@ def metrics_of(url: str) -> dict:
 
     r = requests.get(url + "/metrics", timeout=10)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(r.text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
 
 
 def metric_total(metrics: dict, name: str, **labels) -> float:

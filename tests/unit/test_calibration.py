@@ -37,8 +37,9 @@ def test_tta_probabilities_keep_float32_precision_under_mixed_bfloat16():
     old = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        model = models.with_tta(models.build_model(
-            models.ModelSpec(family="basic", image_size=16, augment=False, width=4), seed=2))
+        model = models.with_tta(
+            models.build_model(models.ModelSpec(family="basic", image_size=16, augment=False, width=4), seed=2)
+        )
         x = np.random.default_rng(2).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
         p = np.asarray(model.predict(x, verbose=0)).ravel()
     finally:
@@ -73,8 +74,17 @@ def test_head_phase_freezes_the_backbone_then_fine_tunes_it(splits, monkeypatch)
             super().__init__(on_epoch_end=record, **kwargs)
 
     monkeypatch.setattr(keras.callbacks, "LambdaCallback", Recording)
-    cfg = TrainConfig(family="efficientnet-lite0", weights="imagenet", image_size=32, epochs=2, head_epochs=1,
-                      batch_size=16, early_stopping_patience=0, learning_rate=1e-3, fine_tune_learning_rate=1e-3)
+    cfg = TrainConfig(
+        family="efficientnet-lite0",
+        weights="imagenet",
+        image_size=32,
+        epochs=2,
+        head_epochs=1,
+        batch_size=16,
+        early_stopping_patience=0,
+        learning_rate=1e-3,
+        fine_tune_learning_rate=1e-3,
+    )
     model, history = fit_one(cfg, splits[0], splits[1], on_epoch=lambda epoch, logs: None)
     assert len(history["loss"]) == 2 and sorted(stems) == [0, 1]
     np.testing.assert_array_equal(stems[0], imagenet_stem)  # phase 1: backbone frozen
@@ -83,15 +93,17 @@ def test_head_phase_freezes_the_backbone_then_fine_tunes_it(splits, monkeypatch)
 
 
 def test_head_epochs_need_a_pretrained_backbone(splits):
-    cfg = TrainConfig(family="basic", width=4, image_size=32, epochs=2, head_epochs=1, batch_size=16,
-                      early_stopping_patience=0)
+    cfg = TrainConfig(
+        family="basic", width=4, image_size=32, epochs=2, head_epochs=1, batch_size=16, early_stopping_patience=0
+    )
     with pytest.raises(ValueError, match="head_epochs and fine_tune_from need a pretrained backbone; family .basic."):
         fit_one(cfg, splits[0], splits[1])
 
 
 def test_calibrated_training_stores_the_temperature_and_probabilities_stay_in_range(splits):
-    cfg = TrainConfig(family="basic", width=4, image_size=32, epochs=1, batch_size=16, early_stopping_patience=0,
-                      calibrate=True)
+    cfg = TrainConfig(
+        family="basic", width=4, image_size=32, epochs=1, batch_size=16, early_stopping_patience=0, calibrate=True
+    )
     result = train_model(cfg, *splits)
     assert 0.05 <= result.temperature <= 20 and result.temperature != 1.0
     assert ((result.val_scores >= 0) & (result.val_scores <= 1)).all()

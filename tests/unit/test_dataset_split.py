@@ -9,10 +9,14 @@ FRACTION = 0.15
 
 
 def images(prefix: str, benign: int, malignant: int) -> list[RawImage]:
-    out = [RawImage(f"s3://b/raw/train/benign/{prefix}{i}.jpg", f"train/benign/{prefix}{i}.jpg", "train", 0)
-           for i in range(benign)]
-    return out + [RawImage(f"s3://b/raw/train/malignant/{prefix}{i}.jpg", f"train/malignant/{prefix}{i}.jpg",
-                           "train", 1) for i in range(malignant)]
+    out = [
+        RawImage(f"s3://b/raw/train/benign/{prefix}{i}.jpg", f"train/benign/{prefix}{i}.jpg", "train", 0)
+        for i in range(benign)
+    ]
+    return out + [
+        RawImage(f"s3://b/raw/train/malignant/{prefix}{i}.jpg", f"train/malignant/{prefix}{i}.jpg", "train", 1)
+        for i in range(malignant)
+    ]
 
 
 def sides(items: list[RawImage]) -> dict[str, str]:
@@ -36,8 +40,9 @@ def test_removing_and_renaming_other_images_moves_no_image():
     old = images("", 1400, 600)
     before = sides(old)
     kept = old[::2]  # half removed
-    renamed = [RawImage(i.uri.replace("/1", "/x1"), i.relpath.replace("/1", "/x1"), i.split, i.label)
-               for i in old[1::4]]
+    renamed = [
+        RawImage(i.uri.replace("/1", "/x1"), i.relpath.replace("/1", "/x1"), i.split, i.label) for i in old[1::4]
+    ]
     after = sides(kept + renamed)
     assert {i.relpath: after[i.relpath] for i in kept} == {i.relpath: before[i.relpath] for i in kept}
 

@@ -19,10 +19,12 @@ def jpeg(seed: int) -> bytes:
 
 
 def layout(root, train_benign=12, train_malignant: list[bytes] = (), test=(1, 1)):
-    for split, cls, blobs in (("train", "benign", [jpeg(i) for i in range(train_benign)]),
-                              ("train", "malignant", list(train_malignant)),
-                              ("test", "benign", [jpeg(100 + i) for i in range(test[0])]),
-                              ("test", "malignant", [jpeg(200 + i) for i in range(test[1])])):
+    for split, cls, blobs in (
+        ("train", "benign", [jpeg(i) for i in range(train_benign)]),
+        ("train", "malignant", list(train_malignant)),
+        ("test", "benign", [jpeg(100 + i) for i in range(test[0])]),
+        ("test", "malignant", [jpeg(200 + i) for i in range(test[1])]),
+    ):
         folder = root / split / cls
         folder.mkdir(parents=True, exist_ok=True)
         for i, blob in enumerate(blobs):
@@ -31,8 +33,13 @@ def layout(root, train_benign=12, train_malignant: list[bytes] = (), test=(1, 1)
 
 
 def run(root, tmp_path):
-    return dataset.preprocess(str(root), {s: str(tmp_path / "out" / s) for s in dataset.OUTPUT_SPLITS},
-                              image_size=16, val_fraction=0.25, max_bad_fraction=0.5)
+    return dataset.preprocess(
+        str(root),
+        {s: str(tmp_path / "out" / s) for s in dataset.OUTPUT_SPLITS},
+        image_size=16,
+        val_fraction=0.25,
+        max_bad_fraction=0.5,
+    )
 
 
 def test_a_class_whose_only_file_is_unreadable(tmp_path):
@@ -48,8 +55,11 @@ def test_a_class_whose_only_file_is_unreadable(tmp_path):
 
 def test_a_class_with_one_good_image_cannot_fill_validation(tmp_path):
     root = layout(tmp_path / "raw", train_malignant=[jpeg(50)])
-    with pytest.raises(dataset.DataError, match=r"train/malignant: no usable image for the (val|train) split "
-                                                r"\(0 file\(s\) assigned to it, 0 unreadable, 0 usable\); add"):
+    with pytest.raises(
+        dataset.DataError,
+        match=r"train/malignant: no usable image for the (val|train) split "
+        r"\(0 file\(s\) assigned to it, 0 unreadable, 0 usable\); add",
+    ):
         run(root, tmp_path)
 
 

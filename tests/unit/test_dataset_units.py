@@ -20,8 +20,10 @@ from components.core.data.dataset.checks import check_bad_fraction, imbalance_wa
 
 def _raw(benign: int, malignant: int) -> list[RawImage]:
     items = [RawImage(f"/raw/train/benign/{i:02d}.jpg", f"train/benign/{i:02d}.jpg", "train", 0) for i in range(benign)]
-    items += [RawImage(f"/raw/train/malignant/{i:02d}.jpg", f"train/malignant/{i:02d}.jpg", "train", 1)
-              for i in range(malignant)]
+    items += [
+        RawImage(f"/raw/train/malignant/{i:02d}.jpg", f"train/malignant/{i:02d}.jpg", "train", 1)
+        for i in range(malignant)
+    ]
     return items
 
 
@@ -31,6 +33,7 @@ def _counts(items: list[RawImage]) -> tuple[int, int]:
 
 # --- labels -------------------------------------------------------------------------------------
 
+
 def test_label_of_benign_is_0_malignant_is_1():
     assert label_of("benign") == 0
     assert label_of("malignant") == 1
@@ -39,6 +42,7 @@ def test_label_of_benign_is_0_malignant_is_1():
 
 
 # --- the train/validation split (more in tests/unit/test_dataset_split.py) ------------------------------
+
 
 def test_hash_split_side_is_a_function_of_seed_and_key_only():
     import hashlib
@@ -109,14 +113,18 @@ def test_leakage_is_a_group_joining_test_with_train_or_val():
 
 # --- class balance --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("counts, expected", [
-    ({"benign": 30, "malignant": 10}, {"malignant_fraction": 0.25, "ratio": 3.0, "majority": "benign"}),
-    ({"benign": 10, "malignant": 30}, {"malignant_fraction": 0.75, "ratio": 3.0, "majority": "malignant"}),
-    ({"benign": 2, "malignant": 1}, {"malignant_fraction": 0.3333, "ratio": 2.0, "majority": "benign"}),
-    ({"benign": 5, "malignant": 5}, {"malignant_fraction": 0.5, "ratio": 1.0, "majority": "benign"}),
-    ({"benign": 5, "malignant": 0}, {"malignant_fraction": 0.0, "ratio": None, "majority": "benign"}),
-    ({"benign": 0, "malignant": 0}, {"malignant_fraction": 0.0, "ratio": None, "majority": None}),
-])
+
+@pytest.mark.parametrize(
+    "counts, expected",
+    [
+        ({"benign": 30, "malignant": 10}, {"malignant_fraction": 0.25, "ratio": 3.0, "majority": "benign"}),
+        ({"benign": 10, "malignant": 30}, {"malignant_fraction": 0.75, "ratio": 3.0, "majority": "malignant"}),
+        ({"benign": 2, "malignant": 1}, {"malignant_fraction": 0.3333, "ratio": 2.0, "majority": "benign"}),
+        ({"benign": 5, "malignant": 5}, {"malignant_fraction": 0.5, "ratio": 1.0, "majority": "benign"}),
+        ({"benign": 5, "malignant": 0}, {"malignant_fraction": 0.0, "ratio": None, "majority": "benign"}),
+        ({"benign": 0, "malignant": 0}, {"malignant_fraction": 0.0, "ratio": None, "majority": None}),
+    ],
+)
 def test_class_balance(counts, expected):
     assert class_balance(counts) == expected
 
@@ -134,6 +142,7 @@ def test_imbalance_warns_above_1_5_to_1_and_for_an_empty_class():
 
 
 # --- the bad-file rule ------------------------------------------------------------------------------
+
 
 def test_bad_fraction_at_the_limit_passes_above_it_fails_naming_the_files():
     one = [{"key": "train/benign/bad.jpg", "reason": "empty file"}]

@@ -19,6 +19,7 @@ from tests.support.drawn_images import drawn
 
 # ---- conformal sets, by hand -----------------------------------------------------------------
 
+
 def test_conformal_quantile_is_the_ceil_n_plus_one_level_th_smallest():
     scores = [0.4, 0.1, 0.3, 0.2]
     assert conformal.conformal_quantile(scores, 0.5) == 0.3  # k = ceil(5 * 0.5) = 3
@@ -60,10 +61,12 @@ def test_calibration_needs_both_classes():
 
 # ---- decisions, by hand ----------------------------------------------------------------------
 
+
 def _policy(threshold=0.5, benign_max_p=0.6, malignant_min_p=0.4, dims=3) -> DecisionPolicy:
     scope = ScopeModel(np.eye(dims, dtype=np.float32), 0.2, 0.01)
-    return DecisionPolicy(threshold, {"benign_max_p": benign_max_p, "malignant_min_p": malignant_min_p, "level": 0.9},
-                          scope)
+    return DecisionPolicy(
+        threshold, {"benign_max_p": benign_max_p, "malignant_min_p": malignant_min_p, "level": 0.9}, scope
+    )
 
 
 def test_decisions_by_hand():
@@ -72,8 +75,12 @@ def test_decisions_by_hand():
     assert policy.decide(0.9, 0.3) == Decision("malignant", None, ["malignant"], 0.3)
     assert policy.decide(0.5, 0.3) == Decision("refer", "uncertain", ["benign", "malignant"], 0.3)
     # Out of scope wins whatever p says, and whatever the set is.
-    assert policy.decide(0.99, 1.01).to_dict() == {"decision": "refer", "refer_reason": "out_of_scope",
-                                                   "prediction_set": ["malignant"], "ood_score": 1.01}
+    assert policy.decide(0.99, 1.01).to_dict() == {
+        "decision": "refer",
+        "refer_reason": "out_of_scope",
+        "prediction_set": ["malignant"],
+        "ood_score": 1.01,
+    }
     assert policy.decide(0.01, 0.2, ["blank"]).refer_reason == "out_of_scope"
     assert policy.decide(0.01, float("nan")).refer_reason == "out_of_scope"
     # A singleton set that is not the threshold's class (p between the threshold and the set's edge).
@@ -84,9 +91,13 @@ def test_decisions_by_hand():
 
 def test_referral_metrics_by_hand():
     labels = [0, 0, 1, 1, 1]
-    decisions = [Decision("benign", None, ["benign"], 0.1), Decision("malignant", None, ["malignant"], 0.1),
-                 Decision("malignant", None, ["malignant"], 0.1), Decision("refer", "uncertain", ["benign", "malignant"], 0.1),
-                 Decision("refer", "out_of_scope", ["benign"], 3.0)]
+    decisions = [
+        Decision("benign", None, ["benign"], 0.1),
+        Decision("malignant", None, ["malignant"], 0.1),
+        Decision("malignant", None, ["malignant"], 0.1),
+        Decision("refer", "uncertain", ["benign", "malignant"], 0.1),
+        Decision("refer", "out_of_scope", ["benign"], 3.0),
+    ]
     m = referral_metrics(labels, decisions)
     assert (m["refer_rate"], m["refer_rate_out_of_scope"], m["refer_rate_uncertain"]) == (0.4, 0.2, 0.2)
     assert (m["decided"], m["decided_accuracy"]) == (3.0, pytest.approx(2 / 3))
@@ -117,15 +128,27 @@ def test_the_risk_coverage_figure_is_a_picture_with_the_chosen_level():
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 300)
     p = np.clip(labels * 0.4 + rng.normal(0.3, 0.15, 300), 0, 1)
-    curves = {"val": risk_coverage(labels[:150], p[:150], labels[:150], p[:150], 0.5),
-              "test": risk_coverage(labels[:150], p[:150], labels[150:], p[150:], 0.5)}
-    png = figures.evaluation_pngs("m", 0.5, {}, labels[:150], p[:150], labels[150:], p[150:],
-                                  {"risk_coverage": curves, "val": {"refer_rate": 0.1, "decided_accuracy": 0.9}}, 0.9)
+    curves = {
+        "val": risk_coverage(labels[:150], p[:150], labels[:150], p[:150], 0.5),
+        "test": risk_coverage(labels[:150], p[:150], labels[150:], p[150:], 0.5),
+    }
+    png = figures.evaluation_pngs(
+        "m",
+        0.5,
+        {},
+        labels[:150],
+        p[:150],
+        labels[150:],
+        p[150:],
+        {"risk_coverage": curves, "val": {"refer_rate": 0.1, "decided_accuracy": 0.9}},
+        0.9,
+    )
     with Image.open(io.BytesIO(png["risk_coverage.png"])) as im:
         assert im.format == "PNG" and im.size[0] >= 400 and im.size[1] >= 300
 
 
 # ---- image checks ----------------------------------------------------------------------------
+
 
 def test_image_checks_name_what_a_person_can_see():
     images = drawn(64)
@@ -141,13 +164,18 @@ def test_image_checks_name_what_a_person_can_see():
 
 # ---- the scope detector ----------------------------------------------------------------------
 
+
 def test_scope_scores_are_nearest_neighbour_distance_over_the_validation_limit():
     train = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     val = np.array([[2.0, 0.1], [0.1, 3.0], [1.0, 0.9], [3.0, 3.1]])
     model = ScopeModel.fit(train, val, 0.25)
     # cosine distance to the nearest train direction, by hand: 1 - cos(angle to the closest of 0, 45, 90 degrees)
-    expected = [1 - 2.0 / math.hypot(2.0, 0.1), 1 - 3.0 / math.hypot(0.1, 3.0),
-                1 - (1.0 + 0.9) / (math.sqrt(2) * math.hypot(1.0, 0.9)), 1 - (3.0 + 3.1) / (math.sqrt(2) * math.hypot(3.0, 3.1))]
+    expected = [
+        1 - 2.0 / math.hypot(2.0, 0.1),
+        1 - 3.0 / math.hypot(0.1, 3.0),
+        1 - (1.0 + 0.9) / (math.sqrt(2) * math.hypot(1.0, 0.9)),
+        1 - (3.0 + 3.1) / (math.sqrt(2) * math.hypot(3.0, 3.1)),
+    ]
     assert model.distances(val) == pytest.approx(expected, abs=1e-6)  # float32 features
     # limit: the 0.75 quantile ("higher") of the four validation distances, so one of four is above 1
     assert model.limit == pytest.approx(np.quantile(expected, 0.75, method="higher"), abs=1e-6)
@@ -156,6 +184,7 @@ def test_scope_scores_are_nearest_neighbour_distance_over_the_validation_limit()
 
 
 # ---- storage -----------------------------------------------------------------------------------
+
 
 def test_policy_files_round_trip_and_refuse_damage_by_name(tmp_path):
     policy = _policy()
@@ -175,14 +204,16 @@ def test_policy_files_round_trip_and_refuse_damage_by_name(tmp_path):
         DecisionPolicy.load(tmp_path)
 
 
-
 def test_the_monitoring_reference_round_trips_and_a_damaged_one_is_refused_by_name(tmp_path):
     from components.core.decision import MONITORING_FILE
 
     policy = _policy()
-    policy.monitoring = {"inputs": np.arange(6, dtype=np.float32).reshape(3, 2), "p": np.array([0.1, 0.5, 0.9]),
-                         "labels": np.array(["benign", "benign", "malignant"]),
-                         "kinds": np.array(["benign", "uncertain", "malignant"])}
+    policy.monitoring = {
+        "inputs": np.arange(6, dtype=np.float32).reshape(3, 2),
+        "p": np.array([0.1, 0.5, 0.9]),
+        "labels": np.array(["benign", "benign", "malignant"]),
+        "kinds": np.array(["benign", "uncertain", "malignant"]),
+    }
     policy.save(tmp_path)
     back = DecisionPolicy.load(tmp_path)
     assert back.monitoring["kinds"].tolist() == ["benign", "uncertain", "malignant"]
@@ -215,15 +246,20 @@ def test_the_detector_refuses_non_dermoscopy_and_keeps_real_lesions(real_data):
         return np.stack([decode_image(f.read_bytes(), size) for f in files])
 
     train_files = sorted(real_data.glob("train/*/*.jpg"))
-    val = [f for f in train_files if side_number(f.relative_to(real_data / "train").as_posix(), settings.SEED)
-           < settings.VAL_FRACTION]
+    val = [
+        f
+        for f in train_files
+        if side_number(f.relative_to(real_data / "train").as_posix(), settings.SEED) < settings.VAL_FRACTION
+    ]
     train = sorted(set(train_files) - set(val))
     test = sorted(real_data.glob("test/*/*.jpg"))
     scope = ScopeModel.fit(imagenet_features(pixels(train[::3])), imagenet_features(pixels(val[::3])), 0.01)
     lesions = scope.scores(imagenet_features(pixels(test[::3])))
     assert np.mean(lesions > 1) <= 0.05
-    others = {**{k: v for k, v in drawn(size).items()},
-              **{k: decode_image(v, size) for k, v in package_photographs().items()}}
+    others = {
+        **{k: v for k, v in drawn(size).items()},
+        **{k: decode_image(v, size) for k, v in package_photographs().items()},
+    }
     batch = np.stack(list(others.values()))
     scores = scope.scores(imagenet_features(batch))
     kept = [name for (name, img), s in zip(others.items(), scores) if s <= 1 and not image_checks.image_problems(img)]

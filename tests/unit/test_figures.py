@@ -22,12 +22,17 @@ def scored(n=200, seed=0, name="basic", threshold=0.4):
 
 def test_every_evaluation_figure_is_a_sensible_png():
     val, test = scored(seed=1), scored(seed=2)
-    history = {"loss": [0.7, 0.5, 0.4], "val_loss": [0.7, 0.6, 0.55], "auc": [0.6, 0.8, 0.9],
-               "val_auc": [0.6, 0.75, 0.8]}
+    history = {
+        "loss": [0.7, 0.5, 0.4],
+        "val_loss": [0.7, 0.6, 0.55],
+        "auc": [0.6, 0.8, 0.9],
+        "val_auc": [0.6, 0.75, 0.8],
+    }
     pngs = figures.evaluation_pngs("basic", 0.4, history, val.labels, val.scores, test.labels, test.scores)
-    assert sorted(pngs) == sorted([f"{s}_{k}.png" for s in ("val", "test") for k in ("roc", "pr", "confusion",
-                                                                                       "calibration")]
-                                  + ["training_curves.png"])
+    assert sorted(pngs) == sorted(
+        [f"{s}_{k}.png" for s in ("val", "test") for k in ("roc", "pr", "confusion", "calibration")]
+        + ["training_curves.png"]
+    )
     for name, png in pngs.items():
         assert_sensible(png)
     # Training curves: training and validation in two colours, on two panels.
@@ -55,8 +60,11 @@ def test_a_split_with_one_class_says_so_instead_of_failing():
 
 
 def test_the_comparison_draws_every_model_on_both_panels():
-    models = [scored(seed=1, name="basic"), scored(seed=2, name="narrow", threshold=0.5),
-              scored(seed=3, name="wide", threshold=0.3)]
+    models = [
+        scored(seed=1, name="basic"),
+        scored(seed=2, name="narrow", threshold=0.5),
+        scored(seed=3, name="wide", threshold=0.3),
+    ]
     rgb = assert_sensible(figures.comparison_png(models, "val", winner="basic"), min_size=(700, 300))
     half = rgb.shape[1] // 2
     for panel in (rgb[:, :half], rgb[:, half:]):  # ROC left, precision-recall right

@@ -1,7 +1,6 @@
 """Grad-CAM on every kind of model: the last feature map, the region that drives the prediction,
 and test-time augmentation as the mean over the four flips."""
 
-
 import numpy as np
 import pytest
 
@@ -96,7 +95,6 @@ def test_tta_is_the_mean_over_the_four_flips():
     np.testing.assert_allclose(plain, [sigmoid(3), sigmoid(1)], atol=1e-6)  # orientation matters
     # The four views put each corner at the top-left once: the mean over all four corners.
     views = [batch, batch[:, ::-1], batch[:, :, ::-1], batch[:, ::-1, ::-1]]
-    by_hand = np.mean([[sigmoid(v[i, 0, 0].astype(int).sum() / 255) for i in range(2)] for v in views],
-                      axis=0)
+    by_hand = np.mean([[sigmoid(v[i, 0, 0].astype(int).sum() / 255) for i in range(2)] for v in views], axis=0)
     np.testing.assert_allclose(by_hand, [(sigmoid(3) + sigmoid(1) + sigmoid(2) + sigmoid(0)) / 4] * 2, atol=1e-12)
     np.testing.assert_allclose(np.asarray(tta(batch)).ravel(), by_hand, atol=1e-6)

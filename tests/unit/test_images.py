@@ -49,7 +49,17 @@ def test_decompression_bomb_refused_before_decoding():
         decode_image(bomb, 16)
 
 
-@pytest.mark.parametrize("name, ok", [("a.jpg", True), ("A.JPG", True), ("b.jpeg", True), ("c.PNG", True),
-                                      ("d.gif", False), ("e.txt", False), ("noext", False)])
+@pytest.mark.parametrize(
+    "name, ok",
+    [
+        ("a.jpg", True),
+        ("A.JPG", True),
+        ("b.jpeg", True),
+        ("c.PNG", True),
+        ("d.gif", False),
+        ("e.txt", False),
+        ("noext", False),
+    ],
+)
 def test_extensions_any_case(name, ok):
     assert has_image_extension(name) is ok

@@ -14,15 +14,19 @@ from pipelines.training_pipeline import CompileSettings, build_pipeline
 from tests.support import ir_rules
 
 ROOT = Path(__file__).resolve().parents[2]
-CLUSTER = dict(parallelism=2, node_selector={"pool": "gpu"},
-               tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+CLUSTER = dict(
+    parallelism=2,
+    node_selector={"pool": "gpu"},
+    tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+)
 VARIANTS = {"defaults": {}, **{name: {"parameter_defaults": dict(p)} for name, p in PRESETS.items()}}
 
 
 def _compile(tmp_path: Path, settings: CompileSettings) -> tuple[dict, dict]:
     path = tmp_path / "pipeline.yaml"
-    compiler.Compiler().compile(build_pipeline(settings), str(path),
-                                pipeline_parameters=settings.parameter_defaults or None)
+    compiler.Compiler().compile(
+        build_pipeline(settings), str(path), pipeline_parameters=settings.parameter_defaults or None
+    )
     return backend_compat.load_compiled(str(path))
 
 
@@ -99,15 +103,21 @@ def test_readme_states_the_minimum_backend():
 
 def test_backend_version_check_names_the_feature(compiled):
     spec, platform = compiled
-    assert [f.name for f in backend_compat.too_new_for("2.15.2", spec, platform)] == ["ParallelFor feeding dsl.Collected"]
+    assert [f.name for f in backend_compat.too_new_for("2.15.2", spec, platform)] == [
+        "ParallelFor feeding dsl.Collected"
+    ]
     assert {f.name for f in backend_compat.too_new_for("2.13.0", spec, platform)} >= {
-        "dsl.Collected of parameters", "optional Secret / ConfigMap as env", "ParallelFor feeding dsl.Collected"}
+        "dsl.Collected of parameters",
+        "optional Secret / ConfigMap as env",
+        "ParallelFor feeding dsl.Collected",
+    }
     assert backend_compat.too_new_for("2.16.0", spec, platform) == []
     assert backend_compat.parse_version("v2.16.1-rc.0") == (2, 16, 1)
     assert backend_compat.parse_version("unknown") is None
 
 
 # --- each rule fails on the defect it is for (the shape of the pipeline this suite replaced) ------
+
 
 @dsl.component(base_image="python:3.11")
 def _consume_struct(model_config: dict) -> str:
@@ -149,9 +159,12 @@ def test_the_rules_catch_an_untyped_loop_a_run_name_input_a_retry_in_the_loop_an
     assert ir_rules.retry_in_loop_violations(spec)
     problems = ir_rules.kubernetes_reference_violations(spec, platform)
     assert any("bad-env-name" in p for p in problems) and any("defaults to ''" in p for p in problems)
-    assert ir_rules.per_run_cache_key_violations(spec) == ["root/tag-run: cacheable, but input pipeline_run is a "
-                                                           "per-run value"]
-    assert ir_rules.stateful_cache_violations(spec, {"gather"}) == ["root/gather: reads state outside its inputs "
-                                                                    "but is cacheable"]
-    assert ir_rules.foreign_image_violations(spec) == ["root/record-images: cacheable, but input images names "
-                                                       "another task's image python:3.11"]
+    assert ir_rules.per_run_cache_key_violations(spec) == [
+        "root/tag-run: cacheable, but input pipeline_run is a per-run value"
+    ]
+    assert ir_rules.stateful_cache_violations(spec, {"gather"}) == [
+        "root/gather: reads state outside its inputs but is cacheable"
+    ]
+    assert ir_rules.foreign_image_violations(spec) == [
+        "root/record-images: cacheable, but input images names another task's image python:3.11"
+    ]

@@ -42,8 +42,11 @@ def lock_violations(declared: list[tuple[str, Requirement]], packages: list[dict
         if not versions:
             problems.append(f"{req} ({where}) is not in uv.lock")
             continue
-        problems += [f"uv.lock pins {req.name}=={v}, outside {req} ({where})"
-                     for v in versions if not req.specifier.contains(Version(v), prereleases=True)]
+        problems += [
+            f"uv.lock pins {req.name}=={v}, outside {req} ({where})"
+            for v in versions
+            if not req.specifier.contains(Version(v), prereleases=True)
+        ]
     return problems
 
 
@@ -53,8 +56,11 @@ def test_every_locked_version_satisfies_pyprojects_bounds():
 
 def test_the_bounds_check_catches_a_pin_outside_them():
     packages = [{"name": "Keras", "version": "3.16.0"}, {"name": "numpy", "version": "2.4.6"}]
-    declared = [("dependencies", Requirement("keras>=3.14,<3.16")), ("dependencies", Requirement("numpy>=1.26")),
-                ("extra dev", Requirement("pytest>=8"))]
+    declared = [
+        ("dependencies", Requirement("keras>=3.14,<3.16")),
+        ("dependencies", Requirement("numpy>=1.26")),
+        ("extra dev", Requirement("pytest>=8")),
+    ]
     assert lock_violations(declared, packages) == [
         "uv.lock pins keras==3.16.0, outside keras<3.16,>=3.14 (dependencies)",
         "pytest>=8 (extra dev) is not in uv.lock",
@@ -62,8 +68,12 @@ def test_the_bounds_check_catches_a_pin_outside_them():
 
 
 def test_every_locked_package_has_hashes():
-    missing = [p["name"] for p in uv_lock()["package"]
-               if p.get("source", {}).get("registry") and not all(f.get("hash") for f in p.get("wheels", []) + [p.get("sdist", {"hash": "x"})])]
+    missing = [
+        p["name"]
+        for p in uv_lock()["package"]
+        if p.get("source", {}).get("registry")
+        and not all(f.get("hash") for f in p.get("wheels", []) + [p.get("sdist", {"hash": "x"})])
+    ]
     assert missing == []
 
 
@@ -73,9 +83,24 @@ def test_the_image_locks_are_uv_locks_current_export(path):
     `make lock` rewrites both after any change of uv.lock."""
     uv = uv_binary()
     assert uv.is_file(), f"{uv} missing: bash scripts/install.sh installs uv from the lock"
-    out = subprocess.run([str(uv), "export", "--frozen", "--no-emit-project", "--no-header", "--no-annotate",
-                          "--format", "requirements-txt", *EXPORTS[path]],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [
+            str(uv),
+            "export",
+            "--frozen",
+            "--no-emit-project",
+            "--no-header",
+            "--no-annotate",
+            "--format",
+            "requirements-txt",
+            *EXPORTS[path],
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    ).stdout
     body = [line for line in path.read_text().splitlines() if not line.startswith("#")]
     assert body == out.splitlines(), f"{path.relative_to(ROOT)} is stale: run `bash scripts/lock.sh --check`"
 
@@ -93,9 +118,26 @@ def test_the_tested_environment_is_exactly_the_lock():
     every package the lock pins for this platform (runtime + dev extra) is installed.
     uv checked each file's hash against uv.lock when it installed it (`uv sync --locked`)."""
     uv = uv_binary()
-    out = subprocess.run([str(uv), "export", "--frozen", "--no-emit-project", "--no-header", "--no-annotate",
-                          "--extra", "dev", "--no-default-groups", "--format", "requirements-txt"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [
+            str(uv),
+            "export",
+            "--frozen",
+            "--no-emit-project",
+            "--no-header",
+            "--no-annotate",
+            "--extra",
+            "dev",
+            "--no-default-groups",
+            "--format",
+            "requirements-txt",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    ).stdout
     tmp = ROOT / ".pytest_cache" / "full-export.txt"
     tmp.parent.mkdir(exist_ok=True)
     tmp.write_text(out)
@@ -105,6 +147,7 @@ def test_the_tested_environment_is_exactly_the_lock():
     assert {n: v for n, v in have.items() if want.get(n) != v} == {}, "installed but not as the lock pins"
     assert {n: v for n, v in want.items() if n not in have} == {}, "locked but not installed"
     # ... and uv itself agrees that nothing is missing, extra or different (no resolution: --frozen).
-    check = subprocess.run([str(uv), "sync", "--frozen", "--extra", "dev", "--check"], capture_output=True,
-                           text=True, cwd=ROOT, timeout=60)
+    check = subprocess.run(
+        [str(uv), "sync", "--frozen", "--extra", "dev", "--check"], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert check.returncode == 0, check.stderr

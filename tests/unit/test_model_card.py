@@ -13,10 +13,28 @@ from components.core.registry import versions
 from components.core.reporting import model_card
 from components.core.step_results import TrainSummary
 
-VAL = {"accuracy": 0.85, "auc": 0.9, "sensitivity": 0.9, "specificity": 0.8, "brier": 0.1, "ece": 0.05,
-       "threshold": 0.4, "confusion_matrix": [[40, 10], [5, 45]], "n": 100}
-TEST = {"accuracy": 0.85, "auc": 0.875, "sensitivity": 0.9, "specificity": 0.8, "brier": 0.12, "ece": math.nan,
-        "threshold": 0.4, "confusion_matrix": [[8, 2], [1, 9]], "n": 20}
+VAL = {
+    "accuracy": 0.85,
+    "auc": 0.9,
+    "sensitivity": 0.9,
+    "specificity": 0.8,
+    "brier": 0.1,
+    "ece": 0.05,
+    "threshold": 0.4,
+    "confusion_matrix": [[40, 10], [5, 45]],
+    "n": 100,
+}
+TEST = {
+    "accuracy": 0.85,
+    "auc": 0.875,
+    "sensitivity": 0.9,
+    "specificity": 0.8,
+    "brier": 0.12,
+    "ece": math.nan,
+    "threshold": 0.4,
+    "confusion_matrix": [[8, 2], [1, 9]],
+    "n": 20,
+}
 
 METRIC_ROWS = [
     "| metric | validation (95 % CI) | test (95 % CI) |",
@@ -32,10 +50,20 @@ METRIC_ROWS = [
 
 
 def winner() -> TrainSummary:
-    return TrainSummary(name="lite0", family="efficientnet-lite0", run_id="run-1", model_uri="runs:/run-1/model",
-                        threshold=0.4, val=VAL, test=TEST, params=3_400_000, seconds=812.4,
-                        config=TrainConfig(family="efficientnet-lite0", min_sensitivity=0.9), temperature=1.5,
-                        figures=["figures/val_roc.png"])
+    return TrainSummary(
+        name="lite0",
+        family="efficientnet-lite0",
+        run_id="run-1",
+        model_uri="runs:/run-1/model",
+        threshold=0.4,
+        val=VAL,
+        test=TEST,
+        params=3_400_000,
+        seconds=812.4,
+        config=TrainConfig(family="efficientnet-lite0", min_sensitivity=0.9),
+        temperature=1.5,
+        figures=["figures/val_roc.png"],
+    )
 
 
 def test_every_metric_row_for_a_hand_made_result():
@@ -47,13 +75,15 @@ def test_the_card_states_those_rows_the_threshold_rule_and_the_calibration():
     result = winner()
     card = model_card.build(result, reg, [result]).splitlines()
     start = card.index(METRIC_ROWS[0])
-    assert card[start:start + len(METRIC_ROWS)] == METRIC_ROWS
+    assert card[start : start + len(METRIC_ROWS)] == METRIC_ROWS
     text = "\n".join(card)
     assert "At the stored decision threshold 0.4000." in text
     # The recall target is the model's own (0.9 here), not a default repeated in the card.
     assert "validation malignant recall reaches 0.90 plus one standard error" in text
     assert "expected to stay at or above 0.90;" in text
-    assert ("Brier score 0.100 (validation), 0.120 (test); expected calibration error (10 equal-width bins) "
-            "0.050 (validation), n/a (test).") in text
+    assert (
+        "Brier score 0.100 (validation), 0.120 (test); expected calibration error (10 equal-width bins) "
+        "0.050 (validation), n/a (test)."
+    ) in text
     assert "Temperature scaling fitted on validation (T = 1.500)" in text
     assert "| lite0 (winner) | 0.850 | 0.900 | 0.850 | 0.875 | 0.900 | 0.800 | 3,400,000 | 812 |" in text

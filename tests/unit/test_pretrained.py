@@ -45,8 +45,9 @@ def test_checkpoint_is_read_whole_and_mapped_onto_every_layer(state):
     model = lite.build_lite0(include_top=True)
     lite.load_state_into(model, state)  # raises if a tensor is left over
     assert model.count_params() == 4_694_024  # both count the batch-norm moving statistics
-    np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0],
-                                  state["_conv_stem.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        model.get_layer("stem_conv").get_weights()[0], state["_conv_stem.weight"].transpose(2, 3, 1, 0)
+    )
 
 
 def test_photographs_land_on_their_imagenet_classes(imagenet_model):
@@ -68,8 +69,9 @@ def test_batchnorm_inputs_match_the_stored_statistics(imagenet_model):
 
 def test_top5_check_catches_swapped_kernel_height_and_width(state):
     """The batch-norm check alone misses this mistake; the photographs do not."""
-    swapped = {k: (v.swapaxes(-1, -2).copy() if k.endswith("conv.weight") and v.shape[-1] > 1 else v)
-               for k, v in state.items()}
+    swapped = {
+        k: (v.swapaxes(-1, -2).copy() if k.endswith("conv.weight") and v.shape[-1] > 1 else v) for k, v in state.items()
+    }
     model = lite.build_lite0(include_top=True)
     lite.load_state_into(model, swapped)
     assert not any(top.hits for top in verify.imagenet_top5(model))
@@ -177,11 +179,14 @@ def _write_torch_style(path, tensors: dict) -> None:
 def test_offsets_strides_and_shared_storages_are_rebuilt_like_torch(tmp_path):
     storage = _FakeStorage("s0", np.arange(12, dtype=np.float32))
     path = tmp_path / "strided.pth"
-    _write_torch_style(path, {
-        "whole": (storage, 0, (3, 4), (4, 1)),
-        "transposed": (storage, 0, (4, 3), (1, 4)),  # a .t() view of the same storage
-        "tail": (storage, 6, (2, 3), (3, 1)),        # a slice starting at element 6
-    })
+    _write_torch_style(
+        path,
+        {
+            "whole": (storage, 0, (3, 4), (4, 1)),
+            "transposed": (storage, 0, (4, 3), (1, 4)),  # a .t() view of the same storage
+            "tail": (storage, 6, (2, 3), (3, 1)),  # a slice starting at element 6
+        },
+    )
     got = torch_legacy.read_state_dict(path)
     base = np.arange(12, dtype=np.float32).reshape(3, 4)
     np.testing.assert_array_equal(got["whole"], base)

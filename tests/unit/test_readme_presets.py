@@ -15,7 +15,13 @@ FAMILIES = ("basic", "crossval", "resnet50", "efficientnet", "efficientnet-lite0
 
 def described(name: str) -> str:
     """The manual's parenthesis after `name` in the "Parameter presets" paragraph."""
-    text = " ".join((ROOT / "docs" / "command-line.md").read_text().split("Parameter presets live in", 1)[1].split("\n\n")[0].split())
+    text = " ".join(
+        (ROOT / "docs" / "command-line.md")
+        .read_text()
+        .split("Parameter presets live in", 1)[1]
+        .split("\n\n")[0]
+        .split()
+    )
     start = text.index(f"`{name}` (") + len(f"`{name}` (")
     depth = 1
     for end in range(start, len(text)):
@@ -38,7 +44,10 @@ def test_the_local_preset_splits_its_epochs_between_head_and_fine_tuning():
     (model,) = PRESETS["local-cpu"]["models"]
     head, total = model["head_epochs"], PRESETS["local-cpu"]["epochs"]
     text = described("local-cpu")
-    assert f"{head} epoch of the head" in text and f"then {total - head} fine-tuning it from `{model['fine_tune_from']}`" in text
+    assert (
+        f"{head} epoch of the head" in text
+        and f"then {total - head} fine-tuning it from `{model['fine_tune_from']}`" in text
+    )
     assert "temperature scaling" in text and model["calibrate"] and f"{model['augmentation']} augmentation" in text
 
 

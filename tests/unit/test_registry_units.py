@@ -29,8 +29,9 @@ def test_accuracy_then_auc_then_the_newer_version():
 def test_the_rule_is_stated_in_the_summary_and_the_readme():
     assert "at least as good" in selection.PROMOTION_RULE and "exact tie the newer model" in selection.PROMOTION_RULE
     metrics = {"accuracy": 0.9, "auc": 0.95, "sensitivity": 0.9, "specificity": 0.9}
-    result = TrainSummary("basic", "basic", "run-1", "runs:/run-1/model", 0.5, metrics, metrics, 1000, 5.0,
-                          TrainConfig())
+    result = TrainSummary(
+        "basic", "basic", "run-1", "runs:/run-1/model", 0.5, metrics, metrics, 1000, 5.0, TrainConfig()
+    )
     reg = versions.Registration("m", "2", "models:/m/2", "challenger", False, "1", None)
     summary = promotion_report.summary_markdown([result], result, reg)
     assert "| basic (winner) | 0.900 | 0.950 |" in summary and selection.PROMOTION_RULE in summary
@@ -54,23 +55,35 @@ def test_a_nan_auc_ranks_last_whatever_the_input_order():
 
 def test_the_ranking_is_one_order_from_every_input_order():
     models = [
-        trained("wide", 0.90, 0.95, 9000),     # 1st: best accuracy
-        trained("narrow", 0.85, 0.97, 2000),   # 3rd: accuracy first, AUC only breaks ties
-        trained("small", 0.85, 0.97, 1000),    # 2nd: same accuracy and AUC as narrow, fewer parameters
+        trained("wide", 0.90, 0.95, 9000),  # 1st: best accuracy
+        trained("narrow", 0.85, 0.97, 2000),  # 3rd: accuracy first, AUC only breaks ties
+        trained("small", 0.85, 0.97, 1000),  # 2nd: same accuracy and AUC as narrow, fewer parameters
         trained("nan-auc", 0.85, float("nan"), 500),  # 4th: an undefined AUC ranks below any real one
-        trained("worst", 0.60, 0.99, 100),     # 5th
+        trained("worst", 0.60, 0.99, 100),  # 5th
     ]
     for given in itertools.permutations(models):  # all 120 input orders
-        assert [m.name for m in sorted(given, key=selection.rank_key)] == ["wide", "small", "narrow", "nan-auc",
-                                                                           "worst"], [m.name for m in given]
+        assert [m.name for m in sorted(given, key=selection.rank_key)] == [
+            "wide",
+            "small",
+            "narrow",
+            "nan-auc",
+            "worst",
+        ], [m.name for m in given]
         assert selection.select_winner(list(given)).name == "wide"
 
 
 def test_identical_models_are_ordered_by_name_then_run():
-    twins = [trained("b", 0.8, 0.9, 10, "run-2"), trained("a", 0.8, 0.9, 10, "run-9"), trained("b", 0.8, 0.9, 10, "run-1")]
+    twins = [
+        trained("b", 0.8, 0.9, 10, "run-2"),
+        trained("a", 0.8, 0.9, 10, "run-9"),
+        trained("b", 0.8, 0.9, 10, "run-1"),
+    ]
     for order in itertools.permutations(twins):
         assert [(m.name, m.run_id) for m in sorted(order, key=selection.rank_key)] == [
-            ("a", "run-9"), ("b", "run-1"), ("b", "run-2")]
+            ("a", "run-9"),
+            ("b", "run-1"),
+            ("b", "run-2"),
+        ]
 
 
 def test_no_models_is_an_error():

@@ -37,13 +37,30 @@ def test_killed_preprocess_leaves_nothing_complete_looking_and_a_rerun_is_idempo
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "preprocess", "--data", str(new_raw), "--out", str(out),
-         "--image-size", "32", "--val-fraction", "0.25"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "preprocess",
+            "--data",
+            str(new_raw),
+            "--out",
+            str(out),
+            "--image-size",
+            "32",
+            "--val-fraction",
+            "0.25",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         # Kill it while it is writing (a partial split directory exists).
-        started = wait_until(lambda: any(out.glob(".*.partial-*")) or proc.poll() is not None, timeout=120, interval=0.002)
+        started = wait_until(
+            lambda: any(out.glob(".*.partial-*")) or proc.poll() is not None, timeout=120, interval=0.002
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -93,8 +110,9 @@ def test_splits_from_different_runs_are_refused_before_training(tmp_path, monkey
     monkeypatch.setattr(training, "train_model", lambda *a, **k: pytest.fail("trained on a mixture"))
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.raises(dataset.DataError, match="different preprocessing runs"):
-        train_step.run_train({"family": "basic"}, *mixture, {"epochs": 1, "image_size": 16}, tracking_uri,
-                         "mixture", "", "test")
+        train_step.run_train(
+            {"family": "basic"}, *mixture, {"epochs": 1, "image_size": 16}, tracking_uri, "mixture", "", "test"
+        )
 
 
 class _TornModel:

@@ -53,8 +53,10 @@ def test_cli_and_component_take_the_allow_leakage_flag(tmp_path, capsys):
     shutil.copy(raw / "train/benign/0000.jpg", raw / "test/benign/x.jpg")
     assert main(["preprocess", "--data", str(raw), "--out", str(tmp_path / "a"), "--image-size", "16"]) == 2
     assert "leakage" in capsys.readouterr().err
-    assert main(["preprocess", "--data", str(raw), "--out", str(tmp_path / "b"), "--image-size", "16",
-                 "--allow-leakage"]) == 0
+    assert (
+        main(["preprocess", "--data", str(raw), "--out", str(tmp_path / "b"), "--image-size", "16", "--allow-leakage"])
+        == 0
+    )
     assert "warning: leakage allowed by flag" in capsys.readouterr().out
     spec = component.component_spec.inputs["allow_leakage"]
     assert spec.default is False and spec.type == "Boolean"
@@ -84,7 +86,9 @@ def test_class_imbalance_is_reported_in_report_metadata_and_log(tmp_path, caplog
 
     # The pipeline step puts it on the Dataset artifacts (what the KFP UI shows).
     artifacts = {s: SimpleNamespace(path=str(tmp_path / "art" / s), metadata={}) for s in SPLITS}
-    preprocess_step.run_preprocess(str(raw), 16, 0.25, 42, 0.01, f"sqlite:///{tmp_path / 'mlflow.db'}", "balance", artifacts)
+    preprocess_step.run_preprocess(
+        str(raw), 16, 0.25, 42, 0.01, f"sqlite:///{tmp_path / 'mlflow.db'}", "balance", artifacts
+    )
     assert artifacts["train"].metadata["class_balance"]["ratio"] == pytest.approx(3.0, rel=0.1)
 
 
@@ -92,7 +96,12 @@ def test_bad_file_rules_hold_at_scale(tmp_path):
     """2,000 tiny JPEGs and a handful of bad files: exactly those are skipped and named."""
     rng = np.random.default_rng(0)
     raw = tmp_path / "raw"
-    counts = {("train", "benign"): 700, ("train", "malignant"): 700, ("test", "benign"): 300, ("test", "malignant"): 300}
+    counts = {
+        ("train", "benign"): 700,
+        ("train", "malignant"): 700,
+        ("test", "benign"): 300,
+        ("test", "malignant"): 300,
+    }
     for (split, cls), n in counts.items():
         folder = raw / split / cls
         folder.mkdir(parents=True)
@@ -111,8 +120,9 @@ def test_bad_file_rules_hold_at_scale(tmp_path):
     (raw / "train/benign/notes.txt").write_text("hello")
     (raw / "README.md").write_text("beside the layout: not data, not a bad file")
 
-    report = dataset.preprocess(str(raw), {s: str(tmp_path / "out" / s) for s in SPLITS}, image_size=16,
-                                val_fraction=0.15, shard_size=512)
+    report = dataset.preprocess(
+        str(raw), {s: str(tmp_path / "out" / s) for s in SPLITS}, image_size=16, val_fraction=0.15, shard_size=512
+    )
     reasons = {s["key"]: s["reason"] for s in report.skipped}
     assert set(reasons) == set(bad) | {"train/malignant/photo.gif", "train/benign/notes.txt"}
     assert "empty" in reasons["train/benign/zero.jpg"]
@@ -122,7 +132,9 @@ def test_bad_file_rules_hold_at_scale(tmp_path):
     assert report.total_images == 2000 + 4
     assert sum(s["count"] for s in report.splits.values()) == 2000
     assert report.splits["test"]["class_counts"] == {"benign": 300, "malignant": 300}
-    tv = {c: report.splits["train"]["class_counts"][c] + report.splits["val"]["class_counts"][c] for c in dataset.CLASSES}
+    tv = {
+        c: report.splits["train"]["class_counts"][c] + report.splits["val"]["class_counts"][c] for c in dataset.CLASSES
+    }
     assert tv == {"benign": 700, "malignant": 700}
     train = dataset.SplitArrays(str(tmp_path / "out" / "train"))
     assert len(train.shards) == 3 and len(train) == report.splits["train"]["count"]

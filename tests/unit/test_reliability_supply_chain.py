@@ -24,8 +24,10 @@ IGNORE_FILE = ROOT / "pip-audit-ignore.txt"
 # Calls that can run code while loading data. np.load is allowed only with allow_pickle=False.
 FORBIDDEN = [
     # Writing a pickle (the benchmark's re-creation of the reference) is no load path; reading one is.
-    (re.compile(r"^\s*from\s+(c?pickle|cloudpickle|dill|joblib|marshal)\s+import\s+.*\b(loads?|Unpickler)\b", re.M),
-     "imports a pickle loader"),
+    (
+        re.compile(r"^\s*from\s+(c?pickle|cloudpickle|dill|joblib|marshal)\s+import\s+.*\b(loads?|Unpickler)\b", re.M),
+        "imports a pickle loader",
+    ),
     (re.compile(r"\b(c?pickle|cloudpickle|dill|joblib|marshal)\.(loads?|Unpickler)\b"), "loads a pickle"),
     (re.compile(r"^\s*import\s+shelve\b", re.M), "shelve (pickle underneath)"),
     (re.compile(r"allow_pickle\s*=\s*True"), "allow_pickle=True"),
@@ -57,9 +59,12 @@ RESTRICTED_UNPICKLER = "components/core/modeling/pretrained/torch_legacy.py"
 
 
 def _restricted(rel: str, text: str, what: str) -> bool:
-    return (rel == RESTRICTED_UNPICKLER and what == "loads a pickle"
-            and "class _RestrictedUnpickler(pickle.Unpickler)" in text
-            and re.search(r"def find_class\(.*?\n(?:.*\n)*?\s+raise CheckpointError", text) is not None)
+    return (
+        rel == RESTRICTED_UNPICKLER
+        and what == "loads a pickle"
+        and "class _RestrictedUnpickler(pickle.Unpickler)" in text
+        and re.search(r"def find_class\(.*?\n(?:.*\n)*?\s+raise CheckpointError", text) is not None
+    )
 
 
 def test_no_pickle_on_any_load_path():
@@ -79,8 +84,10 @@ def test_no_pickle_on_any_load_path():
 
 
 def test_the_checker_catches_what_it_should():
-    bad = ("import pickle\nblob = pickle.dumps(x)\nx = np.load(path)\ny = np.load(p, mmap_mode='r', allow_pickle=False)\n"
-           "yaml.load(s)\nd = pickle.loads(blob)\nfrom joblib import load\n")
+    bad = (
+        "import pickle\nblob = pickle.dumps(x)\nx = np.load(path)\ny = np.load(p, mmap_mode='r', allow_pickle=False)\n"
+        "yaml.load(s)\nd = pickle.loads(blob)\nfrom joblib import load\n"
+    )
     assert [a.strip() for a in _np_load_calls(bad)] == ["path", "p, mmap_mode='r', allow_pickle=False"]
     hits = [what for pattern, what in FORBIDDEN if pattern.search(bad)]
     assert {"loads a pickle", "imports a pickle loader", "yaml.load without SafeLoader"} <= set(hits)
@@ -148,21 +155,34 @@ def audit_verdict(report: dict, ignored: dict[str, str]) -> tuple[str, str]:
     """('fail' | 'skip' | 'pass', explanation) for a pip-audit JSON report."""
     deps = report.get("dependencies", [])
     skipped = [d for d in deps if "skip_reason" in d]
-    vulns = [(d["name"], d["version"], v["id"], v.get("fix_versions", [])) for d in deps for v in d.get("vulns", [])
-             if v["id"] not in ignored and not set(v.get("aliases", [])) & set(ignored)]
+    vulns = [
+        (d["name"], d["version"], v["id"], v.get("fix_versions", []))
+        for d in deps
+        for v in d.get("vulns", [])
+        if v["id"] not in ignored and not set(v.get("aliases", [])) & set(ignored)
+    ]
     if vulns:
         return "fail", "known vulnerabilities (fix the bound, or justify in pip-audit-ignore.txt): " + "; ".join(
-            f"{n} {ver}: {vid} (fixed in {', '.join(fix) or 'no release'})" for n, ver, vid, fix in vulns)
+            f"{n} {ver}: {vid} (fixed in {', '.join(fix) or 'no release'})" for n, ver, vid, fix in vulns
+        )
     if not deps or len(skipped) > len(deps) // 2:
         reason = skipped[0]["skip_reason"] if skipped else "no dependencies in the report"
-        return "skip", (f"pip-audit could not audit {len(skipped)} of {len(deps)} packages, so this run proves "
-                        f"nothing (vulnerability service unreachable from here?): {reason}")
+        return "skip", (
+            f"pip-audit could not audit {len(skipped)} of {len(deps)} packages, so this run proves "
+            f"nothing (vulnerability service unreachable from here?): {reason}"
+        )
     return "pass", f"{len(deps) - len(skipped)} packages audited, no unjustified vulnerability"
 
 
 def test_audit_verdict_never_passes_silently():
-    assert audit_verdict({"dependencies": [{"name": "a", "skip_reason": "Dependency not found on PyPI"}]}, {})[0] == "skip"
-    vuln = {"dependencies": [{"name": "a", "version": "1", "vulns": [{"id": "PYSEC-1", "fix_versions": ["2"], "aliases": ["CVE-9"]}]}]}
+    assert (
+        audit_verdict({"dependencies": [{"name": "a", "skip_reason": "Dependency not found on PyPI"}]}, {})[0] == "skip"
+    )
+    vuln = {
+        "dependencies": [
+            {"name": "a", "version": "1", "vulns": [{"id": "PYSEC-1", "fix_versions": ["2"], "aliases": ["CVE-9"]}]}
+        ]
+    }
     assert audit_verdict(vuln, {})[0] == "fail"
     assert audit_verdict(vuln, {"CVE-9": "not reachable"})[0] == "pass"
 

@@ -22,10 +22,16 @@ def batch_signals(predictor, axes, reference, pixels, min_images=30) -> dict[str
     features = predictor.imagenet_features(pixels)
     out = predictor.predict_pixels(pixels, imagenet=features)
     kinds = drift.decision_kinds([o["decision"] for o in out], [o["refer_reason"] for o in out])
-    return {s["signal"]: s for s in (
-        drift.input_drift(reference, axes.inputs(pixels, features), [o["label"] for o in out], min_images=min_images),
-        drift.prediction_drift(reference.p, np.array([o["p_malignant"] for o in out]), min_images=min_images),
-        drift.decision_drift(reference.kinds, kinds, min_images=min_images))}
+    return {
+        s["signal"]: s
+        for s in (
+            drift.input_drift(
+                reference, axes.inputs(pixels, features), [o["label"] for o in out], min_images=min_images
+            ),
+            drift.prediction_drift(reference.p, np.array([o["p_malignant"] for o in out]), min_images=min_images),
+            drift.decision_drift(reference.kinds, kinds, min_images=min_images),
+        )
+    }
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +51,12 @@ def monitored(tmp_path_factory):
     dataset.preprocess(str(root / "raw"), splits, image_size=32, val_fraction=0.4)
     cfg = TrainConfig(family="basic", epochs=8, batch_size=16, image_size=32, width=8, augment=False, seed=0)
     result = train_model(cfg, *dataset.open_splits(*(splits[s] for s in ("train", "val", "test"))))
-    write_model_dir(str(root / "model"), result.model, {"threshold": result.threshold, "image_size": 32,
-                                                         "family": "basic", "mlflow_run_id": "drift-test"},
-                    result.policy.files())
+    write_model_dir(
+        str(root / "model"),
+        result.model,
+        {"threshold": result.threshold, "image_size": 32, "family": "basic", "mlflow_run_id": "drift-test"},
+        result.policy.files(),
+    )
     predictor = Predictor.load(str(root / "model"))
     axes = drift.InputAxes.fit(predictor.policy.scope.reference)
     reference = drift.Reference.from_policy(predictor.policy)
@@ -99,8 +108,11 @@ def test_too_few_images_to_judge(monitored):
 
 def test_an_empty_run_is_too_few_to_judge(monitored):
     _, _, reference, *_ = monitored
-    verdicts = [drift.input_drift(reference, np.zeros((0, 14)), []), drift.prediction_drift(reference.p, []),
-                drift.decision_drift(reference.kinds, [])]
+    verdicts = [
+        drift.input_drift(reference, np.zeros((0, 14)), []),
+        drift.prediction_drift(reference.p, []),
+        drift.decision_drift(reference.kinds, []),
+    ]
     assert [v["verdict"] for v in verdicts] == [drift.TOO_FEW] * 3
 
 
@@ -135,8 +147,9 @@ def test_real_images_mixed_pass_shifted_fail_one_class_pass(real_data):
     ref_px = np.concatenate([_real(real_data, "train", c, 150, rng) for c in ("benign", "malignant")])
     ref_features = imagenet_features(ref_px)
     axes = drift.InputAxes.fit(ref_features)
-    reference = drift.Reference(axes.inputs(ref_px, ref_features), ["benign"] * 150 + ["malignant"] * 150,
-                                np.zeros(300), [])
+    reference = drift.Reference(
+        axes.inputs(ref_px, ref_features), ["benign"] * 150 + ["malignant"] * 150, np.zeros(300), []
+    )
     benign, malignant = (_real(real_data, "test", c, 60, rng) for c in ("benign", "malignant"))
     mixed = np.concatenate([benign[:30], malignant[:30]])
     mixed_labels = ["benign"] * 30 + ["malignant"] * 30
@@ -151,5 +164,7 @@ def test_real_images_mixed_pass_shifted_fail_one_class_pass(real_data):
     # Why the strata: pooled (every reference image against a one-class batch), the same benign
     # images read as drift; the input features do differ between the classes on real images.
     pooled = drift.Reference(reference.inputs, ["any"] * 300, reference.p, [])
-    assert drift.input_drift(pooled, axes.inputs(benign, imagenet_features(benign)), ["any"] * 60)["verdict"] \
+    assert (
+        drift.input_drift(pooled, axes.inputs(benign, imagenet_features(benign)), ["any"] * 60)["verdict"]
         == drift.DRIFT
+    )

@@ -35,8 +35,9 @@ def images(*values: int, side: int = 2) -> np.ndarray:
 
 
 async def submit_all(batcher: AdaptiveBatcher, requests: list[np.ndarray]) -> list:
-    return await asyncio.gather(*(batcher.submit(px, [(i, len(px))] * len(px)) for i, px in enumerate(requests)),
-                                return_exceptions=True)
+    return await asyncio.gather(
+        *(batcher.submit(px, [(i, len(px))] * len(px)) for i, px in enumerate(requests)), return_exceptions=True
+    )
 
 
 def test_requests_that_arrive_together_share_one_call_and_each_gets_its_own_rows():

@@ -51,16 +51,26 @@ def test_tensors_within_the_limits_pass(datatype, shape):
 
 
 def test_outputs_default_to_all_and_keep_the_order_asked_for():
-    assert check_outputs(None) == check_outputs([]) == list(OUTPUTS) == ["p_malignant", "label", "decision",
-                                                                         "refer_reason"]
+    assert (
+        check_outputs(None)
+        == check_outputs([])
+        == list(OUTPUTS)
+        == ["p_malignant", "label", "decision", "refer_reason"]
+    )
     assert check_outputs(["decision", "p_malignant"]) == ["decision", "p_malignant"]
 
 
 def test_binary_body_is_split_at_the_header_length_and_each_binary_data_size():
-    header = json.dumps({"id": "r-1", "inputs": [
-        {"name": "image", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 13}},
-        {"name": "extra", "datatype": "BYTES", "shape": [1], "data": ["aGk="]},
-        {"name": "pixels", "datatype": "UINT8", "shape": [1, 1, 2, 3], "parameters": {"binary_data_size": 6}}]})
+    header = json.dumps(
+        {
+            "id": "r-1",
+            "inputs": [
+                {"name": "image", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 13}},
+                {"name": "extra", "datatype": "BYTES", "shape": [1], "data": ["aGk="]},
+                {"name": "pixels", "datatype": "UINT8", "shape": [1, 1, 2, 3], "parameters": {"binary_data_size": 6}},
+            ],
+        }
+    )
     # BYTES: two elements, each a 4-byte little-endian length then the bytes: 4 + 2 and 4 + 3 = 13 bytes.
     image = b"\x02\x00\x00\x00" + b"hi" + b"\x03\x00\x00\x00" + b"\xff\xd8\xff"
     pixels = bytes([10, 20, 30, 40, 50, 60])
@@ -72,17 +82,29 @@ def test_binary_body_is_split_at_the_header_length_and_each_binary_data_size():
 # --- malformed tensors: InputError with the status and a message naming what is wrong ------------
 
 
-@pytest.mark.parametrize("datatype,shape,status,message", [
-    ("FP32", [2], 400, "input 'x': datatype 'FP32' is not supported; use BYTES (image files) or UINT8 (pixels)"),
-    ("BYTES", [3], 413, "input 'x': 3 images is over the batch limit of 2"),
-    ("BYTES", "2", 400, "input 'x': 'shape' must be a list of non-negative integers"),
-    ("BYTES", [True], 400, "input 'x': 'shape' must be a list of non-negative integers"),
-    ("BYTES", [2, 2], 400, "input 'x': a BYTES image tensor has shape [n] or [n, 1], got [2, 2]"),
-    ("BYTES", [0], 400, "input 'x': no images in the tensor"),
-    ("UINT8", [1, 2, 2], 400, "input 'x': a UINT8 pixel tensor has shape [n, height, width, 3], got [1, 2, 2]"),
-    ("UINT8", [1, 11, 10, 3], 400, "input 'x': 11x10 pixels is over the 100 limit"),
-], ids=["wrong-datatype", "too-many-images", "shape-not-list", "shape-bool", "bytes-rank", "empty", "uint8-shape",
-        "uint8-pixels"])
+@pytest.mark.parametrize(
+    "datatype,shape,status,message",
+    [
+        ("FP32", [2], 400, "input 'x': datatype 'FP32' is not supported; use BYTES (image files) or UINT8 (pixels)"),
+        ("BYTES", [3], 413, "input 'x': 3 images is over the batch limit of 2"),
+        ("BYTES", "2", 400, "input 'x': 'shape' must be a list of non-negative integers"),
+        ("BYTES", [True], 400, "input 'x': 'shape' must be a list of non-negative integers"),
+        ("BYTES", [2, 2], 400, "input 'x': a BYTES image tensor has shape [n] or [n, 1], got [2, 2]"),
+        ("BYTES", [0], 400, "input 'x': no images in the tensor"),
+        ("UINT8", [1, 2, 2], 400, "input 'x': a UINT8 pixel tensor has shape [n, height, width, 3], got [1, 2, 2]"),
+        ("UINT8", [1, 11, 10, 3], 400, "input 'x': 11x10 pixels is over the 100 limit"),
+    ],
+    ids=[
+        "wrong-datatype",
+        "too-many-images",
+        "shape-not-list",
+        "shape-bool",
+        "bytes-rank",
+        "empty",
+        "uint8-shape",
+        "uint8-pixels",
+    ],
+)
 def test_tensors_this_model_cannot_take_are_refused_before_their_data(datatype, shape, status, message):
     with pytest.raises(InputError) as caught:
         check_tensor("x", datatype, shape, LIMITS)
@@ -90,15 +112,19 @@ def test_tensors_this_model_cannot_take_are_refused_before_their_data(datatype, 
     assert str(caught.value).startswith(message), str(caught.value)
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: image_files("image", ["aGk=", "%%%not base64"]), "input 'image': element 1 is not valid base64"),
-    (lambda: image_files("image", ["aGk=", 7]), "input 'image': element 1 must be a base64 string"),
-    (lambda: pixel_array("p", [1, 1, 1, 3], [0, 256, 0]), "input 'p': UINT8 values must be in 0-255"),
-    (lambda: pixel_array("p", [1, 1, 1, 3], [0, -1, 0]), "input 'p': UINT8 values must be in 0-255"),
-    (lambda: pixel_array("p", [1, 1, 1, 3], [0, 0.5, 0]), "input 'p': UINT8 data must be integers 0-255"),
-    (lambda: pixel_array("p", [1, 2, 2, 3], [0] * 11), "input 'p': shape [1, 2, 2, 3] needs 12 values, got 11"),
-    (lambda: check_outputs(["decision", "logits"]), "unknown output(s) ['logits']"),
-], ids=["bad-base64", "not-a-string", "uint8-over", "uint8-negative", "uint8-float", "uint8-count", "unknown-output"])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: image_files("image", ["aGk=", "%%%not base64"]), "input 'image': element 1 is not valid base64"),
+        (lambda: image_files("image", ["aGk=", 7]), "input 'image': element 1 must be a base64 string"),
+        (lambda: pixel_array("p", [1, 1, 1, 3], [0, 256, 0]), "input 'p': UINT8 values must be in 0-255"),
+        (lambda: pixel_array("p", [1, 1, 1, 3], [0, -1, 0]), "input 'p': UINT8 values must be in 0-255"),
+        (lambda: pixel_array("p", [1, 1, 1, 3], [0, 0.5, 0]), "input 'p': UINT8 data must be integers 0-255"),
+        (lambda: pixel_array("p", [1, 2, 2, 3], [0] * 11), "input 'p': shape [1, 2, 2, 3] needs 12 values, got 11"),
+        (lambda: check_outputs(["decision", "logits"]), "unknown output(s) ['logits']"),
+    ],
+    ids=["bad-base64", "not-a-string", "uint8-over", "uint8-negative", "uint8-float", "uint8-count", "unknown-output"],
+)
 def test_malformed_values_raise_input_error(call, message):
     with pytest.raises(InputError) as caught:
         call()
@@ -106,15 +132,22 @@ def test_malformed_values_raise_input_error(call, message):
     assert str(caught.value).startswith(message), str(caught.value)
 
 
-@pytest.mark.parametrize("body,header_length,message", [
-    (b"{}", "99", "Inference-Header-Content-Length 99 is outside the body (2 bytes)"),
-    (b"{}", "two", "Inference-Header-Content-Length must be an integer"),
-    (b'{"inputs": [', "12", "the JSON header is not valid JSON"),
-    (b"[1, 2]", "6", "the JSON header must be an object with an 'inputs' list"),
-    (b'{"inputs": [{"name": "image", "shape": [1]}]}', "45", "input 'image': 'data' is missing"),
-    (b'{"inputs": [{"name": "i", "parameters": {"binary_data_size": 7}}]}\x02\x00\x00\x00hi', "66",
-     "input 'i': binary_data_size does not match the binary data sent"),  # 7 > the 6 sent
-], ids=["header-beyond-body", "header-not-integer", "not-json", "not-an-object", "no-data", "size-beyond-body"])
+@pytest.mark.parametrize(
+    "body,header_length,message",
+    [
+        (b"{}", "99", "Inference-Header-Content-Length 99 is outside the body (2 bytes)"),
+        (b"{}", "two", "Inference-Header-Content-Length must be an integer"),
+        (b'{"inputs": [', "12", "the JSON header is not valid JSON"),
+        (b"[1, 2]", "6", "the JSON header must be an object with an 'inputs' list"),
+        (b'{"inputs": [{"name": "image", "shape": [1]}]}', "45", "input 'image': 'data' is missing"),
+        (
+            b'{"inputs": [{"name": "i", "parameters": {"binary_data_size": 7}}]}\x02\x00\x00\x00hi',
+            "66",
+            "input 'i': binary_data_size does not match the binary data sent",
+        ),  # 7 > the 6 sent
+    ],
+    ids=["header-beyond-body", "header-not-integer", "not-json", "not-an-object", "no-data", "size-beyond-body"],
+)
 def test_malformed_binary_bodies(body, header_length, message):
     with pytest.raises(InputError) as caught:
         split_binary_body(body, header_length)

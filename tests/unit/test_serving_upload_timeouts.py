@@ -20,8 +20,9 @@ class _StubModel:
     name, version = MODEL_NAME, MODEL_VERSION
 
 
-def _asgi_post(path: str, content_type: str, pieces: list[tuple[float, bytes, bool]], then: str,
-               timeout_s: float) -> tuple[list[dict], float]:
+def _asgi_post(
+    path: str, content_type: str, pieces: list[tuple[float, bytes, bool]], then: str, timeout_s: float
+) -> tuple[list[dict], float]:
     """POST to the app in process: each piece is (delay, bytes, more_body); after the last the
     client either stalls for ever (``then="stall"``) or disconnects. Returns the messages sent
     and the seconds the app took."""
@@ -49,10 +50,20 @@ def _asgi_post(path: str, content_type: str, pieces: list[tuple[float, bytes, bo
         async def send(message):
             sent.append(message)
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-                 "headers": [(b"host", b"x"), (b"content-type", content_type.encode())],
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"x"), (b"content-type", content_type.encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
         t0 = time.monotonic()
         await asyncio.wait_for(app(scope, receive, send), 20)  # the app must not hang, nor raise
         return sent, time.monotonic() - t0
@@ -79,7 +90,7 @@ def test_a_slow_but_steady_body_is_not_cut_off():
     """The timeout is for silence between pieces, not for the whole upload."""
     form, ctype = multipart(b"\xff\xd8\xff" + b"x" * 1000, "a.jpg", "image/jpeg")
     form = form.replace(b'name="file"', b'name="other"')  # complete, but without the 'file' field
-    pieces = [(0.1, form[i:i + 300], i + 300 < len(form)) for i in range(0, len(form), 300)]
+    pieces = [(0.1, form[i : i + 300], i + 300 < len(form)) for i in range(0, len(form), 300)]
     sent, took = _asgi_post("/predict", ctype, pieces, "stall", timeout_s=0.3)
     status, _, body = _status_headers_body(sent)
     assert took > 0.3 and status == 400 and "field 'file' is missing" in json.loads(body)["error"], (status, body)

@@ -14,8 +14,13 @@ ENV_READ = re.compile(r"os\.environ\.get\(|os\.getenv\(|os\.environ\[[^\]]+\](?!
 
 
 def test_only_the_settings_module_reads_the_environment():
-    readers = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in PRODUCT if p.name != "settings.py"
-               for n, line in enumerate(p.read_text().splitlines(), 1) if ENV_READ.search(line)]
+    readers = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in PRODUCT
+        if p.name != "settings.py"
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if ENV_READ.search(line)
+    ]
     assert readers == []
 
 
@@ -54,8 +59,10 @@ def test_images_flags_then_environment_then_this_versions_defaults(monkeypatch):
     monkeypatch.delenv("SKIN_CANCER_IMAGE", raising=False)
     monkeypatch.delenv("SKIN_CANCER_TRAIN_IMAGE", raising=False)
     version = settings.version()
-    assert settings.images() == (f"ghcr.io/skin-cancer-kfp/skin-cancer:{version}",
-                                 f"ghcr.io/skin-cancer-kfp/skin-cancer-gpu:{version}")
+    assert settings.images() == (
+        f"ghcr.io/skin-cancer-kfp/skin-cancer:{version}",
+        f"ghcr.io/skin-cancer-kfp/skin-cancer-gpu:{version}",
+    )
     assert settings.images("r/a:1") == ("r/a:1", "r/a:1")  # one image for every task
     assert settings.images("r/a:1", "r/g:1") == ("r/a:1", "r/g:1")
     monkeypatch.setenv("SKIN_CANCER_IMAGE", "r/env:2")

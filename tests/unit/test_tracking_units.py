@@ -30,7 +30,9 @@ def test_credentials_already_in_the_environment_win(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "secret-from-secret")
     assert tracking.use_uri_credentials("http://u:p@host:5000") == "http://host:5000"
     assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == (
-        "from-secret", "secret-from-secret")
+        "from-secret",
+        "secret-from-secret",
+    )
 
 
 def test_the_environments_uri_is_rewritten_bare_for_child_processes(monkeypatch):
@@ -49,11 +51,14 @@ def test_uris_without_credentials_are_left_alone(uri):
     assert not any(name in os.environ for name in CREDENTIAL_VARS)
 
 
-@pytest.mark.parametrize("uri, expected", [
-    ("http://u:p@host:5000/a", "http://host:5000/a"),
-    ("https://token@host/a", "https://host/a"),
-    ("s3://bucket/prefix", "s3://bucket/prefix"),
-])
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("http://u:p@host:5000/a", "http://host:5000/a"),
+        ("https://token@host/a", "https://host/a"),
+        ("s3://bucket/prefix", "s3://bucket/prefix"),
+    ],
+)
 def test_redact(uri, expected):
     assert tracking.redact(uri) == expected
 
@@ -73,8 +78,12 @@ def test_a_logged_model_carries_the_installed_pins_without_inference(tmp_path, m
     monkeypatch.setattr(mlflow.models, "infer_pip_requirements", must_not_infer)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     inputs = keras.Input((None, None, 3), dtype="uint8")
-    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(
-        keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))))
+    model = keras.Model(
+        inputs,
+        keras.layers.Dense(1, activation="sigmoid")(
+            keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+        ),
+    )
     experiment = mlflow.create_experiment("pins", artifact_location=str(tmp_path / "artifacts"))
     with mlflow.start_run(experiment_id=experiment):
         info = tracking.log_model(model, 0.5, 16, "probe")

@@ -38,11 +38,24 @@ DEFAULT_WORKERS = 32
 log = logging.getLogger(__name__)
 
 # Error codes S3 (and botocore's "standard" retry mode) treat as temporary.
-TRANSIENT_CODES = frozenset({
-    "500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown", "Throttling",
-    "ThrottlingException", "RequestTimeout", "BadGateway", "GatewayTimeout",
-    "RequestLimitExceeded", "TooManyRequestsException",
-})
+TRANSIENT_CODES = frozenset(
+    {
+        "500",
+        "502",
+        "503",
+        "504",
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "BadGateway",
+        "GatewayTimeout",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+    }
+)
 
 
 class StorageError(RuntimeError):

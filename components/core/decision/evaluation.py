@@ -12,16 +12,19 @@ from components.core.decision.policy import OUT_OF_SCOPE, REFER, UNCERTAIN, Deci
 from components.core.settings import CLASSES
 
 
-def decide_split(policy: DecisionPolicy, split, p: np.ndarray, split_features: np.ndarray,
-                 batch: int = 256) -> list[Decision]:
+def decide_split(
+    policy: DecisionPolicy, split, p: np.ndarray, split_features: np.ndarray, batch: int = 256
+) -> list[Decision]:
     """Decisions for a preprocessed split whose p and ImageNet features are already computed
     (the same :meth:`DecisionPolicy.decide` every consumer uses)."""
     scores = policy.scope.scores(split_features)
     out: list[Decision] = []
     for i in range(0, len(split), batch):
         pixels = split.gather(np.arange(i, min(i + batch, len(split))))
-        out += [policy.decide(float(p[i + j]), float(scores[i + j]), image_checks.image_problems(img))
-                for j, img in enumerate(pixels)]
+        out += [
+            policy.decide(float(p[i + j]), float(scores[i + j]), image_checks.image_problems(img))
+            for j, img in enumerate(pixels)
+        ]
     return out
 
 
@@ -55,9 +58,14 @@ def referral_metrics(labels: np.ndarray, decisions: list[Decision]) -> dict[str,
     }
 
 
-def risk_coverage(val_labels: np.ndarray, val_p: np.ndarray, labels: np.ndarray, p: np.ndarray, threshold: float,
-                  levels: tuple[float, ...] = (0.75, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98,
-                                               0.99)) -> list[dict[str, float]]:
+def risk_coverage(
+    val_labels: np.ndarray,
+    val_p: np.ndarray,
+    labels: np.ndarray,
+    p: np.ndarray,
+    threshold: float,
+    levels: tuple[float, ...] = (0.75, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99),
+) -> list[dict[str, float]]:
     """For each conformal level (sets refitted on validation), the share of ``labels`` referred as
     uncertain and the accuracy of the rest: the trade-off the level buys. (Below the level where
     the classes' sets overlap, empty sets refer too, so very low levels are left out.)"""
@@ -69,6 +77,11 @@ def risk_coverage(val_labels: np.ndarray, val_p: np.ndarray, labels: np.ndarray,
         benign_in = p <= sets["benign_max_p"]
         malignant_in = p >= sets["malignant_min_p"]
         decided = np.where(pred == 1, malignant_in & ~benign_in, benign_in & ~malignant_in)
-        points.append({"level": level, "refer_rate": float(1 - decided.mean()),
-                       "accuracy": float((pred == labels)[decided].mean()) if decided.any() else math.nan})
+        points.append(
+            {
+                "level": level,
+                "refer_rate": float(1 - decided.mean()),
+                "accuracy": float((pred == labels)[decided].mean()) if decided.any() else math.nan,
+            }
+        )
     return points

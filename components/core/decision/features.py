@@ -44,8 +44,9 @@ def _build(keras, imagenet_lite0):
         if len(out.shape) == 4:
             out = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(out)
         outputs.append(out)
-    return keras.Model(base.input, keras.layers.Concatenate(name="scope_features")(outputs),
-                       name="imagenet_scope_features")
+    return keras.Model(
+        base.input, keras.layers.Concatenate(name="scope_features")(outputs), name="imagenet_scope_features"
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,8 +57,9 @@ def _forward():
 
     model = _extractor()
     spec = tf.TensorSpec([None, None, None, 3], tf.uint8)
-    return tf.function(lambda images: model(tf.cast(images, tf.float32), training=False),
-                       input_signature=[spec], autograph=False)
+    return tf.function(
+        lambda images: model(tf.cast(images, tf.float32), training=False), input_signature=[spec], autograph=False
+    )
 
 
 def dimensions() -> int:
@@ -70,14 +72,17 @@ def imagenet_features(images: np.ndarray) -> np.ndarray:
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected a batch of RGB images (n, h, w, 3), got shape {images.shape}")
     forward = _forward()
-    out = [np.asarray(forward(np.ascontiguousarray(images[i:i + BATCH], dtype=np.uint8)))
-           for i in range(0, len(images), BATCH)]
+    out = [
+        np.asarray(forward(np.ascontiguousarray(images[i : i + BATCH], dtype=np.uint8)))
+        for i in range(0, len(images), BATCH)
+    ]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, dimensions()), np.float32)
 
 
 def split_features(split, batch: int = 256) -> np.ndarray:
     """Features of every image of a preprocessed split (dataset.SplitArrays), in order, reading
     the memory-mapped shards a batch at a time."""
-    rows = [imagenet_features(split.gather(np.arange(i, min(i + batch, len(split)))))
-            for i in range(0, len(split), batch)]
+    rows = [
+        imagenet_features(split.gather(np.arange(i, min(i + batch, len(split))))) for i in range(0, len(split), batch)
+    ]
     return np.concatenate(rows) if rows else np.zeros((0, dimensions()), np.float32)

@@ -31,10 +31,14 @@ FORMAT = 1
 REFER = "refer"
 OUT_OF_SCOPE, UNCERTAIN = "out_of_scope", "uncertain"
 
-OUT_OF_SCOPE_TEXT = ("This does not look like a dermoscopic image of a skin lesion, so no result is given. "
-                     "Take a dermoscopic photograph of the lesion, or refer the patient to a clinician.")
-UNCERTAIN_TEXT = ("The model cannot tell benign from malignant for this image with the confidence it was "
-                  "calibrated for: a clinician should assess the lesion.")
+OUT_OF_SCOPE_TEXT = (
+    "This does not look like a dermoscopic image of a skin lesion, so no result is given. "
+    "Take a dermoscopic photograph of the lesion, or refer the patient to a clinician."
+)
+UNCERTAIN_TEXT = (
+    "The model cannot tell benign from malignant for this image with the confidence it was "
+    "calibrated for: a clinician should assess the lesion."
+)
 
 
 class PolicyError(ValueError):
@@ -51,8 +55,12 @@ class Decision:
 
     def to_dict(self) -> dict:
         """The keys every prediction carries (predict's JSON lines, /predict, the V2 outputs)."""
-        return {"decision": self.decision, "refer_reason": self.refer_reason,
-                "prediction_set": list(self.prediction_set), "ood_score": float(self.ood_score)}
+        return {
+            "decision": self.decision,
+            "refer_reason": self.refer_reason,
+            "prediction_set": list(self.prediction_set),
+            "ood_score": float(self.ood_score),
+        }
 
 
 def reason_text(decision: Decision) -> str:
@@ -76,12 +84,23 @@ class DecisionPolicy:
 
     # ---- fitting (training) -------------------------------------------------------------------
     @classmethod
-    def fit(cls, threshold: float, val_labels: np.ndarray, val_p: np.ndarray, train_features: np.ndarray,
-            val_features: np.ndarray, coverage: float, false_flag_rate: float) -> "DecisionPolicy":
+    def fit(
+        cls,
+        threshold: float,
+        val_labels: np.ndarray,
+        val_p: np.ndarray,
+        train_features: np.ndarray,
+        val_features: np.ndarray,
+        coverage: float,
+        false_flag_rate: float,
+    ) -> "DecisionPolicy":
         """Everything from held-out data: conformal sets on validation p, the scope limit on
         validation features; the feature distribution from the train split."""
-        return cls(float(threshold), conformal.fit(val_labels, val_p, coverage),
-                   ScopeModel.fit(train_features, val_features, false_flag_rate))
+        return cls(
+            float(threshold),
+            conformal.fit(val_labels, val_p, coverage),
+            ScopeModel.fit(train_features, val_features, false_flag_rate),
+        )
 
     # ---- applying -----------------------------------------------------------------------------
     def decide(self, p: float, ood_score: float, problems: list[str] | tuple = ()) -> Decision:
@@ -96,9 +115,13 @@ class DecisionPolicy:
     def ood_scores(self, pixels: np.ndarray) -> np.ndarray:
         return self.scope.scores(features.imagenet_features(pixels))
 
-    def decide_images(self, pixels: np.ndarray, p: np.ndarray,
-                      original_sizes: list[tuple[int, int] | None] | None = None,
-                      imagenet: np.ndarray | None = None) -> list[Decision]:
+    def decide_images(
+        self,
+        pixels: np.ndarray,
+        p: np.ndarray,
+        original_sizes: list[tuple[int, int] | None] | None = None,
+        imagenet: np.ndarray | None = None,
+    ) -> list[Decision]:
         """Decisions for a batch: ``pixels`` as the model saw them, ``p`` its p(malignant);
         ``imagenet``: their ImageNet features when the caller already has them (batch scoring
         keeps them for drift monitoring), so they are computed once."""
@@ -107,18 +130,27 @@ class DecisionPolicy:
         else:
             scores = self.scope.scores(imagenet) if imagenet is not None else self.ood_scores(pixels)
         sizes = original_sizes or [None] * len(pixels)
-        return [self.decide(float(pi), float(si), image_checks.image_problems(img, size))
-                for img, pi, si, size in zip(pixels, p, scores, sizes)]
+        return [
+            self.decide(float(pi), float(si), image_checks.image_problems(img, size))
+            for img, pi, si, size in zip(pixels, p, scores, sizes)
+        ]
 
     # ---- storage ------------------------------------------------------------------------------
     def summary(self) -> dict:
         """The small, readable part (decision.json; the MLflow model's metadata)."""
-        return {"format": FORMAT, "threshold": self.threshold, "sets": self.sets,
-                "scope": {"features": "efficientnet-lite0-imagenet:" + ",".join(features.LAYERS),
-                          "method": f"cosine distance to nearest train image (k={NEIGHBOUR})",
-                          "limit": self.scope.limit, "false_flag_rate": self.scope.false_flag_rate,
-                          "train_images": int(self.scope.reference.shape[0]),
-                          "dimensions": int(self.scope.reference.shape[1])}}
+        return {
+            "format": FORMAT,
+            "threshold": self.threshold,
+            "sets": self.sets,
+            "scope": {
+                "features": "efficientnet-lite0-imagenet:" + ",".join(features.LAYERS),
+                "method": f"cosine distance to nearest train image (k={NEIGHBOUR})",
+                "limit": self.scope.limit,
+                "false_flag_rate": self.scope.false_flag_rate,
+                "train_images": int(self.scope.reference.shape[0]),
+                "dimensions": int(self.scope.reference.shape[1]),
+            },
+        }
 
     def files(self) -> dict[str, bytes]:
         """``{DECISION_FILE: ..., OOD_FILE: ...}``: what is written beside the model."""
@@ -132,8 +164,10 @@ class DecisionPolicy:
             buf = io.BytesIO()
             np.savez(buf, **self.monitoring)
             out[MONITORING_FILE] = buf.getvalue()
-            meta["monitoring"] = {"sha256": hashlib.sha256(out[MONITORING_FILE]).hexdigest(),
-                                  "images": int(len(self.monitoring["p"]))}
+            meta["monitoring"] = {
+                "sha256": hashlib.sha256(out[MONITORING_FILE]).hexdigest(),
+                "images": int(len(self.monitoring["p"])),
+            }
         return {DECISION_FILE: json.dumps(meta, indent=1).encode(), **out}
 
     def save(self, directory: str | Path) -> None:
@@ -145,36 +179,43 @@ class DecisionPolicy:
         """Read what :meth:`files` wrote; ``where`` names the model in every error."""
         missing = [n for n in (DECISION_FILE, OOD_FILE) if files.get(n) is None]
         if missing:
-            raise PolicyError(f"{where}: the model has no decision policy ({', '.join(missing)} missing), so it "
-                              "cannot refer out-of-scope or uncertain images; use a model trained by this "
-                              "pipeline's current version (it stores the policy with the model)")
+            raise PolicyError(
+                f"{where}: the model has no decision policy ({', '.join(missing)} missing), so it "
+                "cannot refer out-of-scope or uncertain images; use a model trained by this "
+                "pipeline's current version (it stores the policy with the model)"
+            )
         try:
             meta = json.loads(files[DECISION_FILE])
             if meta.get("format") != FORMAT:
                 raise PolicyError(f"{where}: decision policy format {meta.get('format')!r}, expected {FORMAT}")
             digest = hashlib.sha256(files[OOD_FILE]).hexdigest()
             if digest != meta["scope"]["sha256"]:
-                raise PolicyError(f"{where}: {OOD_FILE} does not match the SHA-256 in {DECISION_FILE} "
-                                  "(damaged or from another model); re-register the model")
+                raise PolicyError(
+                    f"{where}: {OOD_FILE} does not match the SHA-256 in {DECISION_FILE} "
+                    "(damaged or from another model); re-register the model"
+                )
             with np.load(io.BytesIO(files[OOD_FILE]), allow_pickle=False) as arrays:
-                scope = ScopeModel(arrays["reference"], float(meta["scope"]["limit"]),
-                                   float(meta["scope"]["false_flag_rate"]))
+                scope = ScopeModel(
+                    arrays["reference"], float(meta["scope"]["limit"]), float(meta["scope"]["false_flag_rate"])
+                )
             sets = {k: float(meta["sets"][k]) for k in ("benign_max_p", "malignant_min_p", "level")}
             policy = cls(float(meta["threshold"]), sets, scope, _monitoring(files, meta, where))
         except PolicyError:
             raise
         except (KeyError, TypeError, ValueError, OSError) as err:
             raise PolicyError(f"{where}: unreadable decision policy ({type(err).__name__}: {err})") from err
-        if not (math.isfinite(policy.threshold) and scope.reference.ndim == 2
-                and scope.reference.shape[0] == meta["scope"].get("train_images")):
+        if not (
+            math.isfinite(policy.threshold)
+            and scope.reference.ndim == 2
+            and scope.reference.shape[0] == meta["scope"].get("train_images")
+        ):
             raise PolicyError(f"{where}: decision policy with inconsistent shapes or threshold")
         return policy
 
     @classmethod
     def load(cls, directory: str | Path) -> "DecisionPolicy":
         directory = Path(directory)
-        files = {n: (directory / n).read_bytes() if (directory / n).is_file() else None
-                 for n in POLICY_FILES}
+        files = {n: (directory / n).read_bytes() if (directory / n).is_file() else None for n in POLICY_FILES}
         return cls.from_files(files, str(directory))
 
 
@@ -187,7 +228,9 @@ def _monitoring(files: dict[str, bytes | None], meta: dict, where: str) -> dict[
         return None
     data = files.get(MONITORING_FILE)
     if data is None or hashlib.sha256(data).hexdigest() != meta["monitoring"]["sha256"]:
-        raise PolicyError(f"{where}: {MONITORING_FILE} is missing or does not match the SHA-256 in "
-                          f"{DECISION_FILE}; re-register the model")
+        raise PolicyError(
+            f"{where}: {MONITORING_FILE} is missing or does not match the SHA-256 in "
+            f"{DECISION_FILE}; re-register the model"
+        )
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         return {k: arrays[k] for k in arrays.files}

@@ -34,11 +34,12 @@ class ScopeModel:
         if not 0 < false_flag_rate < 0.5:
             raise ValueError(f"false_flag_rate must be in (0, 0.5), got {false_flag_rate}")
         if len(train_features) < NEIGHBOUR + 1 or len(val_features) < 2:
-            raise ValueError(f"the out-of-scope detector needs at least {NEIGHBOUR + 1} train and 2 validation "
-                             f"images, got {len(train_features)} and {len(val_features)}")
+            raise ValueError(
+                f"the out-of-scope detector needs at least {NEIGHBOUR + 1} train and 2 validation "
+                f"images, got {len(train_features)} and {len(val_features)}"
+            )
         model = cls(normalised(train_features), 1.0, false_flag_rate)
-        model.limit = max(float(np.quantile(model.distances(val_features), 1 - false_flag_rate, method="higher")),
-                          1e-6)
+        model.limit = max(float(np.quantile(model.distances(val_features), 1 - false_flag_rate, method="higher")), 1e-6)
         return model
 
     def distances(self, features: np.ndarray) -> np.ndarray:
@@ -46,8 +47,8 @@ class ScopeModel:
         query = normalised(features)
         out = np.empty(len(query), np.float64)
         for i in range(0, len(query), CHUNK):
-            sims = query[i:i + CHUNK] @ self.reference.T
-            out[i:i + CHUNK] = 1.0 - np.sort(sims, axis=1)[:, -NEIGHBOUR]
+            sims = query[i : i + CHUNK] @ self.reference.T
+            out[i : i + CHUNK] = 1.0 - np.sort(sims, axis=1)[:, -NEIGHBOUR]
         return out
 
     def scores(self, features: np.ndarray) -> np.ndarray:

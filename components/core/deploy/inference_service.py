@@ -61,8 +61,11 @@ KFP_BUCKET = "mlpipeline"  # Kubeflow Pipelines' own MinIO bucket
 KFP_DEFAULT_PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"  # KFP's pipeline root when kfp-launcher sets none
 # Labels of the InferenceService; KServe copies them onto the predictor's pods (next to its own
 # `component: predictor`), where manifests/base/serving-access.yaml selects them.
-LABELS = {"app.kubernetes.io/name": "skin-cancer", "app.kubernetes.io/component": "serving",
-          "app.kubernetes.io/part-of": "skin-cancer-kfp"}
+LABELS = {
+    "app.kubernetes.io/name": "skin-cancer",
+    "app.kubernetes.io/component": "serving",
+    "app.kubernetes.io/part-of": "skin-cancer-kfp",
+}
 DEFAULT_FAILURE_GRACE_S = 120.0  # how long a failure that may still clear is given before the step fails
 SPEC_REFUSED_CONFIRM_S = 10.0  # how long a refused spec must stay refused (a refusal of the previous spec clears)
 _SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -106,12 +109,14 @@ def storage_uri(artifact_uri: str) -> str:
             f"credentials of the serving account (Secret {S3_SECRET}), which cannot read that bucket. Put the "
             "pipeline root in your bucket: apply the manifests (ConfigMap kfp-launcher, defaultPipelineRoot "
             "s3://skin-cancer/pipeline-root; manifests/README.md), then submit again with --no-cache so that "
-            "training writes a new model there")
+            "training writes a new model there"
+        )
     if scheme != "s3" or not bucket:
         raise DeployError(
             f"model artifact {artifact_uri!r} is not an s3:// URI; KServe fetches the model with the serving "
             f"account's S3 credentials (Secret {S3_SECRET}), so the pipeline root must be in S3 (ConfigMap "
-            "kfp-launcher; manifests/README.md)")
+            "kfp-launcher; manifests/README.md)"
+        )
     return artifact_uri
 
 
@@ -130,8 +135,10 @@ def build_inference_service(
 ) -> dict:
     """The InferenceService manifest as a dict (what is applied, and what the tests validate)."""
     if not _NAME_RE.match(name) or len(name) > MAX_NAME_LENGTH:
-        raise DeployError(f"InferenceService name {name!r} must be a DNS-1035 label of at most "
-                          f"{MAX_NAME_LENGTH} characters (lower-case letters, digits, '-', starting with a letter)")
+        raise DeployError(
+            f"InferenceService name {name!r} must be a DNS-1035 label of at most "
+            f"{MAX_NAME_LENGTH} characters (lower-case letters, digits, '-', starting with a letter)"
+        )
     if not image:
         raise DeployError("no container image for the InferenceService")
     probe = {"httpGet": {"path": "/v2/health/ready", "port": PORT}, "periodSeconds": 10, "failureThreshold": 3}
@@ -142,11 +149,13 @@ def build_inference_service(
             "name": name,
             "namespace": namespace,
             "labels": dict(LABELS),
-            "annotations": {"skin-cancer-kfp/model": f"{model_name}:{model_version}",
-                            "skin-cancer-kfp/model-artifact": model_artifact_uri,
-                            # KServe adds the scrape annotations for the server's /metrics on PORT
-                            # (and, serverless, merges them with the queue proxy's)
-                            "serving.kserve.io/enable-prometheus-scraping": "true"},
+            "annotations": {
+                "skin-cancer-kfp/model": f"{model_name}:{model_version}",
+                "skin-cancer-kfp/model-artifact": model_artifact_uri,
+                # KServe adds the scrape annotations for the server's /metrics on PORT
+                # (and, serverless, merges them with the queue proxy's)
+                "serving.kserve.io/enable-prometheus-scraping": "true",
+            },
         },
         "spec": {
             "predictor": {
@@ -160,14 +169,25 @@ def build_inference_service(
                         "command": ["skin-cancer"],
                         # The same server as `skin-cancer serve`; its gRPC port stays inside the pod
                         # (a KServe predictor exposes one port: HTTP here, or h2c for gRPC alone).
-                        "args": ["serve", "--model-uri", MODEL_MOUNT, "--host", "0.0.0.0", "--port", str(PORT),
-                                 "--grpc-port", str(GRPC_PORT), "--model-name", model_name,
-                                 "--model-version", str(model_version)],
+                        "args": [
+                            "serve",
+                            "--model-uri",
+                            MODEL_MOUNT,
+                            "--host",
+                            "0.0.0.0",
+                            "--port",
+                            str(PORT),
+                            "--grpc-port",
+                            str(GRPC_PORT),
+                            "--model-name",
+                            model_name,
+                            "--model-version",
+                            str(model_version),
+                        ],
                         "env": [{"name": "STORAGE_URI", "value": storage_uri(model_artifact_uri)}],
                         "ports": [{"containerPort": PORT, "protocol": "TCP"}],
                         "readinessProbe": probe,
-                        "resources": {"requests": {"cpu": cpu, "memory": memory},
-                                      "limits": {"memory": memory}},
+                        "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}},
                     }
                 ],
             }
@@ -205,18 +225,28 @@ def _call(api, method: str, path: str, **kwargs) -> dict:
     from urllib3.exceptions import HTTPError
 
     try:
-        return api.call_api(path, method, auth_settings=["BearerToken"], response_type="object",
-                            _return_http_data_only=True, _preload_content=True, **kwargs)
+        return api.call_api(
+            path,
+            method,
+            auth_settings=["BearerToken"],
+            response_type="object",
+            _return_http_data_only=True,
+            _preload_content=True,
+            **kwargs,
+        )
     except ApiException as err:
         hint = ""
         if err.status == 403:
-            hint = (" (RBAC: the pipeline's ServiceAccount needs get, create and patch on "
-                    "inferenceservices.serving.kserve.io in this namespace)")
+            hint = (
+                " (RBAC: the pipeline's ServiceAccount needs get, create and patch on "
+                "inferenceservices.serving.kserve.io in this namespace)"
+            )
         elif err.status == 404 and method == "PATCH":
             hint = " (is KServe installed? the InferenceService CRD was not found)"
         transient = err.status == 429 or (err.status or 0) >= 500
-        raise DeployError(f"{method} {path}: HTTP {err.status} {err.reason}{hint}: {_message(err.body)}",
-                          transient=transient) from None
+        raise DeployError(
+            f"{method} {path}: HTTP {err.status} {err.reason}{hint}: {_message(err.body)}", transient=transient
+        ) from None
     except (HTTPError, OSError) as err:  # connection refused or reset, timeouts: the API server is briefly away
         raise DeployError(f"{method} {path}: {type(err).__name__}: {err}", transient=True) from None
 
@@ -234,10 +264,14 @@ def apply(api, manifest: dict, attempts: int = 4, delay_s: float = 2.0) -> dict:
     meta = manifest["metadata"]
     for attempt in range(1, attempts + 1):
         try:
-            return _call(api, "PATCH", _path(meta["namespace"], meta["name"]),
-                         query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                         header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-                         body=manifest)
+            return _call(
+                api,
+                "PATCH",
+                _path(meta["namespace"], meta["name"]),
+                query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+                body=manifest,
+            )
         except DeployError as err:
             if not err.transient or attempt == attempts:
                 raise
@@ -263,17 +297,27 @@ def _condition(status: dict, kind: str) -> dict | None:
 # reached) or a rollout past its progress deadline, or pods that cannot be created (raw mode).
 FAILED_REASONS = {"RevisionFailed", "ProgressDeadlineExceeded", "FailedCreate"}
 # Kubelet states in a condition's message that a container will not start as it is.
-FAILED_MESSAGES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
-                   "CreateContainerConfigError", "Unable to fetch image")
+FAILED_MESSAGES = (
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "Unable to fetch image",
+)
 
-_LOAD_HINT = ("the storage initializer could not copy STORAGE_URI to /mnt/models (the serving account's S3 Secret "
-              f"{S3_SECRET} and its serving.kserve.io/s3-* annotations must reach the model's bucket), or "
-              "`skin-cancer serve` exited while loading it")
+_LOAD_HINT = (
+    "the storage initializer could not copy STORAGE_URI to /mnt/models (the serving account's S3 Secret "
+    f"{S3_SECRET} and its serving.kserve.io/s3-* annotations must reach the model's bucket), or "
+    "`skin-cancer serve` exited while loading it"
+)
 _HINTS = {
     "InvalidSpec": "KServe refused the predictor spec; fix it (image, container, runtime) and deploy again",
     "BlockedByFailedLoad": _LOAD_HINT,
-    "RevisionFailed": ("the predictor's revision failed: an image that cannot be pulled (reference, registry "
-                       "credentials) or a container that keeps exiting"),
+    "RevisionFailed": (
+        "the predictor's revision failed: an image that cannot be pulled (reference, registry "
+        "credentials) or a container that keeps exiting"
+    ),
     "ProgressDeadlineExceeded": "no predictor pod became ready before the rollout's progress deadline",
     "FailedCreate": "the predictor's pods cannot be created (quota, admission policy)",
 }
@@ -300,33 +344,53 @@ def failure(status: dict) -> Failure | None:
     info = model.get("lastFailureInfo") or {}
     transition = model.get("transitionStatus")
     failed_load = transition in ("InvalidSpec", "BlockedByFailedLoad")
-    cond = next((c for c in (_condition(status, kind) for kind in ("Ready", "PredictorReady"))
-                 if c is not None and c.get("status") == "False"
-                 and (c.get("reason") in FAILED_REASONS
-                      or any(m in (c.get("message") or "") for m in FAILED_MESSAGES))), None)
+    cond = next(
+        (
+            c
+            for c in (_condition(status, kind) for kind in ("Ready", "PredictorReady"))
+            if c is not None
+            and c.get("status") == "False"
+            and (c.get("reason") in FAILED_REASONS or any(m in (c.get("message") or "") for m in FAILED_MESSAGES))
+        ),
+        None,
+    )
     if not failed_load and cond is None:
         return None
     parts = []
     if failed_load:
-        parts += [f"modelStatus.transitionStatus={transition}", (info.get("message") or "").strip(),
-                  f"exit code {info['exitCode']}" if info.get("exitCode") else "",
-                  f"at {info['location']}" if info.get("location") else ""]
+        parts += [
+            f"modelStatus.transitionStatus={transition}",
+            (info.get("message") or "").strip(),
+            f"exit code {info['exitCode']}" if info.get("exitCode") else "",
+            f"at {info['location']}" if info.get("location") else "",
+        ]
     if cond is not None:
         parts.append(f"{cond['type']}=False ({cond.get('reason', '')}): {(cond.get('message') or '').strip()}")
-    reason = info.get("reason") if failed_load and info.get("reason") else (
-        cond.get("reason") if cond is not None and cond.get("reason") else transition)
+    reason = (
+        info.get("reason")
+        if failed_load and info.get("reason")
+        else (cond.get("reason") if cond is not None and cond.get("reason") else transition)
+    )
     if transition == "InvalidSpec":
         hint = _HINTS["InvalidSpec"]
     elif failed_load and info:
         hint = _HINTS["BlockedByFailedLoad"]
     else:
         hint = _HINTS.get(cond.get("reason") if cond is not None else "", _HINTS["RevisionFailed"])
-    return Failure(reason, "; ".join(p for p in parts if p),
-                   transition == "InvalidSpec" and reason != "RuntimeNotRecognized", hint)
+    return Failure(
+        reason, "; ".join(p for p in parts if p), transition == "InvalidSpec" and reason != "RuntimeNotRecognized", hint
+    )
 
 
-def wait_ready(api, namespace: str, name: str, generation: int, timeout_s: float, poll_s: float = 5.0,
-               failure_grace_s: float = DEFAULT_FAILURE_GRACE_S) -> dict:
+def wait_ready(
+    api,
+    namespace: str,
+    name: str,
+    generation: int,
+    timeout_s: float,
+    poll_s: float = 5.0,
+    failure_grace_s: float = DEFAULT_FAILURE_GRACE_S,
+) -> dict:
     """Poll until the status has caught up with ``generation`` and Ready is True.
 
     Raises :class:`InferenceServiceFailed` once the status has shown a failure that will not heal
@@ -370,27 +434,48 @@ def wait_ready(api, namespace: str, name: str, generation: int, timeout_s: float
                 f"{now - failing_since:.0f} s: {broken.reason}: "
                 f"{broken.detail}. Likely cause: {broken.hint}. Waiting longer or "
                 f"rerunning the deploy step will not fix it; see `kubectl -n {namespace} describe inferenceservice "
-                f"{name}` and `kubectl -n {namespace} logs -l serving.kserve.io/inferenceservice={name} --all-containers`")
+                f"{name}` and `kubectl -n {namespace} logs -l serving.kserve.io/inferenceservice={name} --all-containers`"
+            )
         if now >= deadline:
-            others = [f"{c.get('type')}={c.get('status')} {c.get('reason', '')}: {c.get('message', '')}"
-                      for c in status.get("conditions") or [] if c.get("status") != "True"]
-            raise DeployError(f"InferenceService {namespace}/{name} not Ready after {timeout_s:.0f} s "
-                              f"(generation {generation}, observed {observed}): {last}"
-                              + (f"; not ready: {'; '.join(others)}" if others else ""))
-        log.info("waiting for %s/%s: %s%s", namespace, name, last,
-                 f" (failing: {broken.reason}, {now - failing_since:.0f} s)" if broken else "")
+            others = [
+                f"{c.get('type')}={c.get('status')} {c.get('reason', '')}: {c.get('message', '')}"
+                for c in status.get("conditions") or []
+                if c.get("status") != "True"
+            ]
+            raise DeployError(
+                f"InferenceService {namespace}/{name} not Ready after {timeout_s:.0f} s "
+                f"(generation {generation}, observed {observed}): {last}"
+                + (f"; not ready: {'; '.join(others)}" if others else "")
+            )
+        log.info(
+            "waiting for %s/%s: %s%s",
+            namespace,
+            name,
+            last,
+            f" (failing: {broken.reason}, {now - failing_since:.0f} s)" if broken else "",
+        )
         time.sleep(poll_s)
 
 
-def deploy(manifest: dict, timeout_s: float = 900, poll_s: float = 5.0, api=None,
-           failure_grace_s: float = DEFAULT_FAILURE_GRACE_S) -> Deployment:
+def deploy(
+    manifest: dict,
+    timeout_s: float = 900,
+    poll_s: float = 5.0,
+    api=None,
+    failure_grace_s: float = DEFAULT_FAILURE_GRACE_S,
+) -> Deployment:
     """Apply and wait: the whole deploy step."""
     api = api or kube_api_client()
     meta = manifest["metadata"]
     stored = apply(api, manifest)
     generation = int((stored.get("metadata") or {}).get("generation") or 1)
-    log.info("applied %s/%s (generation %d); waiting up to %.0f s for Ready",
-             meta["namespace"], meta["name"], generation, timeout_s)
+    log.info(
+        "applied %s/%s (generation %d); waiting up to %.0f s for Ready",
+        meta["namespace"],
+        meta["name"],
+        generation,
+        timeout_s,
+    )
     obj = wait_ready(api, meta["namespace"], meta["name"], generation, timeout_s, poll_s, failure_grace_s)
     status = obj.get("status") or {}
     url = status.get("url") or ""

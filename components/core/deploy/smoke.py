@@ -47,9 +47,15 @@ class SmokeReport:
         return sum(r["label"] == r["expected"] for r in self.results)
 
     def to_dict(self) -> dict:
-        return {"url": self.url, "model_name": self.model_name, "model_version": self.model_version,
-                "images": len(self.results), "correct": self.correct, "seconds": self.seconds,
-                "results": self.results}
+        return {
+            "url": self.url,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "images": len(self.results),
+            "correct": self.correct,
+            "seconds": self.seconds,
+            "results": self.results,
+        }
 
 
 def load_samples(data_uri: str, per_class: int = 2) -> list[Sample]:
@@ -60,8 +66,9 @@ def load_samples(data_uri: str, per_class: int = 2) -> list[Sample]:
     samples = []
     for cls in CLASSES:
         prefix = storage.join(data_uri, "test", cls)
-        objects = sorted((o for o in storage.list_objects(prefix) if has_image_extension(o.relpath)),
-                         key=lambda o: o.relpath)[:per_class]
+        objects = sorted(
+            (o for o in storage.list_objects(prefix) if has_image_extension(o.relpath)), key=lambda o: o.relpath
+        )[:per_class]
         if not objects:
             raise SmokeTestError(f"no {cls} test images under {prefix}")
         samples += [Sample(o.uri, cls, storage.read_bytes(o.uri)) for o in objects]
@@ -69,8 +76,12 @@ def load_samples(data_uri: str, per_class: int = 2) -> list[Sample]:
 
 
 def _post_json(url: str, body: dict, timeout: float, headers: dict | None) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
@@ -118,11 +129,17 @@ def check_answer(answer: dict, n: int, model_name: str) -> tuple[list[float], li
         problems.append(f"outputs must include p_malignant and label, got {sorted(k for k in by_name if k)}")
     else:
         for out, dtype in ((p_out, "FP32"), (l_out, "BYTES")):
-            if out.get("datatype") != dtype or out.get("shape") != [n] or not isinstance(out.get("data"), list) \
-                    or len(out["data"]) != n:
-                problems.append(f"output {out.get('name')}: expected {dtype} shape [{n}] with {n} values, got "
-                                f"{out.get('datatype')} {out.get('shape')} with "
-                                f"{len(out['data']) if isinstance(out.get('data'), list) else 'no'} values")
+            if (
+                out.get("datatype") != dtype
+                or out.get("shape") != [n]
+                or not isinstance(out.get("data"), list)
+                or len(out["data"]) != n
+            ):
+                problems.append(
+                    f"output {out.get('name')}: expected {dtype} shape [{n}] with {n} values, got "
+                    f"{out.get('datatype')} {out.get('shape')} with "
+                    f"{len(out['data']) if isinstance(out.get('data'), list) else 'no'} values"
+                )
         if not problems:
             probs, labels = p_out["data"], l_out["data"]
             for i, p in enumerate(probs):
@@ -134,8 +151,10 @@ def check_answer(answer: dict, n: int, model_name: str) -> tuple[list[float], li
     threshold = (answer.get("parameters") or {}).get("threshold")
     if threshold is None or isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
         # The served model must say at which threshold it decides; no 0.5 is ever assumed.
-        problems.append(f"the answer states no decision threshold (parameters.threshold = {threshold!r}); "
-                        "the served model must be one with a stored threshold")
+        problems.append(
+            f"the answer states no decision threshold (parameters.threshold = {threshold!r}); "
+            "the served model must be one with a stored threshold"
+        )
     elif not problems:
         for i, (p, label) in enumerate(zip(probs, labels)):
             if label != CLASSES[int(p >= threshold)]:
@@ -151,8 +170,9 @@ def _check_decisions(by_name: dict, n: int, labels: list[str], problems: list[st
     image's decision is its label; a refer, and only a refer, has a reason)."""
     d_out, r_out = by_name.get("decision"), by_name.get("refer_reason")
     if d_out is None or r_out is None:
-        problems.append("outputs must include decision and refer_reason (the served model must apply its "
-                        "decision policy)")
+        problems.append(
+            "outputs must include decision and refer_reason (the served model must apply its decision policy)"
+        )
         return []
     for out in (d_out, r_out):
         if out.get("datatype") != "BYTES" or not isinstance(out.get("data"), list) or len(out["data"]) != n:
@@ -169,8 +189,14 @@ def _check_decisions(by_name: dict, n: int, labels: list[str], problems: list[st
     return pairs
 
 
-def run_smoke_test(url: str, model_name: str, samples: list[Sample], timeout: float = 60.0,
-                   headers: dict | None = None, ready_timeout: float = 120.0) -> SmokeReport:
+def run_smoke_test(
+    url: str,
+    model_name: str,
+    samples: list[Sample],
+    timeout: float = 60.0,
+    headers: dict | None = None,
+    ready_timeout: float = 120.0,
+) -> SmokeReport:
     """Send every sample to ``url`` (the server's base URL); raise :class:`SmokeTestError` on any failure."""
     if not samples or {s.label for s in samples} != set(CLASSES):
         raise SmokeTestError(f"need at least one sample of each class {list(CLASSES)}")
@@ -180,8 +206,17 @@ def run_smoke_test(url: str, model_name: str, samples: list[Sample], timeout: fl
     infer = f"{base}/v2/models/{model_name}/infer"
 
     def body(batch: list[Sample]) -> dict:
-        return {"id": "smoke-test", "inputs": [{"name": "image", "datatype": "BYTES", "shape": [len(batch)],
-                                                "data": [base64.b64encode(s.data).decode() for s in batch]}]}
+        return {
+            "id": "smoke-test",
+            "inputs": [
+                {
+                    "name": "image",
+                    "datatype": "BYTES",
+                    "shape": [len(batch)],
+                    "data": [base64.b64encode(s.data).decode() for s in batch],
+                }
+            ],
+        }
 
     report = SmokeReport(base, model_name, "")
     failures = []
@@ -190,18 +225,29 @@ def run_smoke_test(url: str, model_name: str, samples: list[Sample], timeout: fl
             answer = _post_json(infer, body([sample]), timeout, headers)
             (p,), (label,), _, ((decision, reason),) = check_answer(answer, 1, model_name)
             report.model_version = str(answer.get("model_version", ""))
-            report.results.append({"uri": sample.uri, "expected": sample.label, "label": label, "p_malignant": p,
-                                   "decision": decision, "refer_reason": reason or None})
+            report.results.append(
+                {
+                    "uri": sample.uri,
+                    "expected": sample.label,
+                    "label": label,
+                    "p_malignant": p,
+                    "decision": decision,
+                    "refer_reason": reason or None,
+                }
+            )
         except SmokeTestError as err:
             failures.append(f"{sample.uri}: {err}")
     if not failures:
         try:
-            probs, labels, _, _ = check_answer(_post_json(infer, body(samples), timeout, headers), len(samples),
-                                               model_name)
+            probs, labels, _, _ = check_answer(
+                _post_json(infer, body(samples), timeout, headers), len(samples), model_name
+            )
             for r, p, label in zip(report.results, probs, labels):
                 if label != r["label"] or abs(p - r["p_malignant"]) > 1e-4:
-                    failures.append(f"{r['uri']}: batch answer {label} {p:.6f} differs from single answer "
-                                    f"{r['label']} {r['p_malignant']:.6f}")
+                    failures.append(
+                        f"{r['uri']}: batch answer {label} {p:.6f} differs from single answer "
+                        f"{r['label']} {r['p_malignant']:.6f}"
+                    )
         except SmokeTestError as err:
             failures.append(f"batch of {len(samples)}: {err}")
         failures += _probe_out_of_scope(infer, model_name, timeout, headers)
@@ -214,15 +260,26 @@ def run_smoke_test(url: str, model_name: str, samples: list[Sample], timeout: fl
 
 def _probe_out_of_scope(infer: str, model_name: str, timeout: float, headers: dict | None) -> list[str]:
     """A flat grey frame must be referred as out of scope: proof the server applies the policy."""
-    body = {"id": "smoke-test-scope", "inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
-                                                  "data": [base64.b64encode(out_of_scope_probe()).decode()]}]}
+    body = {
+        "id": "smoke-test-scope",
+        "inputs": [
+            {
+                "name": "image",
+                "datatype": "BYTES",
+                "shape": [1],
+                "data": [base64.b64encode(out_of_scope_probe()).decode()],
+            }
+        ],
+    }
     try:
         _, _, _, ((decision, reason),) = check_answer(_post_json(infer, body, timeout, headers), 1, model_name)
     except SmokeTestError as err:
         return [f"out-of-scope probe (a flat grey frame): {err}"]
     if (decision, reason) != ("refer", "out_of_scope"):
-        return [f"out-of-scope probe (a flat grey frame): answered {decision!r} ({reason or 'no reason'}), "
-                "expected refer (out_of_scope)"]
+        return [
+            f"out-of-scope probe (a flat grey frame): answered {decision!r} ({reason or 'no reason'}), "
+            "expected refer (out_of_scope)"
+        ]
     return []
 
 

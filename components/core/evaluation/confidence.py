@@ -30,8 +30,9 @@ def auc_hanley_mcneil(auc: float, positives: int, negatives: int, z: float = Z95
         return math.nan, math.nan
     q1 = auc / (2 - auc)
     q2 = 2 * auc * auc / (1 + auc)
-    var = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc)
-           + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
+    var = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives
+    )
     se = math.sqrt(max(var, 0.0))
     return max(0.0, auc - z * se), min(1.0, auc + z * se)
 

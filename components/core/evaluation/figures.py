@@ -62,8 +62,14 @@ def _figure(size: tuple[float, float] = SIZE, cols: int = 1) -> tuple[Figure, li
 
 def _not_defined(ax, what: str) -> None:
     """A curve that needs both classes, on a split with one: say so instead of drawing nonsense."""
-    ax.text(0.5, 0.5, f"{what} not defined:\nthis split has only one class", ha="center", va="center",
-            transform=ax.transAxes)
+    ax.text(
+        0.5,
+        0.5,
+        f"{what} not defined:\nthis split has only one class",
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+    )
     ax.set_axis_off()
 
 
@@ -71,14 +77,20 @@ def _roc_on(ax, s: Scored, mark: bool = True, label: str | None = None) -> None:
     from sklearn.metrics import RocCurveDisplay
 
     m = classification_metrics(s.labels, s.scores, s.threshold)
-    RocCurveDisplay.from_predictions(s.labels, s.scores, pos_label=1, name=label or s.name, ax=ax,
-                                     plot_chance_level=mark)
+    RocCurveDisplay.from_predictions(
+        s.labels, s.scores, pos_label=1, name=label or s.name, ax=ax, plot_chance_level=mark
+    )
     if mark:
-        ax.plot([1 - m["specificity"]], [m["sensitivity"]], **THRESHOLD_STYLE,
-                label=f"threshold {s.threshold:.3f}: sens {m['sensitivity']:.2f}, spec {m['specificity']:.2f}")
+        ax.plot(
+            [1 - m["specificity"]],
+            [m["sensitivity"]],
+            **THRESHOLD_STYLE,
+            label=f"threshold {s.threshold:.3f}: sens {m['sensitivity']:.2f}, spec {m['specificity']:.2f}",
+        )
     else:
-        ax.plot([1 - m["specificity"]], [m["sensitivity"]], marker="o", color=ax.lines[-1].get_color(),
-                linestyle="none")
+        ax.plot(
+            [1 - m["specificity"]], [m["sensitivity"]], marker="o", color=ax.lines[-1].get_color(), linestyle="none"
+        )
     ax.set_xlabel("false positive rate (1 - specificity)")
     ax.set_ylabel("sensitivity (malignant recall)")
 
@@ -90,11 +102,16 @@ def _pr_on(ax, s: Scored, mark: bool = True, label: str | None = None) -> None:
     tp = int((pred & (s.labels == 1)).sum())
     recall = tp / max(1, int((s.labels == 1).sum()))
     precision = tp / max(1, int(pred.sum()))
-    PrecisionRecallDisplay.from_predictions(s.labels, s.scores, pos_label=1, name=label or s.name, ax=ax,
-                                            plot_chance_level=mark)
+    PrecisionRecallDisplay.from_predictions(
+        s.labels, s.scores, pos_label=1, name=label or s.name, ax=ax, plot_chance_level=mark
+    )
     if mark:
-        ax.plot([recall], [precision], **THRESHOLD_STYLE,
-                label=f"threshold {s.threshold:.3f}: recall {recall:.2f}, precision {precision:.2f}")
+        ax.plot(
+            [recall],
+            [precision],
+            **THRESHOLD_STYLE,
+            label=f"threshold {s.threshold:.3f}: recall {recall:.2f}, precision {precision:.2f}",
+        )
     else:
         ax.plot([recall], [precision], marker="o", color=ax.lines[-1].get_color(), linestyle="none")
     ax.set_xlabel("recall (sensitivity)")
@@ -106,8 +123,9 @@ def roc_png(s: Scored, split: str) -> bytes:
 
 
 def pr_png(s: Scored, split: str) -> bytes:
-    return _curve_png(s, _pr_on, "Precision-recall", "lower left",
-                      f"Precision-recall (malignant), {SPLIT_TITLES[split]}")
+    return _curve_png(
+        s, _pr_on, "Precision-recall", "lower left", f"Precision-recall (malignant), {SPLIT_TITLES[split]}"
+    )
 
 
 def _curve_png(s: Scored, draw, what: str, legend: str, title: str) -> bytes:
@@ -125,10 +143,18 @@ def confusion_png(s: Scored, split: str) -> bytes:
     from sklearn.metrics import ConfusionMatrixDisplay
 
     fig, (ax,) = _figure()
-    ConfusionMatrixDisplay.from_predictions(s.labels, (s.scores >= s.threshold).astype(int), labels=[0, 1],
-                                            display_labels=list(CLASSES), ax=ax, cmap="Blues", colorbar=False)
-    ax.set_title(f"Confusion matrix at threshold {s.threshold:.3f}\n{SPLIT_TITLES[split]} (n={len(s.labels)})",
-                 fontsize=10)
+    ConfusionMatrixDisplay.from_predictions(
+        s.labels,
+        (s.scores >= s.threshold).astype(int),
+        labels=[0, 1],
+        display_labels=list(CLASSES),
+        ax=ax,
+        cmap="Blues",
+        colorbar=False,
+    )
+    ax.set_title(
+        f"Confusion matrix at threshold {s.threshold:.3f}\n{SPLIT_TITLES[split]} (n={len(s.labels)})", fontsize=10
+    )
     return png_bytes(fig)
 
 
@@ -138,15 +164,24 @@ def calibration_png(s: Scored, split: str, bins: int = 10) -> bytes:
     m = classification_metrics(s.labels, s.scores, s.threshold)
     fig, (ax,) = _figure()
     if s.both_classes:
-        CalibrationDisplay.from_predictions(s.labels, s.scores, n_bins=bins, strategy="uniform", pos_label=1,
-                                            name=s.name, ax=ax)
+        CalibrationDisplay.from_predictions(
+            s.labels, s.scores, n_bins=bins, strategy="uniform", pos_label=1, name=s.name, ax=ax
+        )
         ax.set_xlabel("mean predicted p(malignant)")
         ax.set_ylabel("fraction malignant")
         ax.legend(loc="upper left", fontsize=8)
     else:
         _not_defined(ax, "Calibration")
-    ax.text(0.98, 0.02, f"Brier {m['brier']:.3f}\nECE {m['ece']:.3f} ({bins} bins)", transform=ax.transAxes,
-            ha="right", va="bottom", fontsize=9, bbox=dict(boxstyle="round", facecolor="white", alpha=0.8))
+    ax.text(
+        0.98,
+        0.02,
+        f"Brier {m['brier']:.3f}\nECE {m['ece']:.3f} ({bins} bins)",
+        transform=ax.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize=9,
+        bbox=dict(boxstyle="round", facecolor="white", alpha=0.8),
+    )
     ax.set_title(f"Calibration, {SPLIT_TITLES[split]} (n={len(s.labels)})", fontsize=10)
     return png_bytes(fig)
 
@@ -178,15 +213,28 @@ def risk_coverage_png(name: str, curves: dict[str, list[dict]], level: float, re
     fig, (ax,) = _figure()
     for split, points in curves.items():
         pts = sorted((p for p in points if p["accuracy"] == p["accuracy"]), key=lambda p: p["refer_rate"])
-        line, = ax.plot([p["refer_rate"] for p in pts], [p["accuracy"] for p in pts], marker=".",
-                        label=SPLIT_TITLES[split].split(" (")[0])
+        (line,) = ax.plot(
+            [p["refer_rate"] for p in pts],
+            [p["accuracy"] for p in pts],
+            marker=".",
+            label=SPLIT_TITLES[split].split(" (")[0],
+        )
         chosen = [p for p in pts if abs(p["level"] - level) < 1e-9]
         if chosen:
-            ax.plot([chosen[0]["refer_rate"]], [chosen[0]["accuracy"]], **{**THRESHOLD_STYLE, "color": line.get_color()})
+            ax.plot(
+                [chosen[0]["refer_rate"]], [chosen[0]["accuracy"]], **{**THRESHOLD_STYLE, "color": line.get_color()}
+            )
         if referral and split in referral:
             r = referral[split]
-            ax.plot([r["refer_rate"]], [r["decided_accuracy"]], marker="*", markersize=12, color=line.get_color(),
-                    linestyle="none", label=f"operating point, {split} (with out-of-scope)")
+            ax.plot(
+                [r["refer_rate"]],
+                [r["decided_accuracy"]],
+                marker="*",
+                markersize=12,
+                color=line.get_color(),
+                linestyle="none",
+                label=f"operating point, {split} (with out-of-scope)",
+            )
     ax.set_xlabel("share referred (uncertain)")
     ax.set_ylabel("accuracy of the decided images")
     ax.set_title(f"{name}: risk-coverage, coverage level {level:.2f} marked", fontsize=10)
@@ -195,8 +243,17 @@ def risk_coverage_png(name: str, curves: dict[str, list[dict]], level: float, re
     return png_bytes(fig)
 
 
-def evaluation_pngs(name: str, threshold: float, history: dict, val_labels, val_scores, test_labels,
-                    test_scores, referral: dict | None = None, level: float | None = None) -> dict[str, bytes]:
+def evaluation_pngs(
+    name: str,
+    threshold: float,
+    history: dict,
+    val_labels,
+    val_scores,
+    test_labels,
+    test_scores,
+    referral: dict | None = None,
+    level: float | None = None,
+) -> dict[str, bytes]:
     """Every per-model figure, keyed by its file name under the run's ``figures/`` artifacts."""
     out: dict[str, bytes] = {}
     if referral and referral.get("risk_coverage") and level is not None:

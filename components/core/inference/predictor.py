@@ -33,7 +33,8 @@ def decision_settings(meta: dict | None, model_ref: str) -> tuple[float, int]:
     if missing:
         raise ModelMetadataError(
             f"{model_ref}: the model's metadata has no {' and no '.join(missing)}, so it cannot decide a "
-            "diagnosis; use a model registered by this pipeline (it stores both), or log them with the model")
+            "diagnosis; use a model registered by this pipeline (it stores both), or log them with the model"
+        )
     return float(meta["threshold"]), int(meta["image_size"])
 
 
@@ -64,8 +65,10 @@ class Predictor:
             return cls._load_dir(Path(model_uri))
         if model_uri.startswith("minio://"):
             # KFP's own object store: not necessarily the store AWS_ENDPOINT_URL points at.
-            raise ValueError(f"{model_uri}: a Model artifact in Kubeflow Pipelines' own store; give its s3:// "
-                             "URI with AWS_ENDPOINT_URL set to that store, or serve from the registry (models:/...)")
+            raise ValueError(
+                f"{model_uri}: a Model artifact in Kubeflow Pipelines' own store; give its s3:// "
+                "URI with AWS_ENDPOINT_URL set to that store, or serve from the registry (models:/...)"
+            )
         if model_uri.startswith("s3://"):
             return cls._load_s3_dir(model_uri)
         import mlflow
@@ -137,8 +140,9 @@ class Predictor:
     def label_for(self, p: float) -> str:
         return CLASSES[int(p >= self.threshold)]
 
-    def predict_pixels(self, pixels: np.ndarray, original_sizes: list | None = None, forward=None,
-                       imagenet: np.ndarray | None = None) -> list[dict]:
+    def predict_pixels(
+        self, pixels: np.ndarray, original_sizes: list | None = None, forward=None, imagenet: np.ndarray | None = None
+    ) -> list[dict]:
         """One result per image of a uint8 batch: ``label`` and ``p_malignant`` (what the threshold
         alone says), and the decision policy's ``decision``, ``refer_reason``, ``prediction_set``,
         ``ood_score`` and ``refer_text`` (what a clinician reads; "" when decided).
@@ -151,8 +155,10 @@ class Predictor:
         if bad:
             raise RuntimeError(f"model produced an invalid probability {bad[0]!r}")
         decisions = self.policy.decide_images(self._at_model_size(pixels), probs, original_sizes, imagenet)
-        return [{"label": self.label_for(p), "p_malignant": float(p), **d.to_dict(), "refer_text": reason_text(d)}
-                for p, d in zip(probs, decisions)]
+        return [
+            {"label": self.label_for(p), "p_malignant": float(p), **d.to_dict(), "refer_text": reason_text(d)}
+            for p, d in zip(probs, decisions)
+        ]
 
     def imagenet_features(self, pixels: np.ndarray) -> np.ndarray:
         """The ImageNet features the scope detector looks at (the same as :meth:`predict_pixels`)."""
@@ -168,15 +174,23 @@ class Predictor:
             return pixels
         from PIL import Image
 
-        return np.stack([np.asarray(Image.fromarray(np.asarray(img, np.uint8)).resize(
-            (size, size), Image.Resampling.BILINEAR)) for img in pixels])
+        return np.stack(
+            [
+                np.asarray(Image.fromarray(np.asarray(img, np.uint8)).resize((size, size), Image.Resampling.BILINEAR))
+                for img in pixels
+            ]
+        )
 
     def predict_bytes(self, data: bytes) -> dict:
         """Decode with the same decoder as training, then decide with the stored policy."""
         pixels = decode_image(data, self.image_size)
         result = self.predict_pixels(pixels[None], [original_size(data)])[0]
-        return {**result, "threshold": self.threshold, "model_name": self.model_name,
-                "model_version": self.model_version}
+        return {
+            **result,
+            "threshold": self.threshold,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+        }
 
 
 def compiled_forward(model):

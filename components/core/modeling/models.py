@@ -60,10 +60,14 @@ def augmentation(seed: int, strength: str = "full") -> keras.Sequential:
     resample every pixel: at 224 px they cost about as much as a frozen backbone's forward pass)."""
     if strength not in AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {strength!r}")
-    geometric = [] if strength == "light" else [
-        layers.RandomRotation(0.25, fill_mode="reflect", seed=seed),
-        layers.RandomZoom((-0.15, 0.15), fill_mode="reflect", seed=seed),
-    ]
+    geometric = (
+        []
+        if strength == "light"
+        else [
+            layers.RandomRotation(0.25, fill_mode="reflect", seed=seed),
+            layers.RandomZoom((-0.15, 0.15), fill_mode="reflect", seed=seed),
+        ]
+    )
     return keras.Sequential(
         [
             layers.RandomFlip("horizontal_and_vertical", seed=seed),

@@ -40,7 +40,7 @@ def parse(line: str) -> dict | None:
     if not text.startswith(MARKER):
         return None
     try:
-        event = json.loads(text[len(MARKER):])
+        event = json.loads(text[len(MARKER) :])
     except ValueError:
         return None
     return event if isinstance(event, dict) and "event" in event else None
@@ -96,8 +96,9 @@ class Reporter:
     def epoch_end(self, epoch: int, logs: dict | None) -> None:
         self._last_epoch = epoch + 1  # Keras counts from 0
         metrics = {k: v for k, v in ((k, _number(v)) for k, v in (logs or {}).items()) if v is not None}
-        self._emit("epoch", epoch=self._last_epoch, seconds=round(self._clock() - self._epoch_started, 2),
-                   metrics=metrics)
+        self._emit(
+            "epoch", epoch=self._last_epoch, seconds=round(self._clock() - self._epoch_started, 2), metrics=metrics
+        )
 
     def end(self) -> None:
         self._emit("end", epoch=self._last_epoch, seconds=round(self._clock() - self._fit_started, 2))

@@ -96,14 +96,16 @@ def class_weight_for(labels: np.ndarray) -> dict[int, float]:
     return {i: float(labels.size / (2 * counts[i])) for i in range(2)}
 
 
-def compile_model(model, cfg: TrainConfig, steps_per_epoch: int, learning_rate: float | None = None,
-                  epochs: int | None = None):
+def compile_model(
+    model, cfg: TrainConfig, steps_per_epoch: int, learning_rate: float | None = None, epochs: int | None = None
+):
     import keras
 
     # Cosine decay over the planned steps: the learning rate given is the one the optimizer starts at.
     schedule = keras.optimizers.schedules.CosineDecay(
         cfg.learning_rate if learning_rate is None else learning_rate,
-        decay_steps=max(1, (cfg.epochs if epochs is None else epochs) * steps_per_epoch), alpha=0.05,
+        decay_steps=max(1, (cfg.epochs if epochs is None else epochs) * steps_per_epoch),
+        alpha=0.05,
     )
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
@@ -153,8 +155,13 @@ def fit_one(
     callbacks = [progress.callback(cfg.epochs)]  # a line per epoch (components/core/modeling/progress.py)
     if on_epoch is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=on_epoch))
-    fit = dict(x=train_ds, validation_data=val_ds, shuffle=False,  # the tf.data pipeline shuffles
-               class_weight=class_weight_for(train.labels[idx]) if cfg.class_weights else None, verbose=0)
+    fit = dict(
+        x=train_ds,
+        validation_data=val_ds,
+        shuffle=False,  # the tf.data pipeline shuffles
+        class_weight=class_weight_for(train.labels[idx]) if cfg.class_weights else None,
+        verbose=0,
+    )
     history: dict[str, list[float]] = {}
     backbone = None
     if cfg.head_epochs > 0 or cfg.fine_tune_from:
@@ -162,7 +169,9 @@ def fit_one(
 
         backbone = backbone_of(model)
         if backbone is None:
-            raise ValueError(f"head_epochs and fine_tune_from need a pretrained backbone; family {cfg.family!r} has none")
+            raise ValueError(
+                f"head_epochs and fine_tune_from need a pretrained backbone; family {cfg.family!r} has none"
+            )
     if cfg.head_epochs > 0:
         backbone.trainable = False
         with strategy.scope():
@@ -252,7 +261,9 @@ def cross_validate(cfg: TrainConfig, train: SplitArrays) -> list[dict]:
     return scores
 
 
-def train_model(cfg: TrainConfig, train: SplitArrays, val: SplitArrays, test: SplitArrays, on_epoch=None) -> TrainResult:
+def train_model(
+    cfg: TrainConfig, train: SplitArrays, val: SplitArrays, test: SplitArrays, on_epoch=None
+) -> TrainResult:
     """Train ``cfg.family`` on train, pick early stopping and the threshold on val, report val and test."""
     for name, split in (("val", val), ("test", test)):
         if split.image_size != train.image_size:
@@ -288,8 +299,15 @@ def train_model(cfg: TrainConfig, train: SplitArrays, val: SplitArrays, test: Sp
     )
 
 
-def fit_decision_policy(cfg: TrainConfig, threshold: float, train: SplitArrays, val: SplitArrays,
-                        test: SplitArrays, p_val: np.ndarray, p_test: np.ndarray):
+def fit_decision_policy(
+    cfg: TrainConfig,
+    threshold: float,
+    train: SplitArrays,
+    val: SplitArrays,
+    test: SplitArrays,
+    p_val: np.ndarray,
+    p_test: np.ndarray,
+):
     """The decision policy from held-out data (conformal sets and the scope limit on validation,
     the feature distribution on train), and how it does on validation and test."""
     from components.core.decision import DecisionPolicy
@@ -299,15 +317,24 @@ def fit_decision_policy(cfg: TrainConfig, threshold: float, train: SplitArrays, 
 
     started = time.perf_counter()
     f_train, f_val, f_test = (split_features(s) for s in (train, val, test))
-    policy = DecisionPolicy.fit(threshold, val.labels, p_val, f_train, f_val, cfg.refer_coverage,
-                                cfg.ood_false_flag_rate)
-    decisions = {name: decide_split(policy, split, p, f)
-                 for name, split, p, f in (("val", val, p_val, f_val), ("test", test, p_test, f_test))}
+    policy = DecisionPolicy.fit(
+        threshold, val.labels, p_val, f_train, f_val, cfg.refer_coverage, cfg.ood_false_flag_rate
+    )
+    decisions = {
+        name: decide_split(policy, split, p, f)
+        for name, split, p, f in (("val", val, p_val, f_val), ("test", test, p_test, f_test))
+    }
     referral = {name: referral_metrics(split.labels, decisions[name]) for name, split in (("val", val), ("test", test))}
     # Stored with the model: what batch scoring's drift checks compare a day's images with.
     policy.monitoring = Reference.from_validation(policy, val, p_val, f_val, decisions["val"]).arrays()
-    referral["risk_coverage"] = {name: risk_coverage(val.labels, p_val, split.labels, p, threshold)
-                                 for name, split, p in (("val", val, p_val), ("test", test, p_test))}
-    log.info("decision policy fitted in %.1f s: test refer rate %.3f, decided accuracy %.3f",
-             time.perf_counter() - started, referral["test"]["refer_rate"], referral["test"]["decided_accuracy"])
+    referral["risk_coverage"] = {
+        name: risk_coverage(val.labels, p_val, split.labels, p, threshold)
+        for name, split, p in (("val", val, p_val), ("test", test, p_test))
+    }
+    log.info(
+        "decision policy fitted in %.1f s: test refer rate %.3f, decided accuracy %.3f",
+        time.perf_counter() - started,
+        referral["test"]["refer_rate"],
+        referral["test"]["decided_accuracy"],
+    )
     return policy, referral

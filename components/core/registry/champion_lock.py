@@ -48,9 +48,10 @@ def champion_lock(client, name: str, ttl: float | None = None, wait: float | Non
         expires = time.time() + ttl
         try:
             client.create_registered_model(
-                lock, tags={"owner": token, "expires": f"{expires:.3f}"},
+                lock,
+                tags={"owner": token, "expires": f"{expires:.3f}"},
                 description=f"Lock for the @champion alias of {name}; held while a pipeline run compares "
-                            "and promotes. Deleted when done; expires by itself. Not a model.",
+                "and promotes. Deleted when done; expires by itself. Not a model.",
             )
             break
         except MlflowException as err:
@@ -62,8 +63,9 @@ def champion_lock(client, name: str, ttl: float | None = None, wait: float | Non
         if holder[0] == token:
             break  # our create went through; its response was lost and the retry saw it
         if time.time() > holder[1]:
-            log.warning("registry lock %s held by %s expired %.0f s ago; breaking it", lock, holder[0],
-                        time.time() - holder[1])
+            log.warning(
+                "registry lock %s held by %s expired %.0f s ago; breaking it", lock, holder[0], time.time() - holder[1]
+            )
             _delete_lock_if(client, lock, holder[0])
             continue
         if time.monotonic() > deadline:
@@ -78,8 +80,10 @@ def champion_lock(client, name: str, ttl: float | None = None, wait: float | Non
     def check() -> None:
         holder = _lock_holder(client, lock)
         if holder is None or holder[0] != token:
-            raise RegistryError(f"{lock}: lost the registry lock (held over {ttl:.0f} s and taken over); "
-                                "the champion was not changed: rerun the task")
+            raise RegistryError(
+                f"{lock}: lost the registry lock (held over {ttl:.0f} s and taken over); "
+                "the champion was not changed: rerun the task"
+            )
 
     try:
         yield check

@@ -58,8 +58,11 @@ def with_runtime_image(described: dict | None, runtime_image: str) -> dict | Non
 
 def split_digest(manifest: dict) -> str:
     """16 hex digits over a preprocessed split's checksums (every shard's and the labels')."""
-    parts = [manifest.get("labels_sha256", ""), *(s.get("sha256", "") for s in manifest.get("shards", [])),
-             str(manifest.get("image_size", ""))]
+    parts = [
+        manifest.get("labels_sha256", ""),
+        *(s.get("sha256", "") for s in manifest.get("shards", [])),
+        str(manifest.get("image_size", "")),
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -139,20 +142,33 @@ def image_dataset(name: str, uri: str, digest: str, profile: dict, image_size: i
     return ImageDataset(source=_source(uri), name=name, digest=digest, schema=schema)
 
 
-def describe(data_uri: str, fingerprint: str, split_uris: dict[str, str], manifests: dict[str, dict],
-             images: str = "") -> dict:
+def describe(
+    data_uri: str, fingerprint: str, split_uris: dict[str, str], manifests: dict[str, dict], images: str = ""
+) -> dict:
     """What a training run read, as plain JSON (kept in its result, small): per dataset its
     name, URI (credentials removed), digest and class counts."""
-    out = {"data_uri": redact(data_uri) if data_uri else "", "data_fingerprint": fingerprint,
-           "images": pipeline_images(images), "datasets": {}}
+    out = {
+        "data_uri": redact(data_uri) if data_uri else "",
+        "data_fingerprint": fingerprint,
+        "images": pipeline_images(images),
+        "datasets": {},
+    }
     if data_uri:
         counts = {c: sum(m.get("class_counts", {}).get(c, 0) for m in manifests.values()) for c in settings.CLASSES}
-        out["datasets"]["raw"] = {"name": RAW_DATASET, "uri": out["data_uri"], "digest": fingerprint,
-                                  "context": "source", "class_counts": counts}
+        out["datasets"]["raw"] = {
+            "name": RAW_DATASET,
+            "uri": out["data_uri"],
+            "digest": fingerprint,
+            "context": "source",
+            "class_counts": counts,
+        }
     for split, manifest in manifests.items():
         out["datasets"][split] = {
-            "name": dataset_name(split), "uri": redact(split_uris.get(split, "")), "digest": split_digest(manifest),
-            "context": CONTEXTS[split], "class_counts": manifest.get("class_counts", {}),
+            "name": dataset_name(split),
+            "uri": redact(split_uris.get(split, "")),
+            "digest": split_digest(manifest),
+            "context": CONTEXTS[split],
+            "class_counts": manifest.get("class_counts", {}),
             "image_size": manifest.get("image_size"),
         }
     return out
@@ -174,9 +190,11 @@ def log_inputs(described: dict) -> dict[str, Any]:
     import mlflow
 
     by_split = datasets(described)
-    mlflow.log_inputs(datasets=list(by_split.values()),
-                      contexts=[described["datasets"][k]["context"] for k in by_split],
-                      tags_list=[None] * len(by_split))
+    mlflow.log_inputs(
+        datasets=list(by_split.values()),
+        contexts=[described["datasets"][k]["context"] for k in by_split],
+        tags_list=[None] * len(by_split),
+    )
     return by_split
 
 

@@ -21,9 +21,11 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 # The one promotion rule, said the same way here, in the run summary and in the README.
-PROMOTION_RULE = ("The new model becomes @champion when it is at least as good as the current champion on this "
-                  "run's validation data: higher accuracy, or equal accuracy and higher AUC; on an exact tie the "
-                  "newer model (trained on the newer data) wins. Otherwise it is registered as @challenger.")
+PROMOTION_RULE = (
+    "The new model becomes @champion when it is at least as good as the current champion on this "
+    "run's validation data: higher accuracy, or equal accuracy and higher AUC; on an exact tie the "
+    "newer model (trained on the newer data) wins. Otherwise it is registered as @challenger."
+)
 
 
 def auc_or_lowest(auc: float | None) -> float:
@@ -66,13 +68,20 @@ def compare_on_unseen(mine: dict, theirs: dict, val: SplitArrays, seen: set[str]
     idx = unseen_indices(val, seen)
     labels = val.labels[idx]
     both_classes = len(set(labels.tolist())) == 2
-    out = {"compared_on": int(idx.size), "validation_images": len(val),
-           "champion_training_set": "unknown" if seen is None else "recorded"}
+    out = {
+        "compared_on": int(idx.size),
+        "validation_images": len(val),
+        "champion_training_set": "unknown" if seen is None else "recorded",
+    }
     if idx.size < MIN_UNSEEN_IMAGES or not both_classes:
-        out.update(decided=False, reason=(
-            f"only {idx.size} of {len(val)} validation images are unseen by the champion"
-            f"{'' if both_classes else ' and they lack a class'}; at least "
-            f"{MIN_UNSEEN_IMAGES} of both classes are needed to decide, so the champion stays"))
+        out.update(
+            decided=False,
+            reason=(
+                f"only {idx.size} of {len(val)} validation images are unseen by the champion"
+                f"{'' if both_classes else ' and they lack a class'}; at least "
+                f"{MIN_UNSEEN_IMAGES} of both classes are needed to decide, so the champion stays"
+            ),
+        )
         return out
     for who, scored in (("mine", mine), ("theirs", theirs)):
         out[who] = classification_metrics(labels, scored["val_scores"][idx], scored["threshold"])
@@ -88,5 +97,6 @@ def quality_key(scored: dict, version) -> tuple:
 def promotes(comparison: dict, version, champion_version) -> bool:
     """The rule: the newcomer ``version`` becomes champion when the comparison could decide and it
     is at least as good as ``champion_version`` on the images compared (:func:`quality_key`)."""
-    return comparison["decided"] and (quality_key({"val": comparison["mine"]}, version)
-                                      > quality_key({"val": comparison["theirs"]}, champion_version))
+    return comparison["decided"] and (
+        quality_key({"val": comparison["mine"]}, version) > quality_key({"val": comparison["theirs"]}, champion_version)
+    )

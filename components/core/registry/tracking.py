@@ -75,9 +75,15 @@ def _probe(uri: str, experiment: str) -> None:
     timeout = settings.env_number("SKIN_CANCER_MLFLOW_STARTUP_TIMEOUT", float)
     try:
         response = http_request(
-            get_default_host_creds(uri), "/api/2.0/mlflow/experiments/get-by-name", "GET",
-            max_retries=retries, backoff_factor=1, backoff_jitter=0.5, timeout=timeout,
-            raise_on_status=False, params={"experiment_name": experiment},
+            get_default_host_creds(uri),
+            "/api/2.0/mlflow/experiments/get-by-name",
+            "GET",
+            max_retries=retries,
+            backoff_factor=1,
+            backoff_jitter=0.5,
+            timeout=timeout,
+            raise_on_status=False,
+            params={"experiment_name": experiment},
         )
     except Exception as err:
         raise TrackingError(
@@ -163,8 +169,11 @@ def _kfp_task_run() -> str | None:
     try:
         MlflowClient().get_run(run_id)
     except Exception as err:
-        log.warning("MLFLOW_RUN_ID %s (KFP's run for this task) is not on this tracking server (%s); "
-                    "not nesting under it", run_id, type(err).__name__)
+        log.warning(
+            "MLFLOW_RUN_ID %s (KFP's run for this task) is not on this tracking server (%s); not nesting under it",
+            run_id,
+            type(err).__name__,
+        )
         return None
     return run_id
 
@@ -194,8 +203,9 @@ def training_run(cfg, name: str, experiment_id: str, tags: dict) -> Iterator["Tr
     import mlflow
 
     with start_run(experiment_id, name) as run:
-        mlflow.set_tags({"stage": "train", "model_name": name, "family": cfg.family,
-                         "pipeline_run": settings.run_id(), **tags})
+        mlflow.set_tags(
+            {"stage": "train", "model_name": name, "family": cfg.family, "pipeline_run": settings.run_id(), **tags}
+        )
         mlflow.log_params({k: v for k, v in cfg.to_dict().items() if k != "extra"} | cfg.extra)
         yield TrainingRun(run.info.run_id, cfg, tags)
 
@@ -226,8 +236,9 @@ class TrainingRun:
 
         cfg, tags, datasets = self.cfg, self.tags, self.datasets
         policy = getattr(result, "policy", None)
-        info = log_model(result.model, result.threshold, cfg.image_size, cfg.family,
-                         policy.summary() if policy is not None else None)
+        info = log_model(
+            result.model, result.threshold, cfg.image_size, cfg.family, policy.summary() if policy is not None else None
+        )
         if policy is not None:
             log_decision_policy(policy, result.referral, info.model_id, datasets)
         # The logged model carries the run's lineage too (the registry's version links to it).
@@ -237,21 +248,32 @@ class TrainingRun:
         # chosen threshold) per epoch, and MLflow's run table shows a metric's highest step.
         after = max((len(v) for v in result.history.values()), default=0)
         for split, metrics in (("val", result.val), ("test", result.test)):
-            mlflow.log_metrics(flat_metrics(split, metrics), step=after, model_id=info.model_id,
-                               dataset=datasets.get(split))
-        mlflow.log_metrics({"train_seconds": result.seconds, "params": result.params,
-                            "temperature": result.temperature})
+            mlflow.log_metrics(
+                flat_metrics(split, metrics), step=after, model_id=info.model_id, dataset=datasets.get(split)
+            )
+        mlflow.log_metrics(
+            {"train_seconds": result.seconds, "params": result.params, "temperature": result.temperature}
+        )
         for fold in result.fold_scores:
             mlflow.log_metrics({"fold_accuracy": fold["accuracy"], "fold_auc": fold["auc"]}, step=fold["fold"])
         if result.fold_scores:
             accs = [f["accuracy"] for f in result.fold_scores]
             mlflow.log_metrics({"cv_accuracy_mean": float(np.mean(accs)), "cv_accuracy_sd": float(np.std(accs))})
-        log_json({"val": result.val, "test": result.test, "folds": result.fold_scores,
-                  "threshold": result.threshold, "history": result.history}, "evaluation.json")
-        log_json({"sha1": sorted({s["sha1"] for s in train_sources}), "count": len(train_sources)},
-                 TRAINED_ON_ARTIFACT)
-        log_json({"threshold": result.threshold, "val": _rounded(result.val_scores),
-                  "test": _rounded(result.test_scores)}, SCORES_ARTIFACT)
+        log_json(
+            {
+                "val": result.val,
+                "test": result.test,
+                "folds": result.fold_scores,
+                "threshold": result.threshold,
+                "history": result.history,
+            },
+            "evaluation.json",
+        )
+        log_json({"sha1": sorted({s["sha1"] for s in train_sources}), "count": len(train_sources)}, TRAINED_ON_ARTIFACT)
+        log_json(
+            {"threshold": result.threshold, "val": _rounded(result.val_scores), "test": _rounded(result.test_scores)},
+            SCORES_ARTIFACT,
+        )
         logged = _log_figures(figures, result) if figures is not None else []
         return LoggedRun(self.run_id, info.model_uri, logged)
 
@@ -342,8 +364,9 @@ def load_decision_files(run_id: str) -> dict[str, bytes | None]:
     with tempfile.TemporaryDirectory() as tmp:
         for name in POLICY_FILES:
             try:
-                path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{DECISION_DIR}/{name}",
-                                                           dst_path=tmp)
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=f"{DECISION_DIR}/{name}", dst_path=tmp
+                )
                 out[name] = Path(path).read_bytes()
             except Exception as err:  # noqa: BLE001 - a missing artifact; the policy names what is missing
                 log.debug("run %s has no %s: %s", run_id, name, err)
@@ -382,9 +405,14 @@ def log_model(model, threshold: float, image_size: int, family: str, decision: d
         signature=signature,
         input_example=example,
         pip_requirements=model_requirements(),
-        metadata={"threshold": float(threshold), "image_size": int(image_size), "family": family,
-                  "classes": list(settings.CLASSES), "output": "p_malignant",
-                  **({"decision": decision} if decision is not None else {})},
+        metadata={
+            "threshold": float(threshold),
+            "image_size": int(image_size),
+            "family": family,
+            "classes": list(settings.CLASSES),
+            "output": "p_malignant",
+            **({"decision": decision} if decision is not None else {}),
+        },
     )
 
 

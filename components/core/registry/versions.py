@@ -109,11 +109,17 @@ def register_once(client, winner: TrainSummary, name: str, tags: dict[str, str])
     mlflow.register_model(winner.model_uri, name, tags=tags)
     versions = versions_for_run(client, name, winner.run_id)
     if not versions:
-        raise RegistryError(f"registered {winner.model_uri} as {name}, but no version from run "
-                            f"{winner.run_id} is listed; check the MLflow server")
+        raise RegistryError(
+            f"registered {winner.model_uri} as {name}, but no version from run "
+            f"{winner.run_id} is listed; check the MLflow server"
+        )
     for extra in versions[1:]:
-        log.warning("%s version %s duplicates version %s (a retried registration); deleting it",
-                    name, extra.version, versions[0].version)
+        log.warning(
+            "%s version %s duplicates version %s (a retried registration); deleting it",
+            name,
+            extra.version,
+            versions[0].version,
+        )
         client.delete_model_version(name, extra.version)
     return versions[0]
 
@@ -164,12 +170,22 @@ def register_winner(
             mine = score(version.version)
             theirs = score(champion.version)
             comparison = compare_on_unseen(mine, theirs, val, trained_on(champion))
-            previous = {"version": champion.version, "val": theirs["val"], "test": theirs["test"],
-                        "threshold": theirs["threshold"], "comparison": comparison}
+            previous = {
+                "version": champion.version,
+                "val": theirs["val"],
+                "test": theirs["test"],
+                "threshold": theirs["threshold"],
+                "comparison": comparison,
+            }
             promote = promotes(comparison, version.version, champion.version)
-            log.info("champion v%s vs newcomer v%s on %d of %d validation images unseen by the champion -> %s",
-                     champion.version, version.version, comparison["compared_on"], len(val),
-                     "promote" if promote else f"challenger ({comparison.get('reason', 'not better')})")
+            log.info(
+                "champion v%s vs newcomer v%s on %d of %d validation images unseen by the champion -> %s",
+                champion.version,
+                version.version,
+                comparison["compared_on"],
+                len(val),
+                "promote" if promote else f"challenger ({comparison.get('reason', 'not better')})",
+            )
         alias = CHAMPION if promote else CHALLENGER
         still_held()
         client.set_registered_model_alias(name, alias, version.version)

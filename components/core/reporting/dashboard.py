@@ -31,17 +31,32 @@ def data_uri(png: bytes) -> str:
 def _models_table(results: list, winner) -> str:
     from components.core.registry.selection import rank_key
 
-    head = ("<tr><th>model</th><th>val acc</th><th>val AUC</th><th>test acc</th><th>test AUC</th>"
-            "<th>sensitivity</th><th>specificity</th><th>threshold</th><th>test refer rate</th>"
-            "<th>test decided acc</th><th>test decided recall</th><th>params</th><th>seconds</th></tr>")
+    head = (
+        "<tr><th>model</th><th>val acc</th><th>val AUC</th><th>test acc</th><th>test AUC</th>"
+        "<th>sensitivity</th><th>specificity</th><th>threshold</th><th>test refer rate</th>"
+        "<th>test decided acc</th><th>test decided recall</th><th>params</th><th>seconds</th></tr>"
+    )
     rows = []
     for r in sorted(results, key=rank_key):
         won = (r.name, r.run_id) == (winner.name, winner.run_id)
-        cells = [f"{html.escape(r.name)}{' (winner)' if won else ''}",
-                 *(f"{getattr(r, s)[k]:.3f}" for s, k in (("val", "accuracy"), ("val", "auc"), ("test", "accuracy"),
-                                                          ("test", "auc"), ("test", "sensitivity"),
-                                                          ("test", "specificity"))),
-                 f"{r.threshold:.3f}", *_referral_cells(r), f"{r.params:,}", f"{r.seconds:.0f}"]
+        cells = [
+            f"{html.escape(r.name)}{' (winner)' if won else ''}",
+            *(
+                f"{getattr(r, s)[k]:.3f}"
+                for s, k in (
+                    ("val", "accuracy"),
+                    ("val", "auc"),
+                    ("test", "accuracy"),
+                    ("test", "auc"),
+                    ("test", "sensitivity"),
+                    ("test", "specificity"),
+                )
+            ),
+            f"{r.threshold:.3f}",
+            *_referral_cells(r),
+            f"{r.params:,}",
+            f"{r.seconds:.0f}",
+        ]
         attr = ' class="winner"' if won else ""
         rows.append(f"<tr{attr}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
@@ -50,24 +65,29 @@ def _models_table(results: list, winner) -> str:
 def _referral_cells(r) -> list[str]:
     """How the model's decision policy did on test (model_card's "When the model refers" has all)."""
     test = (getattr(r, "referral", None) or {}).get("test") or {}
-    return [f"{test[k]:.3f}" if isinstance(test.get(k), float) and test[k] == test[k] else "n/a"
-            for k in ("refer_rate", "decided_accuracy", "decided_malignant_recall")]
+    return [
+        f"{test[k]:.3f}" if isinstance(test.get(k), float) and test[k] == test[k] else "n/a"
+        for k in ("refer_rate", "decided_accuracy", "decided_malignant_recall")
+    ]
 
 
-def render(results: list, winner, reg, comparisons: dict[str, bytes], card: str,
-           missing_scores: list[str] = ()) -> str:
+def render(results: list, winner, reg, comparisons: dict[str, bytes], card: str, missing_scores: list[str] = ()) -> str:
     """The page. ``comparisons``: PNG by split (``val``, ``test``) from figures.comparison_png;
     ``missing_scores``: models whose curves could not be drawn, each with why."""
     from components.core.registry.selection import PROMOTION_RULE
     from components.core.reporting import promotion_report
 
     figs = []
-    for split, caption in (("val", "Validation: what the selection and the threshold were decided on."),
-                           ("test", "Test: reported only, never used to choose a model or a threshold.")):
+    for split, caption in (
+        ("val", "Validation: what the selection and the threshold were decided on."),
+        ("test", "Test: reported only, never used to choose a model or a threshold."),
+    ):
         if split in comparisons:
-            figs.append(f'<figure><img id="compare-{split}" alt="ROC and precision-recall curves, {split}" '
-                        f'src="{data_uri(comparisons[split])}"><figcaption>{caption} Each dot is that model\'s '
-                        "decision threshold.</figcaption></figure>")
+            figs.append(
+                f'<figure><img id="compare-{split}" alt="ROC and precision-recall curves, {split}" '
+                f'src="{data_uri(comparisons[split])}"><figcaption>{caption} Each dot is that model\'s '
+                "decision threshold.</figcaption></figure>"
+            )
     if missing_scores:
         figs.append(f"<p>No curves for {html.escape('; '.join(missing_scores))}.</p>")
     comparison = " ".join(line for line in promotion_report.comparison_lines(reg.previous_champion) if line)
@@ -84,10 +104,12 @@ then the smaller model). Decision threshold <strong id="threshold">{winner.thres
 <h2>Models</h2>
 {_models_table(results, winner)}
 <h2>Curves</h2>
-{''.join(figs)}
+{"".join(figs)}
 <h2>Model card of version {html.escape(str(reg.version))}</h2>
 <pre id="model-card">{html.escape(card)}</pre>
 """
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Selection: '
-            f"{html.escape(reg.name)} v{html.escape(str(reg.version))}</title><style>{CSS}</style></head>"
-            f"<body>{body}</body></html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Selection: '
+        f"{html.escape(reg.name)} v{html.escape(str(reg.version))}</title><style>{CSS}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )

@@ -30,7 +30,7 @@ LIMITS = (
     "Dermoscopic images only: clinical (non-dermoscopic) and phone photographs differ in light, scale "
     "and colour, and were never seen in training.",
     "Two classes only (benign, malignant): it names no diagnosis (melanoma, basal cell carcinoma, ...). "
-    "It refers images that do not look like dermoscopy and cases it cannot call (\"When the model refers\"), "
+    'It refers images that do not look like dermoscopy and cases it cannot call ("When the model refers"), '
     "but a dermoscopic image of a lesion kind the data set lacks looks in scope and still gets an answer.",
     "Trained and evaluated on this data set's population only (ISIC-derived public images; the ISIC "
     "archive under-represents darker skin types): performance on other populations, skin types, cameras "
@@ -60,8 +60,12 @@ def metrics_table(val: dict, test: dict) -> list[str]:
 
     ci = {"val": intervals(val), "test": intervals(test)}
     rows = ["| metric | validation (95 % CI) | test (95 % CI) |", "|---|---|---|"]
-    for key, label in (("accuracy", "accuracy"), ("sensitivity", "sensitivity (malignant recall)"),
-                       ("specificity", "specificity"), ("auc", "ROC AUC")):
+    for key, label in (
+        ("accuracy", "accuracy"),
+        ("sensitivity", "sensitivity (malignant recall)"),
+        ("specificity", "specificity"),
+        ("auc", "ROC AUC"),
+    ):
         rows.append(f"| {label} | {_with_ci(val[key], ci['val'][key])} | {_with_ci(test[key], ci['test'][key])} |")
     for key, label in (("brier", "Brier score (lower is better)"), ("ece", "ECE, 10 bins (lower is better)")):
         rows.append(f"| {label} | {_pct(val.get(key))} | {_pct(test.get(key))} |")
@@ -72,44 +76,61 @@ def metrics_table(val: dict, test: dict) -> list[str]:
 def data_table(lineage: dict) -> list[str]:
     from components.core.settings import CLASSES
 
-    rows = ["| split | " + " | ".join(CLASSES) + " | total | MLflow dataset (digest) |",
-            "|---|" + "---|" * (len(CLASSES) + 2)]
+    rows = [
+        "| split | " + " | ".join(CLASSES) + " | total | MLflow dataset (digest) |",
+        "|---|" + "---|" * (len(CLASSES) + 2),
+    ]
     for split in ("train", "val", "test"):
         d = lineage.get("datasets", {}).get(split)
         if not d:
             continue
         counts = d.get("class_counts", {})
-        rows.append(f"| {split} | " + " | ".join(str(counts.get(c, 0)) for c in CLASSES)
-                    + f" | {sum(counts.values())} | `{d['name']}` ({d['digest']}) |")
+        rows.append(
+            f"| {split} | "
+            + " | ".join(str(counts.get(c, 0)) for c in CLASSES)
+            + f" | {sum(counts.values())} | `{d['name']}` ({d['digest']}) |"
+        )
     return rows
 
 
 REFERRAL_ROWS = (
-    ("refer_rate", "referred, all reasons"), ("refer_rate_out_of_scope", "referred: out of scope"),
-    ("refer_rate_uncertain", "referred: uncertain"), ("decided_accuracy", "accuracy of the decided images"),
+    ("refer_rate", "referred, all reasons"),
+    ("refer_rate_out_of_scope", "referred: out of scope"),
+    ("refer_rate_uncertain", "referred: uncertain"),
+    ("decided_accuracy", "accuracy of the decided images"),
     ("decided_malignant_recall", "malignant recall of the decided images"),
     ("decided_specificity", "specificity of the decided images"),
-    ("coverage_benign", "conformal coverage, benign"), ("coverage_malignant", "conformal coverage, malignant"),
+    ("coverage_benign", "conformal coverage, benign"),
+    ("coverage_malignant", "conformal coverage, malignant"),
 )
 
 
 def referral_table(referral: dict) -> list[str]:
     rows = ["| | validation | test |", "|---|---|---|"]
     for key, label in REFERRAL_ROWS:
-        rows.append(f"| {label} | {_pct(referral.get('val', {}).get(key))} | {_pct(referral.get('test', {}).get(key))} |")
-    rows.append(f"| images (decided) | {int(referral.get('val', {}).get('n', 0))} "
-                f"({int(referral.get('val', {}).get('decided', 0))}) | {int(referral.get('test', {}).get('n', 0))} "
-                f"({int(referral.get('test', {}).get('decided', 0))}) |")
+        rows.append(
+            f"| {label} | {_pct(referral.get('val', {}).get(key))} | {_pct(referral.get('test', {}).get(key))} |"
+        )
+    rows.append(
+        f"| images (decided) | {int(referral.get('val', {}).get('n', 0))} "
+        f"({int(referral.get('val', {}).get('decided', 0))}) | {int(referral.get('test', {}).get('n', 0))} "
+        f"({int(referral.get('test', {}).get('decided', 0))}) |"
+    )
     return rows
 
 
 def referral_section(winner) -> list[str]:
-    """"When the model refers": the decision policy stored with the model (a TrainSummary's
+    """ "When the model refers": the decision policy stored with the model (a TrainSummary's
     ``decision``) and its measured figures (``referral``)."""
     policy, referral = winner.decision, winner.referral
     if not policy or not referral:
-        return ["## When the model refers", "", "This model was trained without a decision policy: it cannot "
-                "refer, and the predictor and server refuse it.", ""]
+        return [
+            "## When the model refers",
+            "",
+            "This model was trained without a decision policy: it cannot "
+            "refer, and the predictor and server refuse it.",
+            "",
+        ]
     sets, scope = policy["sets"], policy["scope"]
     return [
         "## When the model refers",
@@ -187,9 +208,12 @@ def build(winner, reg, results: list, figure_paths: list[str] | None = None) -> 
         f"Brier score {_pct(winner.val.get('brier'))} (validation), {_pct(winner.test.get('brier'))} (test); "
         f"expected calibration error (10 equal-width bins) {_pct(winner.val.get('ece'))} (validation), "
         f"{_pct(winner.test.get('ece'))} (test). "
-        + (f"Temperature scaling fitted on validation (T = {winner.temperature:.3f}) is folded into the "
-           "model's head, before the threshold was chosen. " if winner.temperature != 1.0 else
-           "No temperature scaling was applied. ")
+        + (
+            f"Temperature scaling fitted on validation (T = {winner.temperature:.3f}) is folded into the "
+            "model's head, before the threshold was chosen. "
+            if winner.temperature != 1.0
+            else "No temperature scaling was applied. "
+        )
         + "A probability is not a diagnosis: read the reliability "
         "diagrams below before reading a p(malignant) as a frequency.",
         "",
@@ -254,7 +278,7 @@ def find(model_uri: str, model_name: str = "", model_version: str = "") -> str |
         import mlflow
 
         if model_uri.startswith("runs:/"):
-            run_id = model_uri[len("runs:/"):].split("/", 1)[0]
+            run_id = model_uri[len("runs:/") :].split("/", 1)[0]
         elif model_uri.startswith("models:/") and model_version:
             run_id = mlflow.MlflowClient().get_model_version(model_name, model_version).run_id
         else:

@@ -12,28 +12,41 @@ def comparison_lines(previous: dict | None) -> list[str]:
     if not previous:
         return []  # nothing was compared; decision() says there was no champion
     c = previous["comparison"]
-    where = (f"on the {c['compared_on']} of {c['validation_images']} validation images it never trained on"
-             if c["champion_training_set"] == "recorded" else
-             f"on all {c['validation_images']} validation images (its training set was not recorded)")
+    where = (
+        f"on the {c['compared_on']} of {c['validation_images']} validation images it never trained on"
+        if c["champion_training_set"] == "recorded"
+        else f"on all {c['validation_images']} validation images (its training set was not recorded)"
+    )
     if not c["decided"]:
         return ["", f"Champion version {previous['version']} compared {where}: {c['reason']}."]
-    return ["", f"Champion version {previous['version']} compared {where}: accuracy "
-                f"{c['theirs']['accuracy']:.3f} (champion) vs {c['mine']['accuracy']:.3f} (new), AUC "
-                f"{c['theirs']['auc']:.3f} vs {c['mine']['auc']:.3f}."]
+    return [
+        "",
+        f"Champion version {previous['version']} compared {where}: accuracy "
+        f"{c['theirs']['accuracy']:.3f} (champion) vs {c['mine']['accuracy']:.3f} (new), AUC "
+        f"{c['theirs']['auc']:.3f} vs {c['mine']['auc']:.3f}.",
+    ]
 
 
 def decision(reg) -> str:
     """One sentence: why the new version became @champion, or why the champion stayed."""
     previous = reg.previous_champion
     if reg.alias == CHAMPION and not previous:
-        return (f"Version {reg.version} is @champion: there was no champion before it"
-                if reg.champion_changed else f"Version {reg.version} was already @champion (a rerun)")
+        return (
+            f"Version {reg.version} is @champion: there was no champion before it"
+            if reg.champion_changed
+            else f"Version {reg.version} was already @champion (a rerun)"
+        )
     if reg.champion_changed:
-        return (f"Version {reg.version} became @champion: it is at least as good as champion version "
-                f"{previous['version']} on the validation images the champion never trained on")
+        return (
+            f"Version {reg.version} became @champion: it is at least as good as champion version "
+            f"{previous['version']} on the validation images the champion never trained on"
+        )
     comparison = (previous or {}).get("comparison", {})
-    why = comparison.get("reason") if not comparison.get("decided", True) else (
-        "the champion is better on the validation images it never trained on")
+    why = (
+        comparison.get("reason")
+        if not comparison.get("decided", True)
+        else ("the champion is better on the validation images it never trained on")
+    )
     return f"Champion version {reg.champion_version} stayed and version {reg.version} is @{reg.alias}: {why}"
 
 
@@ -55,14 +68,16 @@ def models_table(results: list, winner) -> list[str]:
 
 def summary_markdown(results: list, winner, reg) -> str:
     """The selection step's Markdown summary (a KFP output, printed in its log)."""
-    return "\n".join([
-        *models_table(results, winner),
-        "",
-        f"Registered **{reg.name}** version **{reg.version}** as `@{reg.alias}`; "
-        f"champion is version {reg.champion_version}"
-        f"{' (changed)' if reg.champion_changed else ' (unchanged)'}. {decision(reg)}.",
-        "",
-        "Selection uses validation data only; test figures are reported, never used to choose.",
-        PROMOTION_RULE,
-        *comparison_lines(reg.previous_champion),
-    ])
+    return "\n".join(
+        [
+            *models_table(results, winner),
+            "",
+            f"Registered **{reg.name}** version **{reg.version}** as `@{reg.alias}`; "
+            f"champion is version {reg.champion_version}"
+            f"{' (changed)' if reg.champion_changed else ' (unchanged)'}. {decision(reg)}.",
+            "",
+            "Selection uses validation data only; test figures are reported, never used to choose.",
+            PROMOTION_RULE,
+            *comparison_lines(reg.previous_champion),
+        ]
+    )

@@ -34,8 +34,18 @@ from components.core.settings import SCORE_BATCH, SCORING_MAX_BAD_FRACTION
 log = logging.getLogger(__name__)
 
 PREDICTIONS_DIR = "predictions"
-COLUMNS = ("key", "sha256", "model_name", "model_version", "p_malignant", "label", "decision", "refer_reason",
-           "error", "scored_at")
+COLUMNS = (
+    "key",
+    "sha256",
+    "model_name",
+    "model_version",
+    "p_malignant",
+    "label",
+    "decision",
+    "refer_reason",
+    "error",
+    "scored_at",
+)
 
 
 class TooManyBadFiles(RuntimeError):
@@ -46,10 +56,21 @@ def schema():
     import pyarrow as pa
 
     text = pa.string()
-    return pa.schema([("key", text), ("sha256", text), ("model_name", text), ("model_version", text),
-                      ("p_malignant", pa.float64()), ("label", text), ("decision", text), ("refer_reason", text),
-                      ("error", text), ("scored_at", pa.timestamp("us", tz="UTC")),
-                      ("input_features", pa.list_(pa.float32()))])
+    return pa.schema(
+        [
+            ("key", text),
+            ("sha256", text),
+            ("model_name", text),
+            ("model_version", text),
+            ("p_malignant", pa.float64()),
+            ("label", text),
+            ("decision", text),
+            ("refer_reason", text),
+            ("error", text),
+            ("scored_at", pa.timestamp("us", tz="UTC")),
+            ("input_features", pa.list_(pa.float32())),
+        ]
+    )
 
 
 @dataclass
@@ -66,12 +87,16 @@ class ScoreResult:
 def list_inputs(data_uri: str, out_uri: str | None = None) -> list[str]:
     """Every file under ``data_uri`` (full URIs, sorted), leaving out the output prefix when it
     lies inside the data prefix, and hidden files (names starting with a dot)."""
+
     def where(uri: str) -> str:  # one spelling per place: ./a, a and /abs/a are the same folder
         return uri if storage.is_s3(uri) else os.path.abspath(uri)
 
     out = where(out_uri).rstrip("/") + "/" if out_uri else None
-    return [o.uri for o in storage.list_objects(data_uri)
-            if not (out and where(o.uri).startswith(out)) and not o.relpath.rsplit("/", 1)[-1].startswith(".")]
+    return [
+        o.uri
+        for o in storage.list_objects(data_uri)
+        if not (out and where(o.uri).startswith(out)) and not o.relpath.rsplit("/", 1)[-1].startswith(".")
+    ]
 
 
 def prediction_files(out_uri: str) -> list[str]:
@@ -100,8 +125,11 @@ def read_rows(out_uri: str, columns: list[str] | None = None) -> list[dict]:
 
 def scored_hashes(out_uri: str, model_name: str, model_version: str) -> set[str]:
     """Content hashes this model version already has a row for."""
-    return {r["sha256"] for r in read_rows(out_uri, ["sha256", "model_name", "model_version"])
-            if r["sha256"] and r["model_name"] == model_name and r["model_version"] == model_version}
+    return {
+        r["sha256"]
+        for r in read_rows(out_uri, ["sha256", "model_name", "model_version"])
+        if r["sha256"] and r["model_name"] == model_name and r["model_version"] == model_version
+    }
 
 
 def _read(uri: str) -> tuple[bytes | None, str | None]:
@@ -111,8 +139,15 @@ def _read(uri: str) -> tuple[bytes | None, str | None]:
         return None, f"could not read: {err}"
 
 
-def score_uris(predictor, uris: list[str], out_uri: str, inputs=None, batch: int = SCORE_BATCH,
-               known: set[str] | None = None, data_uri: str = "") -> ScoreResult:
+def score_uris(
+    predictor,
+    uris: list[str],
+    out_uri: str,
+    inputs=None,
+    batch: int = SCORE_BATCH,
+    known: set[str] | None = None,
+    data_uri: str = "",
+) -> ScoreResult:
     """Rows for the files in ``uris`` that this model version has not scored. ``inputs``: maps a
     batch's pixels and ImageNet features to what the rows keep for input monitoring
     (drift.InputAxes.inputs);
@@ -131,10 +166,19 @@ def score_uris(predictor, uris: list[str], out_uri: str, inputs=None, batch: int
         and only the main thread touches ``result``, so the rows' order is the files' order."""
         failed, pending, skipped = [], [], 0
         for uri in chunk:
-            row = {"key": uri[len(base):] if base and uri.startswith(base) else uri, "sha256": None,
-                   "model_name": predictor.model_name, "model_version": predictor.model_version,
-                   "p_malignant": None, "label": None, "decision": None, "refer_reason": None, "error": None,
-                   "scored_at": dt.datetime.now(dt.timezone.utc), "input_features": None}
+            row = {
+                "key": uri[len(base) :] if base and uri.startswith(base) else uri,
+                "sha256": None,
+                "model_name": predictor.model_name,
+                "model_version": predictor.model_version,
+                "p_malignant": None,
+                "label": None,
+                "decision": None,
+                "refer_reason": None,
+                "error": None,
+                "scored_at": dt.datetime.now(dt.timezone.utc),
+                "input_features": None,
+            }
             data, row["error"] = _read(uri)
             if data is not None:
                 row["sha256"] = hashlib.sha256(data).hexdigest()
@@ -150,7 +194,7 @@ def score_uris(predictor, uris: list[str], out_uri: str, inputs=None, batch: int
                 failed.append(row)
         return failed, pending, skipped
 
-    chunks = [uris[start:start + batch] for start in range(0, len(uris), batch)]
+    chunks = [uris[start : start + batch] for start in range(0, len(uris), batch)]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-read") as reader:
         ahead = reader.submit(prepare, chunks[0]) if chunks else None
         for i in range(len(chunks)):
@@ -170,9 +214,13 @@ def _score_batch(predictor, pending: list, inputs) -> None:
     outputs = predictor.predict_pixels(pixels, [size for _, _, size in pending], imagenet=features)
     vectors = inputs(pixels, features) if inputs is not None else [None] * len(pending)
     for (row, _, _), out, vector in zip(pending, outputs, vectors):
-        row.update(p_malignant=out["p_malignant"], label=out["label"], decision=out["decision"],
-                   refer_reason=out["refer_reason"],
-                   input_features=None if vector is None else [float(v) for v in vector])
+        row.update(
+            p_malignant=out["p_malignant"],
+            label=out["label"],
+            decision=out["decision"],
+            refer_reason=out["refer_reason"],
+            input_features=None if vector is None else [float(v) for v in vector],
+        )
 
 
 def check_bad_fraction(rows: list[dict], max_bad_fraction: float = SCORING_MAX_BAD_FRACTION) -> None:
@@ -180,8 +228,10 @@ def check_bad_fraction(rows: list[dict], max_bad_fraction: float = SCORING_MAX_B
     if rows and len(bad) / len(rows) > max_bad_fraction:
         named = "; ".join(f"{r['key']}: {r['error']}" for r in bad[:20])
         more = f" (and {len(bad) - 20} more)" if len(bad) > 20 else ""
-        raise TooManyBadFiles(f"{len(bad)} of {len(rows)} files could not be scored, over max_bad_fraction "
-                              f"{max_bad_fraction}: {named}{more}")
+        raise TooManyBadFiles(
+            f"{len(bad)} of {len(rows)} files could not be scored, over max_bad_fraction "
+            f"{max_bad_fraction}: {named}{more}"
+        )
 
 
 def write_rows(rows: list[dict], out_uri: str, name: str) -> str | None:

@@ -69,7 +69,7 @@ class InputAxes:
         ref = normalised(features)
         mean = ref.mean(axis=0)
         _, _, vt = np.linalg.svd(ref - mean, full_matrices=False)
-        axes = vt[:min(components, len(vt))].astype(np.float32)
+        axes = vt[: min(components, len(vt))].astype(np.float32)
         return cls(mean.astype(np.float32), axes, ((ref - mean) @ axes.T).astype(np.float32))
 
     def project(self, features: np.ndarray) -> np.ndarray:
@@ -92,8 +92,12 @@ class Reference:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What is stored with the model (decision policy's ``monitoring``; no pickles)."""
-        return {"inputs": self.inputs.astype(np.float32), "labels": np.asarray(self.labels, dtype=str),
-                "p": np.asarray(self.p, np.float32), "kinds": np.asarray(self.kinds, dtype=str)}
+        return {
+            "inputs": self.inputs.astype(np.float32),
+            "labels": np.asarray(self.labels, dtype=str),
+            "p": np.asarray(self.p, np.float32),
+            "kinds": np.asarray(self.kinds, dtype=str),
+        }
 
     @classmethod
     def from_policy(cls, policy) -> "Reference | None":
@@ -101,22 +105,33 @@ class Reference:
         stored = policy.monitoring
         if stored is None:
             return None
-        return cls(np.asarray(stored["inputs"], np.float32), stored["labels"].tolist(),
-                   np.asarray(stored["p"], float), stored["kinds"].tolist())
+        return cls(
+            np.asarray(stored["inputs"], np.float32),
+            stored["labels"].tolist(),
+            np.asarray(stored["p"], float),
+            stored["kinds"].tolist(),
+        )
 
     @classmethod
-    def from_validation(cls, policy, split, p: np.ndarray, features: np.ndarray, decisions,
-                        batch: int = 256) -> "Reference":
+    def from_validation(
+        cls, policy, split, p: np.ndarray, features: np.ndarray, decisions, batch: int = 256
+    ) -> "Reference":
         """Built in training from what fitting the policy already computed (the validation split,
         the served model's p, the ImageNet features, the policy's decisions): the same numbers
         :meth:`from_split` gets by scoring the split again."""
         axes = InputAxes.fit(policy.scope.reference)
-        statistics = [image_statistics(split.gather(np.arange(i, min(i + batch, len(split)))))
-                      for i in range(0, len(split), batch)]
+        statistics = [
+            image_statistics(split.gather(np.arange(i, min(i + batch, len(split)))))
+            for i in range(0, len(split), batch)
+        ]
         inputs = np.concatenate([np.concatenate(statistics), axes.project(features)], axis=1)
         labels = [CLASSES[int(pi >= policy.threshold)] for pi in p]
-        return cls(inputs.astype(np.float32), labels, np.asarray(p, float),
-                   decision_kinds([d.decision for d in decisions], [d.refer_reason for d in decisions]))
+        return cls(
+            inputs.astype(np.float32),
+            labels,
+            np.asarray(p, float),
+            decision_kinds([d.decision for d in decisions], [d.refer_reason for d in decisions]),
+        )
 
     @classmethod
     def from_split(cls, predictor, split_path: str, axes: InputAxes, batch: int = 64) -> "Reference":
@@ -146,8 +161,12 @@ class Reference:
             decisions += [o["decision"] for o in out]
             reasons += [o["refer_reason"] for o in out]
         width = STATISTICS + axes.axes.shape[0]
-        return cls(np.concatenate(inputs) if inputs else np.zeros((0, width), np.float32), labels,
-                   np.asarray(p, float), decision_kinds(decisions, reasons))
+        return cls(
+            np.concatenate(inputs) if inputs else np.zeros((0, width), np.float32),
+            labels,
+            np.asarray(p, float),
+            decision_kinds(decisions, reasons),
+        )
 
 
 def _verdict(name: str, n: int, min_images: int, p_value: float, alpha: float, **detail) -> dict:
@@ -155,12 +174,24 @@ def _verdict(name: str, n: int, min_images: int, p_value: float, alpha: float, *
         verdict = TOO_FEW
     else:
         verdict = DRIFT if p_value < alpha else NO_DRIFT
-    return {"signal": name, "verdict": verdict, "n": int(n), "p_value": float(p_value), "alpha": alpha,
-            "min_images": min_images, **detail}
+    return {
+        "signal": name,
+        "verdict": verdict,
+        "n": int(n),
+        "p_value": float(p_value),
+        "alpha": alpha,
+        "min_images": min_images,
+        **detail,
+    }
 
 
-def input_drift(reference: Reference | None, inputs: np.ndarray, labels: list[str], alpha: float = DRIFT_ALPHA,
-                min_images: int = DRIFT_MIN_IMAGES) -> dict:
+def input_drift(
+    reference: Reference | None,
+    inputs: np.ndarray,
+    labels: list[str],
+    alpha: float = DRIFT_ALPHA,
+    min_images: int = DRIFT_MIN_IMAGES,
+) -> dict:
     """KS per input dimension within each label's stratum; the smallest p-value times the number
     of tests (Bonferroni)."""
     from scipy.stats import ks_2samp
@@ -178,17 +209,34 @@ def input_drift(reference: Reference | None, inputs: np.ndarray, labels: list[st
             continue
         tests += [(label, j, ks_2samp(theirs[:, j], mine[:, j])) for j in range(inputs.shape[1])]
     if not tests:
-        return _verdict("input", min(len(labels), min_images - 1), min_images, math.nan, alpha,
-                        test="KS per dimension within each label", note="no label with enough images on both sides")
+        return _verdict(
+            "input",
+            min(len(labels), min_images - 1),
+            min_images,
+            math.nan,
+            alpha,
+            test="KS per dimension within each label",
+            note="no label with enough images on both sides",
+        )
     label, dim, worst = min(tests, key=lambda t: t[2].pvalue)
     p = min(1.0, float(worst.pvalue) * len(tests))
     name = (["mean_r", "mean_g", "mean_b", "sd_r", "sd_g", "sd_b"] + [f"pc{i}" for i in range(inputs.shape[1])])[dim]
-    return _verdict("input", len(labels), min_images, p, alpha, test="KS per dimension within each label, Bonferroni",
-                    statistic=float(worst.statistic), dimension=name, stratum=label)
+    return _verdict(
+        "input",
+        len(labels),
+        min_images,
+        p,
+        alpha,
+        test="KS per dimension within each label, Bonferroni",
+        statistic=float(worst.statistic),
+        dimension=name,
+        stratum=label,
+    )
 
 
-def prediction_drift(reference_p: np.ndarray | None, p: np.ndarray, alpha: float = DRIFT_ALPHA,
-                     min_images: int = DRIFT_MIN_IMAGES) -> dict:
+def prediction_drift(
+    reference_p: np.ndarray | None, p: np.ndarray, alpha: float = DRIFT_ALPHA, min_images: int = DRIFT_MIN_IMAGES
+) -> dict:
     """Two-sample KS on p(malignant) against the validation split's."""
     from scipy.stats import ks_2samp
 
@@ -198,9 +246,17 @@ def prediction_drift(reference_p: np.ndarray | None, p: np.ndarray, alpha: float
     if len(p) == 0:
         return _verdict("prediction", 0, min_images, math.nan, alpha)
     test = ks_2samp(np.asarray(reference_p, float), p)
-    return _verdict("prediction", len(p), min_images, float(test.pvalue), alpha, test="KS on p(malignant)",
-                    statistic=float(test.statistic), mean_p=float(p.mean()),
-                    reference_mean_p=float(np.mean(reference_p)))
+    return _verdict(
+        "prediction",
+        len(p),
+        min_images,
+        float(test.pvalue),
+        alpha,
+        test="KS on p(malignant)",
+        statistic=float(test.statistic),
+        mean_p=float(p.mean()),
+        reference_mean_p=float(np.mean(reference_p)),
+    )
 
 
 def decision_kinds(decisions, refer_reasons) -> list[str]:
@@ -213,25 +269,36 @@ def decision_kinds(decisions, refer_reasons) -> list[str]:
     return out
 
 
-def decision_drift(reference_kinds: list[str] | None, kinds: list[str], alpha: float = DRIFT_ALPHA,
-                   min_images: int = DRIFT_MIN_IMAGES) -> dict:
+def decision_drift(
+    reference_kinds: list[str] | None, kinds: list[str], alpha: float = DRIFT_ALPHA, min_images: int = DRIFT_MIN_IMAGES
+) -> dict:
     """Chi-square test of homogeneity: the decision mix against the validation split's."""
     from scipy.stats import chi2_contingency
 
     if not reference_kinds:
         return {"signal": "decision", "verdict": NO_REFERENCE, "n": len(kinds)}
-    table = np.array([[sum(k == kind for k in rows) for kind in DECISION_KINDS]
-                      for rows in (reference_kinds, kinds)], float)
-    shares = {kind: (table[1, i] / table[1].sum() if table[1].sum() else math.nan)
-              for i, kind in enumerate(DECISION_KINDS)}
+    table = np.array(
+        [[sum(k == kind for k in rows) for kind in DECISION_KINDS] for rows in (reference_kinds, kinds)], float
+    )
+    shares = {
+        kind: (table[1, i] / table[1].sum() if table[1].sum() else math.nan) for i, kind in enumerate(DECISION_KINDS)
+    }
     ref_shares = {kind: table[0, i] / table[0].sum() for i, kind in enumerate(DECISION_KINDS)}
     table = table[:, table.sum(axis=0) > 0]
     if len(kinds) == 0 or table.shape[1] < 2:
         p = 1.0 if len(kinds) else math.nan
     else:
         p = float(chi2_contingency(table).pvalue)
-    return _verdict("decision", len(kinds), min_images, p, alpha, test="chi-square, decision mix",
-                    shares=shares, reference_shares=ref_shares)
+    return _verdict(
+        "decision",
+        len(kinds),
+        min_images,
+        p,
+        alpha,
+        test="chi-square, decision mix",
+        shares=shares,
+        reference_shares=ref_shares,
+    )
 
 
 def any_drift(signals: list[dict]) -> list[str]:

@@ -42,8 +42,9 @@ def label_metrics(rows: list[dict], labels: dict[str, str]) -> dict[str, float]:
         "labelled_decided": float(len(decided)),
         "labelled_referred": float(len(joined) - len(decided)),
         "label_accuracy": _share(sum(r["label"] == y for r, y in joined), len(joined)),
-        "label_malignant_recall": _share(sum(r["label"] == y for r, y in joined if y == CLASSES[1]),
-                                         sum(y == CLASSES[1] for _, y in joined)),
+        "label_malignant_recall": _share(
+            sum(r["label"] == y for r, y in joined if y == CLASSES[1]), sum(y == CLASSES[1] for _, y in joined)
+        ),
         "decided_accuracy": _share(sum(r["decision"] == y for r, y in decided), len(decided)),
         "decided_malignant_recall": _share(sum(r["decision"] == y for r, y in malignant), len(malignant)),
         "brier": _share(sum((r["p_malignant"] - (y == CLASSES[1])) ** 2 for r, y in joined), len(joined)),

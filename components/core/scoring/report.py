@@ -18,15 +18,19 @@ from components.core.data.images import BadImage, decode_image
 THUMBNAIL = 96
 MAX_THUMBNAILS = 300  # a very long worklist keeps its rows, the rest without a picture
 
-REASONS = {"out_of_scope": "does not look like a dermoscopic image of a lesion",
-           "uncertain": "the model cannot tell with the confidence it was calibrated for"}
+REASONS = {
+    "out_of_scope": "does not look like a dermoscopic image of a lesion",
+    "uncertain": "the model cannot tell with the confidence it was calibrated for",
+}
 
 
 def order(rows: list[dict]) -> list[dict]:
     """Referred first, then malignant, then benign; within each, highest p(malignant) first."""
     rank = {"refer": 0, "malignant": 1, "benign": 2}
-    return sorted((r for r in rows if not r["error"]),
-                  key=lambda r: (rank.get(r["decision"], 3), -(r["p_malignant"] or 0.0), r["key"]))
+    return sorted(
+        (r for r in rows if not r["error"]),
+        key=lambda r: (rank.get(r["decision"], 3), -(r["p_malignant"] or 0.0), r["key"]),
+    )
 
 
 def thumbnail(uri: str) -> str:
@@ -45,9 +49,11 @@ def thumbnail(uri: str) -> str:
 def _signal_row(s: dict) -> str:
     p = s.get("p_value")
     detail = f"p = {p:.3g} (alpha {s['alpha']})" if isinstance(p, float) and p == p else ""
-    return (f"<tr><td>{html.escape(s['signal'])}</td><td class='v-{html.escape(s['verdict'].replace(' ', '-'))}'>"
-            f"{html.escape(s['verdict'])}</td><td>{s['n']}</td><td>{html.escape(detail)}</td>"
-            f"<td>{html.escape(s.get('test', ''))}</td></tr>")
+    return (
+        f"<tr><td>{html.escape(s['signal'])}</td><td class='v-{html.escape(s['verdict'].replace(' ', '-'))}'>"
+        f"{html.escape(s['verdict'])}</td><td>{s['n']}</td><td>{html.escape(detail)}</td>"
+        f"<td>{html.escape(s.get('test', ''))}</td></tr>"
+    )
 
 
 def render(rows: list[dict], summary: dict, data_uri: str, title: str = "Scoring worklist") -> str:
@@ -58,17 +64,35 @@ def render(rows: list[dict], summary: dict, data_uri: str, title: str = "Scoring
         thumb = thumbnail(storage.join(data_uri, r["key"])) if i < MAX_THUMBNAILS and data_uri else ""
         img = f"<img src='{thumb}' alt='' width='{THUMBNAIL}'>" if thumb else ""
         reason = REASONS.get(r["refer_reason"] or "", "")
-        items.append(f"<tr class='d-{e(r['decision'])}'><td>{img}</td><td>{e(r['key'])}</td>"
-                     f"<td>{r['p_malignant']:.3f}</td><td><b>{e(r['decision'])}</b></td><td>{e(reason)}</td></tr>")
+        items.append(
+            f"<tr class='d-{e(r['decision'])}'><td>{img}</td><td>{e(r['key'])}</td>"
+            f"<td>{r['p_malignant']:.3f}</td><td><b>{e(r['decision'])}</b></td><td>{e(reason)}</td></tr>"
+        )
     errors = "".join(f"<tr><td>{e(r['key'])}</td><td>{e(r['error'])}</td></tr>" for r in rows if r["error"])
-    counts = (f"{summary['scored']} scored, {summary['referred']} referred, {summary['malignant']} malignant, "
-              f"{summary['errors']} could not be scored, {summary['already_scored']} already scored before")
-    retrain = ("<p class='alert'>Retraining recommended: " + e("; ".join(summary["retrain_reasons"])) + "</p>"
-               if summary["retrain_recommended"] else "")
+    counts = (
+        f"{summary['scored']} scored, {summary['referred']} referred, {summary['malignant']} malignant, "
+        f"{summary['errors']} could not be scored, {summary['already_scored']} already scored before"
+    )
+    retrain = (
+        "<p class='alert'>Retraining recommended: " + e("; ".join(summary["retrain_reasons"])) + "</p>"
+        if summary["retrain_recommended"]
+        else ""
+    )
     labels = summary.get("labels")
-    label_part = ("<h2>Labelled images</h2><ul>" + "".join(
-        f"<li>{e(k)}: {v:.3f}</li>" if isinstance(v, float) and v == v and not k.startswith("labelled")
-        else f"<li>{e(k)}: {v:g}</li>" for k, v in labels.items()) + "</ul>") if labels else ""
+    label_part = (
+        (
+            "<h2>Labelled images</h2><ul>"
+            + "".join(
+                f"<li>{e(k)}: {v:.3f}</li>"
+                if isinstance(v, float) and v == v and not k.startswith("labelled")
+                else f"<li>{e(k)}: {v:g}</li>"
+                for k, v in labels.items()
+            )
+            + "</ul>"
+        )
+        if labels
+        else ""
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(title)}</title><style>
 body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}} td,th{{border-bottom:1px solid #ddd;
 padding:4px 8px;text-align:left}} .d-refer{{background:#fff4d6}} .d-malignant{{background:#fde2e2}}
@@ -77,7 +101,7 @@ padding:4px 8px;text-align:left}} .d-refer{{background:#fff4d6}} .d-malignant{{b
 <p>Referred and malignant images first. A decision is the model's, for a clinician to confirm; a referred image
 gets no result.</p>
 <table><tr><th></th><th>image</th><th>p(malignant)</th><th>decision</th><th>why referred</th></tr>
-{''.join(items)}</table>
+{"".join(items)}</table>
 <h2>Files that could not be scored</h2>
 {f"<table><tr><th>file</th><th>why</th></tr>{errors}</table>" if errors else "<p>None.</p>"}
 <h2>Monitoring</h2>
@@ -85,5 +109,5 @@ gets no result.</p>
 Prediction and decision: do the model's answers look like its answers on validation? A change in the mix of
 lesions moves only the latter; a new camera or lighting moves the input signal.</p>
 <table><tr><th>signal</th><th>verdict</th><th>images</th><th>test result</th><th>test</th></tr>
-{''.join(_signal_row(s) for s in summary['signals'])}</table>{label_part}
+{"".join(_signal_row(s) for s in summary["signals"])}</table>{label_part}
 </body></html>"""

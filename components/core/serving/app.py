@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 uploads = APIRouter(default_response_class=JSONResponse)  # multipart uploads and the page
 
 # KServe's histograms time its V2 endpoints; these time ours, by route and answer.
-UPLOAD_SECONDS = Histogram("skin_cancer_upload_request_seconds", "Latency of /predict and /explain requests",
-                           ["route", "status"])
+UPLOAD_SECONDS = Histogram(
+    "skin_cancer_upload_request_seconds", "Latency of /predict and /explain requests", ["route", "status"]
+)
 
 
 def static_page(name: str = "index.html") -> str:
@@ -75,8 +76,13 @@ async def _internal_error(request: Request, exc: Exception):
     return _error(500, f"internal error ({type(exc).__name__}); the server logged the details")
 
 
-ERROR_HANDLERS = {InputError: _input_error, HTTPException: _http_error, ClientDisconnect: _client_disconnect,
-                  RequestValidationError: _validation_error, Exception: _internal_error}
+ERROR_HANDLERS = {
+    InputError: _input_error,
+    HTTPException: _http_error,
+    ClientDisconnect: _client_disconnect,
+    RequestValidationError: _validation_error,
+    Exception: _internal_error,
+}
 
 
 # --- uploads and the page -----------------------------------------------------------------------
@@ -86,8 +92,10 @@ async def _read_upload(request: Request) -> bytes:
     """The image in multipart form field ``file``."""
     media = media_type(request.headers.get("content-type"))
     if media != "multipart/form-data":
-        raise InputError(f"expected multipart/form-data with the image in form field 'file', "
-                         f"got content type {media or 'none'!r}", 415)
+        raise InputError(
+            f"expected multipart/form-data with the image in form field 'file', got content type {media or 'none'!r}",
+            415,
+        )
     form = await request.form(max_files=1, max_fields=4)
     upload = form.get("file")
     if upload is None:
@@ -129,10 +137,17 @@ async def explain(request: Request):
     with _Timed("/explain"):
         data = await _read_upload(request)
         png, result, layer = await model.explain_png(data)
-    return Response(png, media_type="image/png",
-                    headers={"X-P-Malignant": f"{result['p_malignant']:.6f}", "X-Decision": result["decision"],
-                             "X-Refer-Reason": result["refer_reason"] or "", "X-Grad-CAM-Layer": layer,
-                             "Cache-Control": "no-store"})
+    return Response(
+        png,
+        media_type="image/png",
+        headers={
+            "X-P-Malignant": f"{result['p_malignant']:.6f}",
+            "X-Decision": result["decision"],
+            "X-Refer-Reason": result["refer_reason"] or "",
+            "X-Grad-CAM-Layer": layer,
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @uploads.get("/", response_class=HTMLResponse)
@@ -144,9 +159,12 @@ def _card(request: Request) -> str:
     card = request.app.state.model_card
     if card is None:
         model = _served(request)
-        raise InputError(f"no model card for {model.name} version {model.version or '(unversioned)'}: a card is "
-                         "model_card.md beside model.keras in the model's folder, or in its MLflow run; the "
-                         "pipeline's selection step writes one for every version it registers", 404)
+        raise InputError(
+            f"no model card for {model.name} version {model.version or '(unversioned)'}: a card is "
+            "model_card.md beside model.keras in the model's folder, or in its MLflow run; the "
+            "pipeline's selection step writes one for every version it registers",
+            404,
+        )
     return card
 
 
@@ -156,7 +174,8 @@ async def model_card_page(request: Request):
     card = _card(request)
     model = _served(request)
     page = Template(static_page("model_card.html")).safe_substitute(
-        name=html.escape(model.name), version=html.escape(model.version or "(unversioned)"), card=html.escape(card))
+        name=html.escape(model.name), version=html.escape(model.version or "(unversioned)"), card=html.escape(card)
+    )
     return HTMLResponse(page)
 
 

@@ -49,8 +49,14 @@ class AdaptiveBatcher:
     each batch on one model thread. ``on_batch(images, requests)`` is called per model call
     (the server's batch-size metric)."""
 
-    def __init__(self, run: RunBatch, max_batch_size: int, max_latency_s: float,
-                 on_batch: Callable[[int, int], None] | None = None, max_incoming_wait_s: float = 0.1):
+    def __init__(
+        self,
+        run: RunBatch,
+        max_batch_size: int,
+        max_latency_s: float,
+        on_batch: Callable[[int, int], None] | None = None,
+        max_incoming_wait_s: float = 0.1,
+    ):
         if max_batch_size < 1 or max_latency_s < 0:
             raise ValueError("max_batch_size must be at least 1 and max_latency_s not negative")
         self._run = run
@@ -151,7 +157,7 @@ class AdaptiveBatcher:
             return
         start = 0
         for r in group:
-            _settle(r, results=results[start:start + len(r.pixels)])
+            _settle(r, results=results[start : start + len(r.pixels)])
             start += len(r.pixels)
 
 

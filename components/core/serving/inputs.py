@@ -34,7 +34,9 @@ def check_tensor(name: str, datatype: str, shape: list[int], settings: ServingSe
     BYTES or UINT8, a shape of the wrong rank, no images, more images than the request limit, or
     images over the pixel limit (so a huge declared shape is refused before it is allocated)."""
     where = f"input {name!r}"
-    if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+    if not isinstance(shape, (list, tuple)) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
         raise InputError(f"{where}: 'shape' must be a list of non-negative integers, got {shape!r}")
     if datatype == "BYTES":
         if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
@@ -45,13 +47,13 @@ def check_tensor(name: str, datatype: str, shape: list[int], settings: ServingSe
         if shape[1] * shape[2] > settings.max_pixels:
             raise InputError(f"{where}: {shape[1]}x{shape[2]} pixels is over the {settings.max_pixels:,} limit")
     else:
-        raise InputError(f"{where}: datatype {datatype!r} is not supported; use BYTES (image files) "
-                         "or UINT8 (pixels)")
+        raise InputError(f"{where}: datatype {datatype!r} is not supported; use BYTES (image files) or UINT8 (pixels)")
     if not shape or shape[0] == 0:
         raise InputError(f"{where}: no images in the tensor")
     if shape[0] > settings.max_batch:
-        raise InputError(f"{where}: {shape[0]} images is over the batch limit of {settings.max_batch} "
-                         "(set with --max-batch)", 413)
+        raise InputError(
+            f"{where}: {shape[0]} images is over the batch limit of {settings.max_batch} (set with --max-batch)", 413
+        )
 
 
 def image_files(name: str, values: np.ndarray) -> list[bytes]:
@@ -130,6 +132,6 @@ def split_binary_body(body: bytes, header_length: str) -> tuple[dict, list[bytes
             continue
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or pos + size > len(body):
             raise InputError(f"input {tensor['name']!r}: binary_data_size does not match the binary data sent")
-        raws.append(body[pos:pos + size])
+        raws.append(body[pos : pos + size])
         pos += size
     return header, raws

@@ -22,8 +22,11 @@ def check_upload_name(filename: str | None, content_type: str | None) -> None:
     given) are those of a JPEG or PNG, in any case."""
     suffix = PurePosixPath(filename or "").suffix.lower()
     if suffix and suffix not in IMAGE_EXTENSIONS:
-        raise InputError(f"{filename!r}: unsupported file type {suffix!r}; upload a JPEG or PNG "
-                         f"({', '.join(sorted(IMAGE_EXTENSIONS))}, any case)", 415)
+        raise InputError(
+            f"{filename!r}: unsupported file type {suffix!r}; upload a JPEG or PNG "
+            f"({', '.join(sorted(IMAGE_EXTENSIONS))}, any case)",
+            415,
+        )
     media = media_type(content_type)
     if media and media not in IMAGE_CONTENT_TYPES:
         raise InputError(f"{filename!r}: content type {media!r} is not an image; upload a JPEG or PNG", 415)
@@ -44,14 +47,24 @@ class BodyLimit:
         self.timeout_s = timeout_s
 
     def _message(self) -> str:
-        return (f"request body is over the {self.max_bytes / 1024 / 1024:.1f} MiB upload limit "
-                f"(set with --max-upload-mb or SKIN_CANCER_MAX_UPLOAD_MB)")
+        return (
+            f"request body is over the {self.max_bytes / 1024 / 1024:.1f} MiB upload limit "
+            f"(set with --max-upload-mb or SKIN_CANCER_MAX_UPLOAD_MB)"
+        )
 
     async def _refuse_too_large(self, send) -> None:
         body = json.dumps({"error": self._message()}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"connection", b"close"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope, receive, send):
@@ -71,8 +84,12 @@ class BodyLimit:
             try:
                 message = await asyncio.wait_for(receive(), self.timeout_s)
             except TimeoutError:
-                raise HTTPException(408, f"the request body stopped arriving (nothing for {self.timeout_s:g} s, "
-                                         f"{seen} bytes received); send it again", {"Connection": "close"}) from None
+                raise HTTPException(
+                    408,
+                    f"the request body stopped arriving (nothing for {self.timeout_s:g} s, "
+                    f"{seen} bytes received); send it again",
+                    {"Connection": "close"},
+                ) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 complete = not message.get("more_body", False)

@@ -31,19 +31,28 @@ from components.core.settings import CLASSES
 
 DISPLAY_SIZE = 320  # side of the Grad-CAM picture
 
-DECISIONS = Counter("skin_cancer_decisions", "Images answered, by decision and refer reason",
-                    ["model_name", "decision", "refer_reason"])
-BATCH_IMAGES = Histogram("skin_cancer_batch_images", "Images per forward pass (adaptive batching)", ["model_name"],
-                         buckets=(1, 2, 4, 8, 16, 32, 64, 128))
-BATCH_REQUESTS = Histogram("skin_cancer_batch_requests", "Requests sharing one forward pass", ["model_name"],
-                           buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+DECISIONS = Counter(
+    "skin_cancer_decisions", "Images answered, by decision and refer reason", ["model_name", "decision", "refer_reason"]
+)
+BATCH_IMAGES = Histogram(
+    "skin_cancer_batch_images",
+    "Images per forward pass (adaptive batching)",
+    ["model_name"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+BATCH_REQUESTS = Histogram(
+    "skin_cancer_batch_requests",
+    "Requests sharing one forward pass",
+    ["model_name"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 
 OUTPUT_TEXT = {
     "p_malignant": "p(malignant), flip-averaged",
     "label": "benign or malignant: what the threshold alone says",
     "decision": "benign, malignant or refer: the answer to act on",
     "refer_reason": "out_of_scope (not a dermoscopic lesion image), uncertain (conformal set holds both "
-                    "classes), or empty when decided",
+    "classes), or empty when decided",
 }
 
 
@@ -64,8 +73,9 @@ class ServedModel(Model):
         self.predictor = predictor
         self.settings = settings
         self.version = str(settings.model_version or predictor.model_version or "")
-        self.batcher = AdaptiveBatcher(self._run_batch, settings.max_batch_size, settings.max_latency_ms / 1000,
-                                       on_batch=self._observe_batch)
+        self.batcher = AdaptiveBatcher(
+            self._run_batch, settings.max_batch_size, settings.max_latency_ms / 1000, on_batch=self._observe_batch
+        )
         self._forward = None
         self._gradcam = None
 
@@ -99,8 +109,9 @@ class ServedModel(Model):
         if payload.model_version and payload.model_version != self.version:
             raise ModelNotFound(f"{self.name} version {payload.model_version}")
         if len(payload.inputs) != 1:
-            raise InputError(f"expected exactly one input tensor (BYTES image files or UINT8 pixels), "
-                             f"got {len(payload.inputs)}")
+            raise InputError(
+                f"expected exactly one input tensor (BYTES image files or UINT8 pixels), got {len(payload.inputs)}"
+            )
         outputs = check_outputs([o.name for o in payload.request_outputs or []])
         tensor = payload.inputs[0]
         check_tensor(tensor.name, tensor.datatype, tensor.shape, self.settings)
@@ -112,8 +123,9 @@ class ServedModel(Model):
         else:
             files = image_files(tensor.name, values)
             if len(files) != int(np.prod(tensor.shape)):  # shape is [n] or [n, 1] (check_tensor)
-                raise InputError(f"input {tensor.name!r}: shape {list(tensor.shape)} does not match the "
-                                 f"{len(files)} element(s) sent")
+                raise InputError(
+                    f"input {tensor.name!r}: shape {list(tensor.shape)} does not match the {len(files)} element(s) sent"
+                )
             pixels, sizes = await loop.run_in_executor(None, self._decode_files, files)
         return payload, pixels, sizes, outputs
 
@@ -138,19 +150,27 @@ class ServedModel(Model):
             output = InferOutput(name, [n], arrays[name][0])
             output.set_data_from_numpy(arrays[name][1], binary_data=False)
             outputs.append(output)
-        return InferResponse(response_id=request.id or str(uuid.uuid4()), model_name=self.name,
-                             model_version=self.version or None, infer_outputs=outputs,
-                             parameters={"threshold": _number(float(self.predictor.threshold), request.from_grpc)},
-                             use_binary_outputs=request.use_binary_outputs,
-                             requested_outputs=request.request_outputs)
+        return InferResponse(
+            response_id=request.id or str(uuid.uuid4()),
+            model_name=self.name,
+            model_version=self.version or None,
+            infer_outputs=outputs,
+            parameters={"threshold": _number(float(self.predictor.threshold), request.from_grpc)},
+            use_binary_outputs=request.use_binary_outputs,
+            requested_outputs=request.request_outputs,
+        )
 
     def get_input_types(self) -> list[dict]:
-        return [{"name": "image", "datatype": "BYTES", "shape": [-1]},
-                {"name": "pixels", "datatype": "UINT8", "shape": [-1, -1, -1, 3]}]
+        return [
+            {"name": "image", "datatype": "BYTES", "shape": [-1]},
+            {"name": "pixels", "datatype": "UINT8", "shape": [-1, -1, -1, 3]},
+        ]
 
     def get_output_types(self) -> list[dict]:
-        return [{"name": name, "datatype": "FP32" if name == "p_malignant" else "BYTES", "shape": [-1]}
-                for name in OUTPUT_TEXT]
+        return [
+            {"name": name, "datatype": "FP32" if name == "p_malignant" else "BYTES", "shape": [-1]}
+            for name in OUTPUT_TEXT
+        ]
 
     # --- the model thread -------------------------------------------------------------------------
 
@@ -217,8 +237,9 @@ class ServedModel(Model):
         """Raise KServe's 404 unless ``version`` is the one served (KServe itself answers 501 to
         any versioned path; this server serves exactly one version, so it can say which)."""
         if version != self.version:
-            raise ModelNotFound(f"{self.name} version {version} (this server serves version "
-                                f"{self.version or '(unversioned)'})")
+            raise ModelNotFound(
+                f"{self.name} version {version} (this server serves version {self.version or '(unversioned)'})"
+            )
 
     def metadata_extras(self) -> dict:
         """What the REST model metadata adds to KServe's (name, platform, inputs, outputs): the
@@ -227,13 +248,24 @@ class ServedModel(Model):
         return {
             "versions": [self.version] if self.version else [],
             "platform": "tensorflow_keras",
-            "inputs": [{**t, "parameters": {"content": "JPEG or PNG file; base64 in JSON, raw with binary data "
-                                                      "and gRPC" if t["datatype"] == "BYTES"
-                                            else "RGB pixels, any height and width"}}
-                       for t in self.get_input_types()],
+            "inputs": [
+                {
+                    **t,
+                    "parameters": {
+                        "content": "JPEG or PNG file; base64 in JSON, raw with binary data and gRPC"
+                        if t["datatype"] == "BYTES"
+                        else "RGB pixels, any height and width"
+                    },
+                }
+                for t in self.get_input_types()
+            ],
             "outputs": [{**t, "parameters": {"content": OUTPUT_TEXT[t["name"]]}} for t in self.get_output_types()],
-            "parameters": {"threshold": self.predictor.threshold, "image_size": self.predictor.image_size,
-                           "classes": list(CLASSES), "decision_policy": self.predictor.policy.summary()},
+            "parameters": {
+                "threshold": self.predictor.threshold,
+                "image_size": self.predictor.image_size,
+                "classes": list(CLASSES),
+                "decision_policy": self.predictor.policy.summary(),
+            },
         }
 
 
@@ -245,8 +277,9 @@ def _tensor_values(tensor):
     try:
         return tensor.as_numpy()
     except (ValueError, TypeError, struct.error) as err:
-        raise InputError(f"input {tensor.name!r}: shape {list(tensor.shape)} does not match the data sent "
-                         f"({err})") from None
+        raise InputError(
+            f"input {tensor.name!r}: shape {list(tensor.shape)} does not match the data sent ({err})"
+        ) from None
 
 
 def _number(value: float, grpc: bool):

@@ -55,16 +55,30 @@ def infer_request_from_body(body: bytes, header_length: str | None, model_name: 
     header, raws = split_binary_body(body, header_length)
     inputs = []
     for tensor, raw in zip(header["inputs"], raws):
-        inp = InferInput(tensor["name"], tensor.get("shape"), tensor.get("datatype"),
-                         parameters=tensor.get("parameters") or {})
+        inp = InferInput(
+            tensor["name"], tensor.get("shape"), tensor.get("datatype"), parameters=tensor.get("parameters") or {}
+        )
         if raw is None:
             inp.data = tensor["data"]
         inputs.append(inp)
     outputs = header.get("outputs")
-    requested = [RequestedOutput(o["name"], o.get("parameters")) for o in outputs
-                 if isinstance(o, dict) and isinstance(o.get("name"), str)] if isinstance(outputs, list) else None
-    return InferRequest(model_name, inputs, request_id=header.get("id"), raw_inputs=raws,
-                        parameters=header.get("parameters"), request_outputs=requested or None)
+    requested = (
+        [
+            RequestedOutput(o["name"], o.get("parameters"))
+            for o in outputs
+            if isinstance(o, dict) and isinstance(o.get("name"), str)
+        ]
+        if isinstance(outputs, list)
+        else None
+    )
+    return InferRequest(
+        model_name,
+        inputs,
+        request_id=header.get("id"),
+        raw_inputs=raws,
+        parameters=header.get("parameters"),
+        request_outputs=requested or None,
+    )
 
 
 def _validation_message(err: ValidationError) -> str:
@@ -88,8 +102,11 @@ def install_v2_routes(app: FastAPI, model: ServedModel, server: ModelServer) -> 
         header_length = raw_request.headers.get("inference-header-content-length")
         allowed = {"", "application/json"} | ({"application/octet-stream"} if header_length is not None else set())
         if media not in allowed:
-            raise InputError(f"V2 infer expects application/json (or application/octet-stream with "
-                             f"Inference-Header-Content-Length), got {media!r}", 415)
+            raise InputError(
+                f"V2 infer expects application/json (or application/octet-stream with "
+                f"Inference-Header-Content-Length), got {media!r}",
+                415,
+            )
         request = infer_request_from_body(await raw_request.body(), header_length, model_name)
         return await endpoints.infer(raw_request, raw_response, model_name, request)
 
@@ -127,8 +144,14 @@ class _ModelServer(ModelServer):
         await super()._serve()
 
 
-def serve(model_uri: str, host: str = "127.0.0.1", port: int = 8080, grpc_port: int = DEFAULT_GRPC_PORT,
-          settings: ServingSettings | None = None, **kserve_options) -> None:
+def serve(
+    model_uri: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    grpc_port: int = DEFAULT_GRPC_PORT,
+    settings: ServingSettings | None = None,
+    **kserve_options,
+) -> None:
     """Load the model once, then serve V2 (REST on ``port``, gRPC on ``grpc_port``, 0 for none),
     the page and the upload routes until stopped. ``kserve_options``: ``kserve.ModelServer``'s
     own (``max_threads``, ``max_asyncio_workers``, ``enable_latency_logging``, ``access_log_format``)."""
@@ -148,17 +171,26 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 8080, grpc_port: 
     card = find_model_card(model_uri, predictor.model_name, predictor.model_version)
     model = ServedModel(predictor, settings)
     model.load()
-    server = _ModelServer(host, http_port=port, grpc_port=grpc_port or DEFAULT_GRPC_PORT,
-                          enable_grpc=bool(grpc_port), **kserve_options)
+    server = _ModelServer(
+        host, http_port=port, grpc_port=grpc_port or DEFAULT_GRPC_PORT, enable_grpc=bool(grpc_port), **kserve_options
+    )
     app = kserve.model_server.app  # the app KServe's REST server runs (FASTAPI_APP_IMPORT_STRING)
     app.title, app.description = "skin-cancer classifier", "Decision support only: not a diagnosis."
     install_v2_routes(app, model, server)
     install_routes(app, model, settings, model_card=card)
     # the same answer as an InputError's: {"error"} with its status (KServe's own handler says 400)
     app.add_exception_handler(ServedInputError, ERROR_HANDLERS[InputError])
-    log.warning("loaded %s version %s from %s in %.1f s (threshold %.3f; %s); serving on http://%s:%d%s",
-                model.name, model.version or "?", model_uri, time.perf_counter() - started, predictor.threshold,
-                "with its model card" if card else "no model card", host, port,
-                f" and gRPC on port {grpc_port}" if grpc_port else "")
+    log.warning(
+        "loaded %s version %s from %s in %.1f s (threshold %.3f; %s); serving on http://%s:%d%s",
+        model.name,
+        model.version or "?",
+        model_uri,
+        time.perf_counter() - started,
+        predictor.threshold,
+        "with its model card" if card else "no model card",
+        host,
+        port,
+        f" and gRPC on port {grpc_port}" if grpc_port else "",
+    )
     asyncio.set_event_loop(asyncio.new_event_loop())  # ModelServer.start asks for the current loop
     server.start([model])

@@ -6,6 +6,7 @@ module must not import ``kfp.dsl`` decorators: inside a running component, ``kfp
 runtime package.
 """
 
+
 def run_preprocess(
     data_uri: str,
     image_size: int,
@@ -55,13 +56,24 @@ def run_preprocess(
         )
     with tracking.start_run(experiment_id, f"preprocess-{report.fingerprint}"):
         mlflow.set_tags({"stage": "preprocess", "data_fingerprint": report.fingerprint})
-        mlflow.log_params({"data_uri": tracking.redact(data_uri), "image_size": image_size,
-                           "val_fraction": val_fraction, "seed": seed, "allow_leakage": allow_leakage})
+        mlflow.log_params(
+            {
+                "data_uri": tracking.redact(data_uri),
+                "image_size": image_size,
+                "val_fraction": val_fraction,
+                "seed": seed,
+                "allow_leakage": allow_leakage,
+            }
+        )
         mlflow.log_metrics(
             {f"{s}_{c}": n for s, v in report.splits.items() for c, n in v["class_counts"].items()}
             | {f"{s}_class_ratio": b["ratio"] for s, b in report.class_balance.items() if b["ratio"] is not None}
-            | {"skipped": len(report.skipped), "images_per_second": report.images_per_second,
-               "duplicate_groups": len(report.duplicates), "leakage_groups": len(report.leakage)}
+            | {
+                "skipped": len(report.skipped),
+                "images_per_second": report.images_per_second,
+                "duplicate_groups": len(report.duplicates),
+                "leakage_groups": len(report.leakage),
+            }
         )
         tracking.log_json(report.to_dict(), "preprocess_report.json")
     out = namedtuple("PreprocessOutputs", ["fingerprint", "report"])

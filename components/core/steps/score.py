@@ -16,8 +16,15 @@ def run_list_images(data_uri: str, out_uri: str, shard_size: int) -> tuple[list[
     return run.shards(uris, shard_size), len(uris), batch.run_name()
 
 
-def run_score_shard(shard: dict, data_uri: str, out_uri: str, model_uri: str, run_name: str,
-                    mlflow_tracking_uri: str = "", batch_size: int = 64) -> str:
+def run_score_shard(
+    shard: dict,
+    data_uri: str,
+    out_uri: str,
+    model_uri: str,
+    run_name: str,
+    mlflow_tracking_uri: str = "",
+    batch_size: int = 64,
+) -> str:
     """Score the shard's files this model version has not scored; write their rows as
     ``predictions/<run_name>-<index>.parquet``. Returns JSON: rows, already_scored, predictions_uri."""
     import json
@@ -29,18 +36,36 @@ def run_score_shard(shard: dict, data_uri: str, out_uri: str, model_uri: str, ru
     if model_uri.startswith(("models:/", "runs:/")):
         tracking.setup(mlflow_tracking_uri or None)
     predictor = Predictor.load(model_uri)
-    result, uri = run.score_files(predictor, list(shard["uris"]), data_uri, out_uri,
-                                  f"{run_name}-{int(shard['index']):04d}", batch_size)
-    out = {"rows": len(result.rows), "errors": len(result.errors), "already_scored": result.already_scored,
-           "predictions_uri": uri, "model_name": predictor.model_name, "model_version": predictor.model_version}
+    result, uri = run.score_files(
+        predictor, list(shard["uris"]), data_uri, out_uri, f"{run_name}-{int(shard['index']):04d}", batch_size
+    )
+    out = {
+        "rows": len(result.rows),
+        "errors": len(result.errors),
+        "already_scored": result.already_scored,
+        "predictions_uri": uri,
+        "model_name": predictor.model_name,
+        "model_version": predictor.model_version,
+    }
     print(json.dumps(out))
     return json.dumps(out)
 
 
-def run_report(shard_results: list[str], data_uri: str, out_uri: str, model_uri: str, run_name: str,
-               worklist_path: str, metrics_artifact, reference_uri: str = "", labels_uri: str = "",
-               max_bad_fraction: float = 0.2, mlflow_tracking_uri: str = "", experiment_name: str = "skin-cancer",
-               log_to_mlflow: bool = True) -> str:
+def run_report(
+    shard_results: list[str],
+    data_uri: str,
+    out_uri: str,
+    model_uri: str,
+    run_name: str,
+    worklist_path: str,
+    metrics_artifact,
+    reference_uri: str = "",
+    labels_uri: str = "",
+    max_bad_fraction: float = 0.2,
+    mlflow_tracking_uri: str = "",
+    experiment_name: str = "skin-cancer",
+    log_to_mlflow: bool = True,
+) -> str:
     """Gather the shards' rows, monitor them against ``reference_uri`` (the model's validation
     split), join ``labels_uri``, write the worklist (``worklist_path``) and one MLflow run; fail past
     ``max_bad_fraction``, naming the files. Returns the summary as JSON."""
@@ -57,8 +82,15 @@ def run_report(shard_results: list[str], data_uri: str, out_uri: str, model_uri:
     predictor = Predictor.load(model_uri)
     files = [p["predictions_uri"] for p in parts if p["predictions_uri"]]
     rows = batch.read_files(files)
-    summary = run.finish(predictor, rows, sum(p["already_scored"] for p in parts), out_uri,
-                         ",".join(files) or None, reference_uri or None, labels_uri or None)
+    summary = run.finish(
+        predictor,
+        rows,
+        sum(p["already_scored"] for p in parts),
+        out_uri,
+        ",".join(files) or None,
+        reference_uri or None,
+        labels_uri or None,
+    )
     summary.update(model_name=predictor.model_name, model_version=predictor.model_version, run_name=run_name)
     page = render(rows, summary, data_uri, f"Scoring worklist: {run_name}")
     with open(worklist_path, "w") as fh:
@@ -67,10 +99,22 @@ def run_report(shard_results: list[str], data_uri: str, out_uri: str, model_uri:
         metrics_artifact.log_metric(k, v)
     if log_to_mlflow:
         summary["mlflow_run_id"] = run.log_run(
-            summary, page, {"data_uri": data_uri, "out_uri": out_uri, "model_uri": model_uri,
-                            "model_name": predictor.model_name, "model_version": predictor.model_version,
-                            "reference_uri": reference_uri, "labels_uri": labels_uri},
-            mlflow_tracking_uri, experiment_name, f"score-{run_name}", run.scored_dataset(data_uri, rows, run_name))
+            summary,
+            page,
+            {
+                "data_uri": data_uri,
+                "out_uri": out_uri,
+                "model_uri": model_uri,
+                "model_name": predictor.model_name,
+                "model_version": predictor.model_version,
+                "reference_uri": reference_uri,
+                "labels_uri": labels_uri,
+            },
+            mlflow_tracking_uri,
+            experiment_name,
+            f"score-{run_name}",
+            run.scored_dataset(data_uri, rows, run_name),
+        )
     print(json.dumps({k: v for k, v in summary.items() if k != "signals"}, default=str))
     batch.check_bad_fraction(rows, max_bad_fraction)  # after the worklist: it names the bad files too
     return json.dumps(summary, default=str)

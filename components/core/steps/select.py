@@ -7,6 +7,7 @@ module must not import ``kfp.dsl`` decorators: inside a running component, ``kfp
 runtime package.
 """
 
+
 def run_select_and_register(
     results: list,
     val_path: str,
@@ -55,8 +56,10 @@ def run_select_and_register(
     markdown = promotion_report.summary_markdown(parsed, winner, reg)
     card, page, problem = selection_report(parsed, winner, reg, val, test)
     if problem:
-        markdown += (f"\n\nThe model card is in MLflow but not beside the Model artifact ({problem}); "
-                     "a server started from that folder has no /model-card.")
+        markdown += (
+            f"\n\nThe model card is in MLflow but not beside the Model artifact ({problem}); "
+            "a server started from that folder has no /model-card."
+        )
     for path, text in ((summary_path, markdown), (card_path, card), (dashboard_path, page)):
         if path:
             with open(path, "w", encoding="utf-8") as fh:
@@ -65,13 +68,16 @@ def run_select_and_register(
     summary = SelectionSummary(
         models=[ModelResult.of(r) for r in parsed],
         winner=winner.name,
-        registered_model=RegisteredVersion(reg.name, reg.version, reg.alias, reg.model_uri, reg.champion_version,
-                                           reg.champion_changed),
+        registered_model=RegisteredVersion(
+            reg.name, reg.version, reg.alias, reg.model_uri, reg.champion_version, reg.champion_changed
+        ),
         previous_champion=reg.previous_champion,
         data_fingerprint=data_fingerprint,
     )
-    out = namedtuple("Registration", ["model_name", "model_version", "model_uri", "champion_changed", "summary_json",
-                                      "model_artifact_uri"])
+    out = namedtuple(
+        "Registration",
+        ["model_name", "model_version", "model_uri", "champion_changed", "summary_json", "model_artifact_uri"],
+    )
     return out(reg.name, reg.version, reg.model_uri, reg.champion_changed, summary.to_json(), winner.artifact_uri)
 
 
@@ -121,10 +127,15 @@ def _comparison_pngs(parsed: list, winner, val, test) -> tuple[dict[str, bytes],
                 missing.append(f"{r.name} (its MLflow run kept no scores for these images)")
                 continue
             for split, labels in (("val", val.labels), ("test", test.labels)):
-                curves[split].append(figures.Scored(r.name, np.asarray(labels).astype(int),
-                                                    np.asarray(scores[split], dtype=float), r.threshold))
-        return ({split: figures.comparison_png(models, split, winner.name)
-                 for split, models in curves.items() if models}, missing)
+                curves[split].append(
+                    figures.Scored(
+                        r.name, np.asarray(labels).astype(int), np.asarray(scores[split], dtype=float), r.threshold
+                    )
+                )
+        return (
+            {split: figures.comparison_png(models, split, winner.name) for split, models in curves.items() if models},
+            missing,
+        )
     except Exception as err:
         logging.getLogger(__name__).exception("could not draw the comparison figures")
         return {}, [f"any model (drawing failed: {type(err).__name__}: {err})"]

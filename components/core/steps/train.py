@@ -6,6 +6,7 @@ module must not import ``kfp.dsl`` decorators: inside a running component, ``kfp
 runtime package.
 """
 
+
 def run_train(
     model_config: dict,
     train_path: str,
@@ -55,19 +56,34 @@ def run_train(
     given = data_fingerprint if isinstance(data_fingerprint, str) else ""
     fingerprint = given or str(splits[0].manifest.get("fingerprint", ""))
     uris = {"train": train_path, "val": val_path, "test": test_path, **(split_uris or {})}
-    inputs = lineage.describe(data_uri, fingerprint, uris,
-                              dict(zip(("train", "val", "test"), (s.manifest for s in splits))), pipeline_images)
+    inputs = lineage.describe(
+        data_uri, fingerprint, uris, dict(zip(("train", "val", "test"), (s.manifest for s in splits))), pipeline_images
+    )
     tags = {"device": device, "data_fingerprint": fingerprint, **lineage.version_tags(inputs)}
     with tracking.training_run(cfg, name, experiment_id, tags) as run:
         run.datasets = lineage.log_inputs(inputs)
         result = train_model(cfg, *splits, on_epoch=run.on_epoch)
-        logged = run.log_result(result, splits[0].manifest.get("sources", []),
-                                figures=lambda r: _evaluation_pngs(name, r, splits[1].labels, splits[2].labels))
+        logged = run.log_result(
+            result,
+            splits[0].manifest.get("sources", []),
+            figures=lambda r: _evaluation_pngs(name, r, splits[1].labels, splits[2].labels),
+        )
     summary = TrainSummary(
-        name=name, family=cfg.family, run_id=logged.run_id, model_uri=logged.model_uri,
-        threshold=result.threshold, val=result.val, test=result.test, params=result.params,
-        seconds=result.seconds, config=cfg, temperature=result.temperature, folds=result.fold_scores,
-        device=device, artifact_uri=getattr(model_artifact, "uri", "") or "", lineage=inputs,
+        name=name,
+        family=cfg.family,
+        run_id=logged.run_id,
+        model_uri=logged.model_uri,
+        threshold=result.threshold,
+        val=result.val,
+        test=result.test,
+        params=result.params,
+        seconds=result.seconds,
+        config=cfg,
+        temperature=result.temperature,
+        folds=result.fold_scores,
+        device=device,
+        artifact_uri=getattr(model_artifact, "uri", "") or "",
+        lineage=inputs,
         figures=logged.figures,
         # The decision policy's readable part and how it referred (the model card's "When the model refers").
         decision=result.policy.summary() if result.policy is not None else None,
@@ -82,13 +98,22 @@ def _evaluation_pngs(name: str, result, val_labels, test_labels) -> dict:
     """The per-model figures (figures.py imports matplotlib: only here, when they are drawn)."""
     from components.core.evaluation import figures
 
-    return figures.evaluation_pngs(name, result.threshold, result.history, val_labels, result.val_scores,
-                                   test_labels, result.test_scores, result.referral,
-                                   result.policy.sets["level"] if result.policy is not None else None)
+    return figures.evaluation_pngs(
+        name,
+        result.threshold,
+        result.history,
+        val_labels,
+        result.val_scores,
+        test_labels,
+        result.test_scores,
+        result.referral,
+        result.policy.sets["level"] if result.policy is not None else None,
+    )
 
 
-def write_train_outputs(result, cfg, logged, test_labels, model_artifact=None, metrics_artifact=None,
-                        roc_artifact=None) -> None:
+def write_train_outputs(
+    result, cfg, logged, test_labels, model_artifact=None, metrics_artifact=None, roc_artifact=None
+) -> None:
     """The train task's KFP outputs: the Model artifact (model.keras + model.json, what serving
     loads), the Metrics the dashboard lists, and the ClassificationMetrics it draws."""
     from components.core.evaluation.metrics import roc_points
@@ -97,12 +122,27 @@ def write_train_outputs(result, cfg, logged, test_labels, model_artifact=None, m
     from components.core.settings import CLASSES
 
     if model_artifact is not None:
-        write_model_dir(model_artifact.path, result.model,
-                        {"threshold": result.threshold, "image_size": cfg.image_size, "classes": list(CLASSES),
-                         "family": cfg.family, "mlflow_run_id": logged.run_id},
-                        result.policy.files() if result.policy is not None else None)
-        model_artifact.metadata.update({"framework": "keras", "family": cfg.family, "mlflow_run_id": logged.run_id,
-                                        "mlflow_model_uri": logged.model_uri, "threshold": result.threshold})
+        write_model_dir(
+            model_artifact.path,
+            result.model,
+            {
+                "threshold": result.threshold,
+                "image_size": cfg.image_size,
+                "classes": list(CLASSES),
+                "family": cfg.family,
+                "mlflow_run_id": logged.run_id,
+            },
+            result.policy.files() if result.policy is not None else None,
+        )
+        model_artifact.metadata.update(
+            {
+                "framework": "keras",
+                "family": cfg.family,
+                "mlflow_run_id": logged.run_id,
+                "mlflow_model_uri": logged.model_uri,
+                "threshold": result.threshold,
+            }
+        )
     if metrics_artifact is not None:
         for k, v in (tracking.flat_metrics("val", result.val) | tracking.flat_metrics("test", result.test)).items():
             metrics_artifact.log_metric(k, v)

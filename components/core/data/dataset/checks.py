@@ -24,6 +24,7 @@ IMBALANCE_WARN_RATIO = 1.5
 
 # --- bad files and empty classes ----------------------------------------------------------------
 
+
 def _load_one(item: RawImage, size: int) -> tuple[RawImage, np.ndarray | None, str, str | None]:
     """Fetch and decode one image; returns (item, pixels or None, sha1 of bytes, decode error).
 
@@ -76,14 +77,21 @@ def require_usable_classes(data_uri: str, plan: dict[str, list], splits: dict[st
             usable = splits[split]["class_counts"][cls]
             if usable == 0:
                 where = storage.join(data_uri, raw_split, cls)
-                hint = ("add images of this class" if split == "test" else
-                        "add images of this class, or raise val_fraction" if split == "val" and files == 0 else
-                        "add readable images of this class")
-                raise DataError(f"{where}: no usable image for the {split} split ({files} file(s) assigned to it, "
-                                f"{files - usable} unreadable, {usable} usable); {hint}")
+                hint = (
+                    "add images of this class"
+                    if split == "test"
+                    else "add images of this class, or raise val_fraction"
+                    if split == "val" and files == 0
+                    else "add readable images of this class"
+                )
+                raise DataError(
+                    f"{where}: no usable image for the {split} split ({files} file(s) assigned to it, "
+                    f"{files - usable} unreadable, {usable} usable); {hint}"
+                )
 
 
 # --- duplicates and leakage -----------------------------------------------------------------------
+
 
 def find_duplicates(split_sources: dict[str, list[dict]]) -> list[dict]:
     """Groups of images with identical bytes (same SHA-1), with the splits they are in."""
@@ -95,11 +103,13 @@ def find_duplicates(split_sources: dict[str, list[dict]]) -> list[dict]:
     for digest, members in sorted(by_hash.items()):
         if len(members) > 1:
             members.sort(key=lambda m: m[1])
-            groups.append({
-                "sha1": digest,
-                "keys": [k for _, k in members],
-                "splits": sorted({s for s, _ in members}),
-            })
+            groups.append(
+                {
+                    "sha1": digest,
+                    "keys": [k for _, k in members],
+                    "splits": sorted({s for s, _ in members}),
+                }
+            )
     return sorted(groups, key=lambda g: g["keys"][0])
 
 
@@ -113,6 +123,7 @@ def _check_duplicates(data_uri: str, duplicates: list[dict], leaked: list[dict],
 
     Duplicates between train and val (or inside one split) only inflate validation or
     weight an image twice; they are reported, not fatal. Test must be unseen."""
+
     def show(groups: list[dict]) -> str:
         def one(g: dict) -> str:
             more = len(g["keys"]) - 4
@@ -132,12 +143,14 @@ def _check_duplicates(data_uri: str, duplicates: list[dict], leaked: list[dict],
         warnings.append(f"leakage allowed by flag: {len(leaked)} test image(s) also in train/val: {show(leaked)}")
     others = [g for g in duplicates if g not in leaked]
     if others:
-        warnings.append(f"{len(others)} group(s) of byte-identical images (train/val or within one split): "
-                        f"{show(others)}")
+        warnings.append(
+            f"{len(others)} group(s) of byte-identical images (train/val or within one split): {show(others)}"
+        )
     return warnings
 
 
 # --- class balance --------------------------------------------------------------------------------
+
 
 def class_balance(class_counts: dict[str, int]) -> dict:
     """Share of malignant images and the majority/minority ratio (None when a class is empty)."""

@@ -90,8 +90,16 @@ def preprocess(
     finals = _clear_outputs(out_dirs)
     partials = {name: _partial_dir(final) for name, final in finals.items()}
     try:
-        built = _build_all(plan, partials, scan, image_size, shard_size, workers, progress,
-                           {"val_fraction": val_fraction, "seed": seed})
+        built = _build_all(
+            plan,
+            partials,
+            scan,
+            image_size,
+            shard_size,
+            workers,
+            progress,
+            {"val_fraction": val_fraction, "seed": seed},
+        )
         checks.require_usable_classes(data_uri, plan, built.splits)
         checks.check_bad_fraction(data_uri, built.skipped, len(scan.images) + len(scan.skipped), max_bad_fraction)
         found = _check_contents(data_uri, built, allow_leakage)
@@ -101,8 +109,16 @@ def preprocess(
         for path in (*partials.values(), *finals.values()):
             shutil.rmtree(path, ignore_errors=True)
         raise
-    return PreprocessReport(data_uri, image_size, scan.fingerprint, built.splits, built.skipped, len(scan.images),
-                            time.perf_counter() - started, **found)
+    return PreprocessReport(
+        data_uri,
+        image_size,
+        scan.fingerprint,
+        built.splits,
+        built.skipped,
+        len(scan.images),
+        time.perf_counter() - started,
+        **found,
+    )
 
 
 def _plan(scan: RawScan, val_fraction: float, seed: int) -> dict[str, list[RawImage]]:
@@ -120,8 +136,16 @@ def _clear_outputs(out_dirs: dict[str, str]) -> dict[str, Path]:
     return finals
 
 
-def _build_all(plan: dict[str, list[RawImage]], partials: dict[str, Path], scan: RawScan, image_size: int,
-               shard_size: int, workers: int, progress: bool, extra: dict) -> _Built:
+def _build_all(
+    plan: dict[str, list[RawImage]],
+    partials: dict[str, Path],
+    scan: RawScan,
+    image_size: int,
+    shard_size: int,
+    workers: int,
+    progress: bool,
+    extra: dict,
+) -> _Built:
     """Write every split of ``plan`` into its partial directory."""
     built = _Built({}, {}, list(scan.skipped))
     for name, items in plan.items():
@@ -145,7 +169,13 @@ def _check_contents(data_uri: str, built: _Built, allow_leakage: bool) -> dict:
     warnings += checks.imbalance_warnings(balance)
     for w in warnings:
         log.warning("%s", w)
-    log.info("class balance: %s", ", ".join(
-        f"{n} {b['malignant_fraction']:.1%} malignant (ratio {b['ratio']})" for n, b in balance.items()))
-    return {"duplicates": duplicates, "leakage": leaked if allow_leakage else [], "class_balance": balance,
-            "warnings": warnings}
+    log.info(
+        "class balance: %s",
+        ", ".join(f"{n} {b['malignant_fraction']:.1%} malignant (ratio {b['ratio']})" for n, b in balance.items()),
+    )
+    return {
+        "duplicates": duplicates,
+        "leakage": leaked if allow_leakage else [],
+        "class_balance": balance,
+        "warnings": warnings,
+    }

@@ -39,6 +39,7 @@ DEFAULT_SHARD_SIZE = 2048
 
 # --- writing --------------------------------------------------------------------------------------
 
+
 @dataclass
 class SplitReport:
     count: int
@@ -86,8 +87,15 @@ def _build_split(
     return report
 
 
-def _write_shards(items: Sequence[RawImage], tmp: Path, image_size: int, split: str, shard_size: int,
-                  pool: ThreadPoolExecutor, progress: bool) -> _Written:
+def _write_shards(
+    items: Sequence[RawImage],
+    tmp: Path,
+    image_size: int,
+    split: str,
+    shard_size: int,
+    pool: ThreadPoolExecutor,
+    progress: bool,
+) -> _Written:
     """Fetch and decode ``items`` on ``pool``, ``shard_size`` at a time, into ``images-NNNNN.npy``."""
     from tqdm import tqdm
 
@@ -114,8 +122,9 @@ def _write_shards(items: Sequence[RawImage], tmp: Path, image_size: int, split: 
     return out
 
 
-def _write_manifest(tmp: Path, written: _Written, image_size: int, split: str, fingerprint: str,
-                    extra_manifest: dict | None) -> SplitReport:
+def _write_manifest(
+    tmp: Path, written: _Written, image_size: int, split: str, fingerprint: str, extra_manifest: dict | None
+) -> SplitReport:
     """Write ``labels.npy``, then ``manifest.json`` (last: without it a directory is never a finished split)."""
     label_arr = np.asarray(written.labels, dtype=np.uint8)
     np.save(tmp / "labels.npy", label_arr, allow_pickle=False)
@@ -167,6 +176,7 @@ def _sha256(path: Path) -> str:
 
 # --- partial directories and the commit -----------------------------------------------------------
 
+
 def _partial_dir(final: Path) -> Path:
     return final.parent / f".{final.name}.partial-{os.getpid()}"
 
@@ -193,6 +203,7 @@ def _commit(tmp: Path, final: Path) -> None:
 
 # --- reading --------------------------------------------------------------------------------------
 
+
 class SplitArrays:
     """A preprocessed split opened for reading: memory-mapped shards plus labels."""
 
@@ -207,14 +218,18 @@ class SplitArrays:
         try:
             if verify:
                 self._verify(root, path)
-            self.shards = [np.load(root / s["file"], mmap_mode="r", allow_pickle=False)
-                           for s in self.manifest["shards"]]
+            self.shards = [
+                np.load(root / s["file"], mmap_mode="r", allow_pickle=False) for s in self.manifest["shards"]
+            ]
             self.labels = np.load(root / "labels.npy", allow_pickle=False)
         except (OSError, ValueError, KeyError) as err:
             raise DataError(f"{path}: unreadable split ({type(err).__name__}: {err}); rerun preprocessing") from err
         counts = [len(s) for s in self.shards]
-        if (sum(counts) != self.manifest["count"] or len(self.labels) != self.manifest["count"]
-                or counts != [s["count"] for s in self.manifest["shards"]]):
+        if (
+            sum(counts) != self.manifest["count"]
+            or len(self.labels) != self.manifest["count"]
+            or counts != [s["count"] for s in self.manifest["shards"]]
+        ):
             raise DataError(f"{path}: array lengths do not match manifest count; rerun preprocessing")
         self._offsets = np.cumsum([0, *counts])
         self.image_size = int(self.manifest["image_size"])
@@ -244,7 +259,9 @@ class SplitArrays:
     def images(self) -> np.ndarray:
         if len(self.shards) == 1:
             return np.asarray(self.shards[0])
-        return np.concatenate(self.shards) if self.shards else np.empty((0, self.image_size, self.image_size, 3), np.uint8)
+        return (
+            np.concatenate(self.shards) if self.shards else np.empty((0, self.image_size, self.image_size, 3), np.uint8)
+        )
 
 
 def open_splits(*paths: str, verify: bool = True) -> list[SplitArrays]:
@@ -258,6 +275,7 @@ def open_splits(*paths: str, verify: bool = True) -> list[SplitArrays]:
         other = {k: split.manifest.get(k) for k in keys}
         if other != first:
             diff = ", ".join(f"{k} {first[k]!r} vs {other[k]!r}" for k in keys if first[k] != other[k])
-            raise DataError(f"{paths[0]} and {path} come from different preprocessing runs ({diff}); "
-                            "rerun preprocessing")
+            raise DataError(
+                f"{paths[0]} and {path} come from different preprocessing runs ({diff}); rerun preprocessing"
+            )
     return splits

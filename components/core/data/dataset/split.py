@@ -31,9 +31,7 @@ def side_number(relpath: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def hash_split(
-    items: Sequence[RawImage], val_fraction: float, seed: int
-) -> tuple[list[RawImage], list[RawImage]]:
+def hash_split(items: Sequence[RawImage], val_fraction: float, seed: int) -> tuple[list[RawImage], list[RawImage]]:
     """Split raw train images into train and validation by the hash of each key (see above)."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")

@@ -16,7 +16,9 @@ def main() -> int:
     model = efficientnet_lite.imagenet_lite0(include_top=True)
     ok = True
     for top in verify.imagenet_top5(model):
-        print(f"{top.name}: top-5 {top.classes}, expected among them {top.hits or 'NONE'}, entropy {top.entropy:.2f} nats")
+        print(
+            f"{top.name}: top-5 {top.classes}, expected among them {top.hits or 'NONE'}, entropy {top.entropy:.2f} nats"
+        )
         ok &= bool(top.hits)
     agreement = np.array(list(verify.batchnorm_agreement(model).values()))
     print(f"batch norm: median agreement {np.median(agreement):.3f} over {agreement.size} layers")

