@@ -1,4 +1,4 @@
-# The verbs of daily work. Each is one command; see README.md.
+# The verbs of daily work. Each is one command; see README.md and docs/.
 # The version is written once, in pyproject.toml; image tags follow it.
 VERSION := $(shell python3 -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
 REPOSITORY ?= ghcr.io/skin-cancer-kfp

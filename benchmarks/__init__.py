@@ -1,7 +1,7 @@
 """The benchmark suite: this project against the reference approach and the machine's limits.
 
 Not part of the product (not installed with it): run from the repository root with
-``python -m benchmarks`` (README "Benchmarks"). One command measures, in one run, and writes
+``python -m benchmarks`` (docs/benchmarks.md). One command measures, in one run, and writes
 ``bench.json`` plus ``bench.md`` to ``--out``:
 
 1. Preprocessing from an S3 endpoint on 127.0.0.1 (a moto server in its own process, so its
@@ -32,5 +32,5 @@ measurement, and compares methods only within one run.
 Modules: ``__main__`` (the command), ``suite`` (one run of everything), ``runner`` (each
 measurement in a fresh process), ``s3server`` (the moto subprocess), ``memory`` (VmHWM
 sampling), ``machine``, ``data`` (the raw images), ``preprocessing``, ``training_input``,
-``end_to_end`` (kfp.local log parsing), ``report`` (targets, markdown, README rewriting).
+``end_to_end`` (kfp.local log parsing), ``report`` (targets, markdown, rewriting the table in docs/benchmarks.md).
 """

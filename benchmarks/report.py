@@ -17,7 +17,9 @@ TARGETS = {
     "preprocess_memory_vs_reference": 0.25,  # peak a / peak b, at most
     "preprocess_memory_growth_4x": 1.25,  # peak at 4x / peak at 1x, at most (linear would be ~4)
     "training_input_vs_reference": 1.5,  # images/s, at least
-    "end_to_end_seconds": 900.0,  # at most, on all 2,961 images
+    # at most, on all 2,961 images: 20 minutes on the slower 2-core kind (AVX2, no AVX-512), the
+    # run-time target of the main job (docs/model-quality.md) that the local-cpu preset is sized for
+    "end_to_end_seconds": 1200.0,
 }
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"

@@ -20,7 +20,7 @@ LOCAL_CPU: dict = {
         # ImageNet-initialised EfficientNet-Lite0 at 192 px: one epoch trains the head on the
         # frozen backbone, five fine-tune it from block 5 on (the early high-resolution blocks are the
         # costliest to back-propagate on a CPU and the most generic), then temperature scaling on
-        # validation. It beat the from-scratch CNN on validation (README "Model quality"); the CNN
+        # validation. It beat the from-scratch CNN on validation (docs/model-quality.md); the CNN
         # is not trained here any more: in float32 on this class of CPU it needs over an hour.
         {
             "family": "efficientnet-lite0",

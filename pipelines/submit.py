@@ -228,7 +228,7 @@ def check_serving_namespace(arguments: dict, namespace: str | None) -> None:
         f"serving_namespace={wanted!r} is not the namespace the run goes to ({namespace or 'none given: --namespace'}); "
         "the Role, the serving account's S3 Secret and the Istio policy exist only where the manifests were "
         "applied, so deploy would fail there. Leave serving_namespace empty (the run's own namespace), or "
-        'apply manifests/ to that namespace and submit the run there (README "On a cluster")'
+        "apply manifests/ to that namespace and submit the run there (docs/cluster.md)"
     )
 
 
@@ -287,7 +287,7 @@ def check_backend_version(kfp_client, target: Target, package: str) -> str:
             f"{where} answered HTTP {response.status} with {response.headers.get('Content-Type') or 'no type'}, "
             "not JSON: a login page? On a multi-user Kubeflow pass a token (--token or $"
             + TOKEN_ENV
-            + '; README "Authentication"), and check that --host is KFP\'s API or UI server'
+            + '; docs/cluster.md, "Authentication"), and check that --host is KFP\'s API or UI server'
         ) from None
     health = backend_compat.read_healthz(answer if isinstance(answer, dict) else {})
     if health is None:
@@ -315,7 +315,7 @@ def check_backend_version(kfp_client, target: Target, package: str) -> str:
             f"KFP at {target.host} is release {version}; this pipeline needs {backend_compat.MIN_BACKEND_VERSION} "
             "or later for: "
             + "; ".join(f"{f.name} (since {f.since}, {f.source})" for f in missing)
-            + '. Upgrade Kubeflow Pipelines (README "On a cluster")'
+            + ". Upgrade Kubeflow Pipelines (docs/cluster.md)"
         )
     return version
 

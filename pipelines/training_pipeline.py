@@ -55,7 +55,7 @@ class CompileSettings:
     # node. kfp.local honours the retries too, so `skin-cancer run` sets 0: locally botocore and
     # MLflow already retry their requests. Training has none: KFP ignores a retry policy on a task
     # inside a ParallelFor (upstream issues 12389 and 13897). A run that fails either way is
-    # submitted again and reuses every finished step from KFP's cache (README "Retries").
+    # submitted again and reuses every finished step from KFP's cache (docs/cluster.md, "Retries").
     retries: int = 3
     # Overrides of the pipeline parameters' default values in the compiled YAML (a preset).
     parameter_defaults: dict = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Copy one registered version's figures from MLflow into docs/figures (the README's examples).
+"""Copy one registered version's figures from MLflow into docs/figures (the examples in docs/what-you-can-look-at.md).
 
 Every training run logs its figures under ``figures/`` and the selection step adds the comparison
 of all models under ``selection/`` (components/core/evaluation/figures.py draws both). This copies one of

@@ -3,7 +3,7 @@
 The rest of the code receives values from here; nothing else reads ``os.environ`` for a
 setting (the environment is still *written* elsewhere where a library reads it, e.g. MLflow's
 credential variables). Environment variables are read when a function below is called, never at
-import, so a command line can set them first. README "Settings" lists the same table
+import, so a command line can set them first. docs/settings.md lists the same table
 (``tests/test_settings.py`` checks that it matches :data:`ENV`).
 """
 
@@ -47,7 +47,7 @@ SEED = 42
 IMAGE_SIZE = 192  # the local-cpu preset's: EfficientNet-Lite0 below its native 224 px, to fit 20 min on 2 cores
 # Referral (components/core/decision): the conformal coverage level of each class's prediction
 # set (both classes in the set means "refer, uncertain"), and the share of in-scope validation
-# images the out-of-scope detector may flag. README "When the model refers" measures both.
+# images the out-of-scope detector may flag. docs/referral.md measures both.
 REFER_COVERAGE = 0.95
 OOD_FALSE_FLAG_RATE = 0.005
 VAL_FRACTION = 0.15
@@ -65,7 +65,7 @@ DRIFT_MIN_IMAGES = 30
 @dataclass(frozen=True)
 class EnvVar:
     name: str
-    default: str  # as written in the README; "" means unset
+    default: str  # as written in docs/settings.md; "" means unset
     meaning: str
 
 

@@ -108,7 +108,7 @@ def logged(mlflow_server, splits):
             run = training.log_result(
                 result,
                 train.manifest["sources"],
-                figures=lambda r: train_step._evaluation_pngs("basic", r, val.labels, test.labels),
+                train_step.evaluation_pngs("basic", result, val.labels, test.labels),
             )
         other = stand_in_result(val, test, seed=2, name="narrow")
         with mlflow.start_run(experiment_id=experiment, run_name="narrow") as narrow:

@@ -97,3 +97,23 @@ def test_intervals_read_the_confusion_matrix():
     assert ci["accuracy"] == confidence.wilson(85, 100)
     assert ci["sensitivity"] == confidence.wilson(45, 50) and ci["specificity"] == confidence.wilson(40, 50)
     assert ci["auc"] == confidence.auc_hanley_mcneil(0.9, 50, 50)
+
+
+def test_figures_that_cannot_be_drawn_are_named_and_training_goes_on(caplog):
+    """The train step draws before it records: a drawing failure gives no figures and the reason
+    (the run's figures_error tag), never an exception that would lose the trained model."""
+    from types import SimpleNamespace
+
+    from components.core.steps.train import draw_evaluation
+
+    broken = SimpleNamespace(
+        threshold=0.5,
+        history={"loss": [1.0]},
+        val_scores=np.array([0.1, 0.9]),
+        test_scores=np.array([0.2]),
+        referral=None,
+        policy=None,
+    )
+    pngs, why = draw_evaluation("m", broken, np.array([0, 1, 1]), np.array([0]))  # 3 labels, 2 scores
+    assert pngs == {} and why.split(":")[0].endswith("Error"), why
+    assert "could not draw the evaluation figures" in caplog.text

@@ -6,7 +6,7 @@ malignant, not to recognise what a skin lesion is (on the real data it refused a
 of non-dermoscopy images at a 1.5 % false-flag rate). The ImageNet network has seen palaces,
 portraits, text and textures, and its mid-level features (blocks 10 and 14: colour and texture
 statistics) catch flat frames and synthetic patterns its top features map close to lesions.
-Measured side by side in README "When the model refers". The weights install with the project
+Measured side by side in docs/referral.md. The weights install with the project
 (components/core/pretrained), so this needs no download.
 """
 

@@ -1,7 +1,7 @@
 """Plain checks that can explain a refusal to a person, before any model is asked.
 
 Limits are fixed, not fitted: each is far outside what dermoscopy looks like. On the 2,961
-real ISIC-derived images (README, "When the model refers") luminance spread is at least 5.8,
+real ISIC-derived images (docs/referral.md) luminance spread is at least 5.8,
 mean luminance between 33.7 and 223.2, mean colourfulness at least 9.9, and every side 224 px:
 none of them trips a check.
 """

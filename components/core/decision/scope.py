@@ -3,7 +3,7 @@
 The cosine distance from the image's ImageNet features (decision/features.py) to its nearest
 neighbour among the train split's (Sun et al., "Out-of-distribution detection with deep nearest
 neighbors", ICML 2022): no assumption about the shape of the distribution, which a Mahalanobis
-distance makes (compared side by side in README "When the model refers"). The limit is the
+distance makes (compared side by side in docs/referral.md). The limit is the
 validation images' ``1 - false_flag_rate`` quantile, so a stated small share of in-scope images
 is flagged. The score is reported as distance / limit: above 1 is out of scope.
 """

@@ -20,7 +20,7 @@ from components.core.step_results import TrainSummary
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
-# The one promotion rule, said the same way here, in the run summary and in the README.
+# The one promotion rule, said the same way here, in the run summary and in docs/how-it-works.md.
 PROMOTION_RULE = (
     "The new model becomes @champion when it is at least as good as the current champion on this "
     "run's validation data: higher accuracy, or equal accuracy and higher AUC; on an exact tie the "

@@ -22,7 +22,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -147,7 +147,7 @@ def start_run(experiment_id: str, run_name: str):
     our preprocessing and models would land in KFP's experiment, under KFP's run name, and be
     ended by us before KFP logs to it. So the variable is taken out of the environment (MLflow's
     own ``end_run`` removes it as well) and our run is created as a child of KFP's task run. It stays in our experiment, not KFP's: the
-    selection step, the champion comparison and the README's "one run per model in experiment
+    selection step, the champion comparison and docs/how-it-works.md's "one run per model in experiment
     ``skin-cancer``" all rely on it, across KFP runs. MLflow draws nested runs only within one
     experiment; across experiments the link is the ``mlflow.parentRunId`` tag (search
     ``tags.mlflow.parentRunId = '<KFP task run>'``). A KFP run id that our tracking server does
@@ -225,13 +225,15 @@ class TrainingRun:
 
         mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
 
-    def log_result(self, result, train_sources: list[dict] = (), figures: Callable | None = None) -> LoggedRun:
+    def log_result(
+        self, result, train_sources: list[dict] = (), figures: dict[str, bytes] | None = None, figures_error: str = ""
+    ) -> LoggedRun:
         """What training produced (a TrainResult): the model with its threshold, validation and
         test metrics (linked to the logged model and to the dataset each was computed on),
         cross-validation folds, the evaluation and scores, what it trained on (``trained_on.json``:
         the content hashes of ``train_sources``, which the champion comparison leaves out of
-        validation) and the figures (``figures(result)`` returns PNG bytes by file name; logged
-        under ``figures/``)."""
+        validation) and the figures (PNG bytes by file name, logged under ``figures/``; when they
+        could not be drawn, ``figures_error`` says why, as the run's tag of that name)."""
         import mlflow
 
         cfg, tags, datasets = self.cfg, self.tags, self.datasets
@@ -274,21 +276,10 @@ class TrainingRun:
             {"threshold": result.threshold, "val": _rounded(result.val_scores), "test": _rounded(result.test_scores)},
             SCORES_ARTIFACT,
         )
-        logged = _log_figures(figures, result) if figures is not None else []
+        if figures_error:
+            mlflow.set_tag("figures_error", figures_error[:500])
+        logged = log_pngs(figures, FIGURES_DIR) if figures else []
         return LoggedRun(self.run_id, info.model_uri, logged)
-
-
-def _log_figures(figures: Callable, result) -> list[str]:
-    """The run's figures. A plotting failure must not throw away a trained and logged model:
-    it is logged with its traceback and named in the run's ``figures_error`` tag instead."""
-    import mlflow
-
-    try:
-        return log_pngs(figures(result), FIGURES_DIR)
-    except Exception as err:
-        log.exception("could not draw or log the evaluation figures")
-        mlflow.set_tag("figures_error", f"{type(err).__name__}: {err}"[:500])
-        return []
 
 
 def _rounded(scores) -> list[float]:

@@ -1,7 +1,7 @@
 """Labels that arrive later (biopsy results): a CSV of ``key,label`` joined to the scored rows.
 
 Accuracy and malignant recall are over the joined rows the model decided (benign or malignant);
-referred rows are counted, not scored as right or wrong, as in README "When the model refers".
+referred rows are counted, not scored as right or wrong, as in docs/referral.md.
 The threshold's label (``label``) is scored too, over every joined row with a prediction.
 """
 

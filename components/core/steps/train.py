@@ -60,14 +60,15 @@ def run_train(
         data_uri, fingerprint, uris, dict(zip(("train", "val", "test"), (s.manifest for s in splits))), pipeline_images
     )
     tags = {"device": device, "data_fingerprint": fingerprint, **lineage.version_tags(inputs)}
+    # The model's MLflow run is open from the start, so each epoch's metrics appear as it ends and a
+    # training that fails leaves a FAILED run; inside it the step computes, then records.
     with tracking.training_run(cfg, name, experiment_id, tags) as run:
         run.datasets = lineage.log_inputs(inputs)
+        # Compute: train, evaluate on validation and test, fit the decision policy; draw the figures.
         result = train_model(cfg, *splits, on_epoch=run.on_epoch)
-        logged = run.log_result(
-            result,
-            splits[0].manifest.get("sources", []),
-            figures=lambda r: _evaluation_pngs(name, r, splits[1].labels, splits[2].labels),
-        )
+        pngs, figures_error = draw_evaluation(name, result, splits[1].labels, splits[2].labels)
+        # Record: the model, metrics, evaluation, scores, decision policy and figures, in one place.
+        logged = run.log_result(result, splits[0].manifest.get("sources", []), pngs, figures_error)
     summary = TrainSummary(
         name=name,
         family=cfg.family,
@@ -94,7 +95,20 @@ def run_train(
     return summary.to_json()
 
 
-def _evaluation_pngs(name: str, result, val_labels, test_labels) -> dict:
+def draw_evaluation(name: str, result, val_labels, test_labels) -> tuple[dict[str, bytes], str]:
+    """The per-model figures (PNG bytes by file name), and why there are none ("" when drawn).
+    A drawing failure must not throw away a trained model: it is logged with its traceback and
+    recorded in the run's ``figures_error`` tag instead."""
+    import logging
+
+    try:
+        return evaluation_pngs(name, result, val_labels, test_labels), ""
+    except Exception as err:
+        logging.getLogger(__name__).exception("could not draw the evaluation figures")
+        return {}, f"{type(err).__name__}: {err}"
+
+
+def evaluation_pngs(name: str, result, val_labels, test_labels) -> dict[str, bytes]:
     """The per-model figures (figures.py imports matplotlib: only here, when they are drawn)."""
     from components.core.evaluation import figures
 
