@@ -58,6 +58,8 @@ def _score(args: argparse.Namespace, workdir: Path, session) -> int:
         say(f"  {s['signal']} drift: {s['verdict']}")
     if summary["retrain_recommended"]:
         say("retraining recommended: " + "; ".join(summary["retrain_reasons"]))
+    if summary["review_recommended"]:
+        say("review recommended (the outputs moved, the inputs did not): " + "; ".join(summary["review_reasons"]))
     say(f"predictions: {summary['predictions_uri'] or '(none new)'}")
     return 0
 

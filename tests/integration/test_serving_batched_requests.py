@@ -8,8 +8,6 @@ import requests
 
 from tests.support.serving_helpers import (
     INFER,
-    MODEL_NAME,
-    MODEL_VERSION,
     Server,
     metric_total,
     metrics_of,
@@ -25,24 +23,11 @@ def test_requests_that_arrive_together_share_a_forward_pass(tiny_model_dir, imag
     """Adaptive batching, on a server that waits up to 1 s for company: 8 clients at once, one of
     them with a file that is not an image. Each good request gets its own image's answer, the bad
     one alone gets a 400, and the 7 good ones share fewer forward passes than requests."""
-    srv = Server(
-        [
-            "--model-uri",
-            str(tiny_model_dir),
-            "--model-name",
-            MODEL_NAME,
-            "--model-version",
-            MODEL_VERSION,
-            "--max-latency-ms",
-            "1000",
-            "--max-batch-size",
-            "8",
-            "--max_asyncio_workers",
-            "2",
-            "--max_threads",
-            "2",
-        ],  # KServe's flags, under KServe's names
+    srv = Server.tiny(
+        tiny_model_dir,
         tmp_path / "server.log",
+        # KServe's flags, under KServe's names, after ours
+        ["--max-latency-ms", "1000", "--max-batch-size", "8", "--max_asyncio_workers", "2", "--max_threads", "2"],
     )
     try:
         files = [*images["benign"][:4], *images["malignant"][:3]]

@@ -106,6 +106,8 @@ def test_an_out_of_scope_image_is_referred_plainly_with_no_result_and_no_heatmap
     assert page.is_visible("#refer")
     assert "does not look like a dermoscopic image of a skin lesion, so no result is given" in page.inner_text("#refer")
     assert page.is_hidden("#scores") and page.is_hidden("#heatmap-figure")
+    assert page.text_content("#p-malignant") == ""  # no number, not even hidden in the page
+    assert page.is_hidden("#prediction-set")
     assert page.get_attribute("#heatmap", "src") is None
     shot = tmp_path / "refer.png"
     page.screenshot(path=str(shot), full_page=True)

@@ -8,8 +8,6 @@ import pytest
 from tests.support.serving_helpers import (
     MAX_PIXELS,
     MAX_UPLOAD_MB,
-    MODEL_NAME,
-    MODEL_VERSION,
     Server,
     sample_images,
     train_tiny_model,
@@ -24,21 +22,7 @@ def tiny_model_dir(preprocessed, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def server(tiny_model_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("serving-log") / "server.log"
-    srv = Server(
-        [
-            "--model-uri",
-            str(tiny_model_dir),
-            "--model-name",
-            MODEL_NAME,
-            "--model-version",
-            MODEL_VERSION,
-            "--max-upload-mb",
-            str(MAX_UPLOAD_MB),
-            "--max-pixels",
-            str(MAX_PIXELS),
-        ],
-        log,
-    )
+    srv = Server.tiny(tiny_model_dir, log, ["--max-upload-mb", str(MAX_UPLOAD_MB), "--max-pixels", str(MAX_PIXELS)])
     yield srv
     srv.stop()
 

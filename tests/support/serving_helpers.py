@@ -75,6 +75,12 @@ class Server:
             env={**os.environ, **(env or {})},
         )
 
+    @classmethod
+    def tiny(cls, model_dir: Path, log: Path, extra: list[str] = ()) -> "Server":
+        """The tests' tiny model, served under the tests' model name and version."""
+        args = ["--model-uri", str(model_dir), "--model-name", MODEL_NAME, "--model-version", MODEL_VERSION]
+        return cls([*args, *extra], log)
+
     def stop(self) -> None:
         stop(self.proc, 30)
 

@@ -168,3 +168,28 @@ def test_real_images_mixed_pass_shifted_fail_one_class_pass(real_data):
         drift.input_drift(pooled, axes.inputs(benign, imagenet_features(benign)), ["any"] * 60)["verdict"]
         == drift.DRIFT
     )
+
+
+@pytest.mark.parametrize(
+    "drifted,retrain,review",
+    [
+        ((), [], []),
+        (("prediction",), [], ["prediction drift"]),  # outputs moved, inputs did not: a person looks
+        (("decision",), [], ["decision drift"]),
+        (("prediction", "decision"), [], ["prediction drift", "decision drift"]),
+        (("input",), ["input drift"], []),  # what comes in changed: retrain
+        (("input", "prediction"), ["input drift"], ["prediction drift"]),
+    ],
+)
+def test_output_drift_without_input_drift_asks_for_review_not_retraining(drifted, retrain, review):
+    from components.core.scoring import drift
+    from components.core.scoring.run import run_metrics, summarise
+
+    signals = [
+        {"signal": name, "verdict": drift.DRIFT if name in drifted else "no drift", "p_value": 0.5}
+        for name in ("input", "prediction", "decision")
+    ]
+    summary = summarise([], 0, signals, None)
+    assert (summary["retrain_reasons"], summary["review_reasons"]) == (retrain, review)
+    assert (summary["retrain_recommended"], summary["review_recommended"]) == (bool(retrain), bool(review))
+    assert run_metrics(summary)["review_recommended"] == float(bool(review))

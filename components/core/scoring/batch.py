@@ -69,6 +69,8 @@ def schema():
             ("error", text),
             ("scored_at", pa.timestamp("us", tz="UTC")),
             ("input_features", pa.list_(pa.float32())),
+            # Not in COLUMNS: files written before it have no such column (read them whole).
+            ("prediction_set", pa.list_(text)),
         ]
     )
 
@@ -178,6 +180,7 @@ def score_uris(
                 "error": None,
                 "scored_at": dt.datetime.now(dt.timezone.utc),
                 "input_features": None,
+                "prediction_set": None,
             }
             data, row["error"] = _read(uri)
             if data is not None:
@@ -219,6 +222,7 @@ def _score_batch(predictor, pending: list, inputs) -> None:
             label=out["label"],
             decision=out["decision"],
             refer_reason=out["refer_reason"],
+            prediction_set=list(out["prediction_set"]),
             input_features=None if vector is None else [float(v) for v in vector],
         )
 

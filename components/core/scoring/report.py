@@ -1,7 +1,8 @@
 """The worklist a clinician opens after a scoring run: one self-contained HTML page.
 
 The counts first, then the images to look at first (referred, then malignant, highest
-p(malignant) first; with a thumbnail, p, the decision and the reason), then the rest, then the
+p(malignant) first; with a thumbnail, p (none for an out-of-scope image, the prediction set for an
+uncertain one), the decision and the reason), then the rest, then the
 files that could not be scored and the monitoring verdicts. Thumbnails are inlined (base64 JPEG),
 so the page opens from KFP's artifact view or MLflow without reaching the bucket.
 """
@@ -56,6 +57,20 @@ def _signal_row(s: dict) -> str:
     )
 
 
+def shown_result(row: dict) -> str:
+    """What the worklist shows in place of a probability, for a person to read. Referral exists to
+    withhold a confident number: an out-of-scope image shows none ("-"), an uncertain one its
+    prediction set; a decided image its p(malignant). The Parquet rows keep every field."""
+    if row["decision"] == "refer" and row["refer_reason"] == "out_of_scope":
+        return "-"
+    if row["decision"] == "refer":
+        classes = row.get("prediction_set")  # None: a row written before the set was kept
+        if classes is None:
+            return "uncertain"
+        return "could be: " + (" or ".join(classes) if len(classes) else "neither class")
+    return f"{row['p_malignant']:.3f}"
+
+
 def render(rows: list[dict], summary: dict, data_uri: str, title: str = "Scoring worklist") -> str:
     e = html.escape
     listed = order(rows)
@@ -66,7 +81,7 @@ def render(rows: list[dict], summary: dict, data_uri: str, title: str = "Scoring
         reason = REASONS.get(r["refer_reason"] or "", "")
         items.append(
             f"<tr class='d-{e(r['decision'])}'><td>{img}</td><td>{e(r['key'])}</td>"
-            f"<td>{r['p_malignant']:.3f}</td><td><b>{e(r['decision'])}</b></td><td>{e(reason)}</td></tr>"
+            f"<td>{e(shown_result(r))}</td><td><b>{e(r['decision'])}</b></td><td>{e(reason)}</td></tr>"
         )
     errors = "".join(f"<tr><td>{e(r['key'])}</td><td>{e(r['error'])}</td></tr>" for r in rows if r["error"])
     counts = (
@@ -76,6 +91,12 @@ def render(rows: list[dict], summary: dict, data_uri: str, title: str = "Scoring
     retrain = (
         "<p class='alert'>Retraining recommended: " + e("; ".join(summary["retrain_reasons"])) + "</p>"
         if summary["retrain_recommended"]
+        else ""
+    ) + (
+        "<p class='alert'>A person should look (the outputs moved, the inputs did not): "
+        + e("; ".join(summary["review_reasons"]))
+        + "</p>"
+        if summary.get("review_recommended")
         else ""
     )
     labels = summary.get("labels")
@@ -100,7 +121,7 @@ padding:4px 8px;text-align:left}} .d-refer{{background:#fff4d6}} .d-malignant{{b
 <h1>{e(title)}</h1><p>{e(counts)}.</p>{retrain}
 <p>Referred and malignant images first. A decision is the model's, for a clinician to confirm; a referred image
 gets no result.</p>
-<table><tr><th></th><th>image</th><th>p(malignant)</th><th>decision</th><th>why referred</th></tr>
+<table><tr><th></th><th>image</th><th>p(malignant), or what it could be</th><th>decision</th><th>why referred</th></tr>
 {"".join(items)}</table>
 <h2>Files that could not be scored</h2>
 {f"<table><tr><th>file</th><th>why</th></tr>{errors}</table>" if errors else "<p>None.</p>"}

@@ -43,7 +43,11 @@ def summarise(
     recall_floor: float | None = None,
 ) -> dict:
     drifted = drift.any_drift(signals)
-    reasons = [f"{name} drift" for name in drifted]
+    # Retraining answers a change in what comes in (input drift) or in how right the model is
+    # (labels). A change in the model's outputs or in the decision mix with the same inputs is a
+    # reason for a person to look (a different case mix, a problem upstream), not to retrain.
+    reasons = [f"{name} drift" for name in drifted if name == "input"]
+    review = [f"{name} drift" for name in drifted if name != "input"]
     recall = (labelled or {}).get("label_malignant_recall")
     if recall_floor is not None and recall is not None and recall == recall and recall < recall_floor:
         reasons.append(
@@ -59,6 +63,8 @@ def summarise(
         "drift_detected": bool(drifted),
         "retrain_recommended": bool(reasons),
         "retrain_reasons": reasons,
+        "review_recommended": bool(review),
+        "review_reasons": review,
         "predictions_uri": predictions_uri,
         "signals": signals,
         "labels": labelled,
@@ -171,6 +177,7 @@ def run_metrics(summary: dict) -> dict[str, float]:
     out = {k: float(summary[k]) for k in ("scored", "already_scored", "errors", "referred", "malignant")}
     out["drift_detected"] = float(summary["drift_detected"])
     out["retrain_recommended"] = float(summary["retrain_recommended"])
+    out["review_recommended"] = float(summary["review_recommended"])
     for s in summary["signals"]:
         if isinstance(s.get("p_value"), float) and s["p_value"] == s["p_value"]:
             out[f"{s['signal']}_drift_p"] = s["p_value"]
@@ -219,6 +226,7 @@ def log_run(
                 "model_version": params.get("model_version", ""),
                 "pipeline_run": settings.run_id(),
                 "retrain_recommended": str(summary["retrain_recommended"]).lower(),
+                "review_recommended": str(summary["review_recommended"]).lower(),
             }
         )
         mlflow.log_params({k: v for k, v in params.items() if v not in (None, "")})

@@ -1,9 +1,6 @@
 """The preprocess step: raw images to uint8 splits, the artifacts' metadata, one MLflow run.
 
-The component in ``components/preprocess.py`` imports this function inside its body (KFP runs only the
-function's own source in the container), so the step is callable and testable without KFP. This
-module must not import ``kfp.dsl`` decorators: inside a running component, ``kfp.dsl`` is the slim
-runtime package.
+Called by ``components/preprocess.py`` (see this package's docstring).
 """
 
 

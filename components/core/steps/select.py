@@ -1,10 +1,7 @@
 """The selection step: the winner on validation, registered, compared with the champion, and
 what people look at (summary, model card, dashboard).
 
-The component in ``components/select_register.py`` imports this function inside its body (KFP runs only the
-function's own source in the container), so the step is callable and testable without KFP. This
-module must not import ``kfp.dsl`` decorators: inside a running component, ``kfp.dsl`` is the slim
-runtime package.
+Called by ``components/select_register.py`` (see this package's docstring).
 """
 
 

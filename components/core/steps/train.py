@@ -1,9 +1,6 @@
 """The train step: one model family trained, evaluated and recorded (MLflow, the KFP outputs).
 
-The component in ``components/train.py`` imports this function inside its body (KFP runs only the
-function's own source in the container), so the step is callable and testable without KFP. This
-module must not import ``kfp.dsl`` decorators: inside a running component, ``kfp.dsl`` is the slim
-runtime package.
+Called by ``components/train.py`` (see this package's docstring).
 """
 
 
