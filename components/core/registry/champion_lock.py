@@ -55,6 +55,11 @@ def champion_lock(client, name: str, ttl: float | None = None, wait: float | Non
             )
             break
         except MlflowException as err:
+            # "Does not exist" from a create: the name was taken when we inserted, and released
+            # before the server looked the holder up to say so (MLflow's SQL store reads the
+            # existing model after the unique-name violation). The lock is free again: retry.
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                continue
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         holder = _lock_holder(client, lock)
