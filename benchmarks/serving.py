@@ -42,7 +42,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.support.processes import free_port, stop, wait_http
+from tests.support.processes import free_port, start, stop
 
 TARGET_RATIO = 0.85  # server images/s with 16 clients over the raw batched pass's (issue 25)
 TARGET_P50 = 1.10  # a single client's p50 over the server's before issue 25 (--baseline-tree)
@@ -208,10 +208,6 @@ def summarise(mode: str, protocol: str, clients: int, blocks: list[dict]) -> dic
     }
 
 
-def _wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 300.0) -> None:
-    wait_http(f"{url}/v2/health/ready", timeout, proc)
-
-
 def served_model_name(url: str) -> str:
     """The model the server at ``url`` serves: KServe's model list (``GET /v2/models``), else the
     ``model`` field that the server before issue 25 put in its server metadata."""
@@ -242,23 +238,18 @@ class _Server:
         else:
             self.grpc_url = None
             env["PYTHONPATH"] = str(tree)  # its components/ and pipelines/, ahead of the installed ones
-        self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
+        self.proc = start(
             [sys.executable, "-m", "pipelines.cli", "serve", "--model-uri", model_uri, *args],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            f"{self.url}/v2/health/ready",
+            log_path,
+            timeout=300,
             env=env,
+            stop_timeout=60,
             cwd=tree,
         )
-        try:
-            _wait_ready(self.url, self.proc)
-        except BaseException:
-            self.close()
-            raise
 
     def close(self) -> None:
         stop(self.proc, timeout=60)
-        self.log.close()
 
 
 def run_benchmark(

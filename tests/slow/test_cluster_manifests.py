@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -11,7 +10,7 @@ import urllib.request
 import pytest
 
 from tests.integration.test_cluster_manifests import by_kind, rendered  # noqa: F401 (fixtures are found by name)
-from tests.support.processes import free_port, wait_http
+from tests.support.processes import free_port, start, stop
 
 
 @pytest.mark.slow
@@ -32,14 +31,10 @@ def test_the_mlflow_server_command_accepts_in_cluster_host_names(rendered, tmp_p
         "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "artifacts"),
     }
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", *args], env=proc_env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    # Fails with the server log's tail when it never answers.
+    proc = start([sys.executable, "-m", "mlflow", *args], f"{base}/health", tmp_path / "server.log", 180, proc_env)
     try:
-        try:
-            wait_http(f"{base}/health", timeout=180)
-        except RuntimeError:
-            pytest.fail((tmp_path / "server.log").read_text()[-3000:])
 
         def status(host: str) -> int:
             req = urllib.request.Request(
@@ -60,6 +55,4 @@ def test_the_mlflow_server_command_accepts_in_cluster_host_names(rendered, tmp_p
             assert status(host) == 200, host
         assert status("attacker.example.com") == 403  # the guard is on; the list above is what admits
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+        stop(proc, 30)

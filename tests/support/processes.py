@@ -39,11 +39,12 @@ def start(
     timeout: float = 120.0,
     env: dict | None = None,
     stop_timeout: float = 30.0,
+    cwd: Path | None = None,
 ) -> subprocess.Popen:
     """Start ``cmd`` with its output in ``log`` and wait until ``ready_url`` answers; a process that
     does not get ready is stopped before the error is raised."""
     fh = open(log, "wb")
-    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     fh.close()  # the child holds its own descriptor
     try:
         wait_http(ready_url, timeout, proc, log)
