@@ -1,5 +1,10 @@
-"""Stage 3: pick the best model on validation data and register it; it becomes @champion
-only if it is at least as good as the model already serving."""
+"""Stage 3: pick the best model on validation data and register it.
+
+Two components, one per kind of pipeline (CompileSettings.require_approval, fixed when the
+pipeline is compiled): ``select_and_register`` makes the winner @champion when it is at least as
+good as the model already serving; ``select_and_propose`` never moves @champion: such a winner
+waits as @challenger for a person (``skin-cancer approve``), with its evidence in MLflow. It has
+no input that could make it promote, so a pipeline built with it cannot change the champion."""
 
 from typing import List, NamedTuple
 
@@ -23,6 +28,8 @@ def select_and_register(
     dashboard: Output[HTML],
     model_card: Output[Markdown],
     runtime_image: str = "",
+    submitted_by: str = "",
+    kfp_run_name: str = "",
 ) -> NamedTuple(
     "Registration",
     model_name=str,
@@ -54,4 +61,54 @@ def select_and_register(
         dashboard_path=dashboard.path,
         card_path=model_card.path,
         runtime_image=runtime_image,
+        submitted_by=submitted_by,
+        kfp_run_name=kfp_run_name,
+    )
+
+
+@dsl.component(base_image=default_images()[0], install_kfp_package=False)
+def select_and_propose(
+    results: List[str],
+    val_data: Input[Dataset],
+    test_data: Input[Dataset],
+    mlflow_tracking_uri: str,
+    experiment_name: str,
+    registered_model_name: str,
+    data_fingerprint: str,
+    summary: Output[Markdown],
+    dashboard: Output[HTML],
+    model_card: Output[Markdown],
+    runtime_image: str = "",
+    submitted_by: str = "",
+    kfp_run_name: str = "",
+) -> NamedTuple(
+    "Proposal",
+    model_name=str,
+    model_version=str,
+    model_uri=str,
+    champion_changed=bool,
+    summary_json=str,
+    model_artifact_uri=str,
+):
+    """Select and register like ``select_and_register``, but a winner that beats @champion is
+    proposed (@challenger, approval.status = pending, evidence in MLflow) and @champion never moves
+    (``champion_changed`` is always false). ``summary`` ends with the command a person runs next;
+    ``submitted_by`` (who submitted the run) and ``kfp_run_name`` go into the evidence."""
+    from components.core.steps.select import run_select_and_register
+
+    return run_select_and_register(
+        results=results,
+        val_path=val_data.path,
+        test_path=test_data.path,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        experiment_name=experiment_name,
+        registered_model_name=registered_model_name,
+        data_fingerprint=data_fingerprint,
+        summary_path=summary.path,
+        dashboard_path=dashboard.path,
+        card_path=model_card.path,
+        runtime_image=runtime_image,
+        require_approval=True,
+        submitted_by=submitted_by,
+        kfp_run_name=kfp_run_name,
     )

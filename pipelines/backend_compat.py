@@ -60,6 +60,18 @@ def _collected(spec: dict) -> bool:
     return False
 
 
+JOB_PLACEHOLDERS = ("{{$.pipeline_job_name}}", "{{$.pipeline_job_uuid}}", "{{$.pipeline_job_resource_name}}")
+
+
+def _job_placeholders(spec: dict) -> bool:
+    """Whether a task input is a run placeholder constant (the selection's ``kfp_run_name``)."""
+    return any(
+        ((param.get("runtimeValue") or {}).get("constant")) in JOB_PLACEHOLDERS
+        for _, task in _tasks(spec)
+        for param in ((task.get("inputs") or {}).get("parameters") or {}).values()
+    )
+
+
 def _k8s_any(platform: dict, predicate: Callable[[dict], bool]) -> bool:
     return any(predicate(e) for e in _executors(platform))
 
@@ -126,6 +138,12 @@ FEATURES: tuple[BackendFeature, ...] = (
         ),
     ),
     BackendFeature("dsl.Collected of parameters", "2.14.0", "PR 11725 (driver/resolve.go)", lambda s, p: _collected(s)),
+    BackendFeature(
+        "run placeholders as task inputs ({{$.pipeline_job_name}})",
+        "2.14.0",
+        "PR 11599 (driver/resolve.go: an input whose constant is exactly the placeholder)",
+        lambda s, p: _job_placeholders(s),
+    ),
     BackendFeature(
         "optional Secret / ConfigMap as env",
         "2.15.0",

@@ -213,6 +213,21 @@ def projected_token() -> str | None:
         return None
 
 
+def check_approval_arguments(arguments: dict, declared: dict, settings) -> dict:
+    """A pipeline compiled with require_approval has no deploy task: ``deploy=true`` would silently
+    do nothing, so it is refused. Fills in ``submitted_by`` (the approval evidence's submitter)."""
+    if getattr(settings, "require_approval", False) and str(arguments.get("deploy", "")).lower() in ("true", "1"):
+        raise SubmitError(
+            "deploy=true: this pipeline requires approval and has no deploy task; a person approves the proposed "
+            "version with `skin-cancer approve VERSION --reason ... --deploy` (docs/approval.md). Nothing was sent"
+        )
+    if "submitted_by" in declared and not arguments.get("submitted_by"):
+        from components.core.registry.approval import submitter
+
+        arguments = {**arguments, "submitted_by": submitter()}
+    return arguments
+
+
 def check_serving_namespace(arguments: dict, namespace: str | None) -> None:
     """Refuse a ``serving_namespace`` other than the run's own namespace, before anything is sent.
 
@@ -326,11 +341,15 @@ def compile_package(settings, path: str) -> str:
     from kfp import compiler
 
     from components.core.modeling.train_config import model_configs
+    from pipelines.deploy_pipeline import DeploySettings, build_deploy_pipeline
     from pipelines.scoring_pipeline import ScoringSettings, build_scoring_pipeline
     from pipelines.training_pipeline import DEFAULT_MODELS, build_pipeline
 
     if isinstance(settings, ScoringSettings):
         compiler.Compiler().compile(build_scoring_pipeline(settings), package_path=path)
+        return path
+    if isinstance(settings, DeploySettings):
+        compiler.Compiler().compile(build_deploy_pipeline(settings), package_path=path)
         return path
 
     if settings.parameter_defaults.get("serving_namespace"):
@@ -378,7 +397,8 @@ def submit(
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_package(settings, str(Path(tmp, "pipeline.yaml")))
         pipeline_name = package_pipeline_name(package)
-        arguments = parse_params(params, pipeline_parameters(package))
+        declared = pipeline_parameters(package)
+        arguments = check_approval_arguments(parse_params(params, declared), declared, settings)
         check_serving_namespace(arguments, target.namespace)
         with api_errors(target):
             kfp_client = client(target)
@@ -490,7 +510,8 @@ def create_schedule(
         raise SubmitError("a recurring run needs a name")
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_package(settings, str(Path(tmp, "pipeline.yaml")))
-        arguments = parse_params(params, pipeline_parameters(package))
+        declared = pipeline_parameters(package)
+        arguments = check_approval_arguments(parse_params(params, declared), declared, settings)
         check_serving_namespace(arguments, target.namespace)
         with api_errors(target):
             kfp_client = client(target)

@@ -1,7 +1,9 @@
-"""What every task of both pipelines gets on a cluster: its image, retries, and the Secrets,
-ConfigMap and run id it reads from Kubernetes (kfp-kubernetes); and GPU-node placement.
+"""What every task of the pipelines gets on a cluster: its image, retries, and the Secrets,
+ConfigMap and run id it reads from Kubernetes (kfp-kubernetes); GPU-node placement; and the
+deploy-then-smoke-test tasks the training and deploy pipelines share.
 
-Shared by ``training_pipeline.py`` and ``scoring_pipeline.py``; kfp.local ignores all of it.
+Shared by ``training_pipeline.py``, ``scoring_pipeline.py`` and ``deploy_pipeline.py``; kfp.local
+ignores the Kubernetes parts.
 """
 
 from components.core import settings
@@ -59,3 +61,37 @@ def on_gpu_nodes(task, node_selector: dict[str, str], tolerations: list[dict]) -
         kubernetes.add_toleration(
             task, key=t.get("key"), operator=t.get("operator", "Equal"), value=t.get("value"), effect=t.get("effect")
         )
+
+
+def deploy_and_check(model, data_uri, service_name, namespace, service_account, s, env: dict):
+    """Serve ``model`` (a task's outputs: model_artifact_uri, model_name, model_version) as a KServe
+    InferenceService, then smoke-test it with a few of ``data_uri``'s test images. Returns the deploy task."""
+    from components.deploy import deploy_model
+    from components.smoke_test import smoke_test
+
+    served = (
+        deploy_model(
+            model_artifact_uri=model["model_artifact_uri"],
+            model_name=model["model_name"],
+            model_version=model["model_version"],
+            service_name=service_name,
+            namespace=namespace,
+            image=s.image,
+            service_account=service_account,
+        )
+        .set_display_name("Deploy champion (KServe)")
+        .set_cpu_request("250m")
+        .set_memory_request("512M")
+    )
+    served.set_caching_options(False).set_container_image(s.image)
+    # No task retry: a retry would re-apply the same spec and fail the same way; the step
+    # retries Kubernetes API blips itself and fails fast on failures that will not heal.
+    checked = (
+        smoke_test(url=served.outputs["internal_url"], model_name=model["model_name"], data_uri=data_uri)
+        .set_display_name("Smoke-test the served model")
+        .set_cpu_request("250m")
+        .set_memory_request("512M")
+    )
+    checked.set_caching_options(False)
+    on_cluster(checked, min(1, s.retries), s, **env)  # reads test images from S3
+    return served

@@ -12,14 +12,12 @@ from typing import Any, Dict, List
 from kfp import dsl
 
 from components.core import settings
-from components.deploy import deploy_model
 from components.fingerprint import fingerprint_data
 from components.preprocess import preprocess
-from components.select_register import select_and_register
-from components.smoke_test import smoke_test
+from components.select_register import select_and_propose, select_and_register
 from components.train import train
 from pipelines.presets import LOCAL_CPU
-from pipelines.tasks import CONFIG_MAP, MLFLOW_SECRET, S3_SECRET, on_cluster, on_gpu_nodes
+from pipelines.tasks import CONFIG_MAP, MLFLOW_SECRET, S3_SECRET, deploy_and_check, on_cluster, on_gpu_nodes
 
 PIPELINE_NAME = settings.PIPELINE_NAME
 
@@ -57,6 +55,12 @@ class CompileSettings:
     # inside a ParallelFor (upstream issues 12389 and 13897). A run that fails either way is
     # submitted again and reuses every finished step from KFP's cache (docs/cluster.md, "Retries").
     retries: int = 3
+    # Propose, don't promote: the selection task is select_and_propose (it cannot move @champion)
+    # and the pipeline has no deploy task; a person approves (skin-cancer approve). Fixed at compile
+    # time, not a run-time parameter: whoever can start a run from the dashboard could flip a
+    # parameter, while the compiled pipeline version is what an admin uploads and reviews.
+    # `compile`, `submit` and `schedule create` default to True; `skin-cancer run` to False.
+    require_approval: bool = False
     # Overrides of the pipeline parameters' default values in the compiled YAML (a preset).
     parameter_defaults: dict = field(default_factory=dict)
     retry_backoff: str = "30s"
@@ -73,7 +77,12 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="Train several skin-cancer classifiers side by side and register the best as @champion in MLflow.",
+        description=(
+            "Train several skin-cancer classifiers side by side and propose the best for a person's approval "
+            "(@challenger in MLflow; never moves @champion, never deploys)."
+            if s.require_approval
+            else "Train several skin-cancer classifiers side by side and register the best as @champion in MLflow."
+        ),
     )
     def skin_cancer_pipeline(
         data_uri: str,
@@ -99,6 +108,7 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
         serving_namespace: str = "",
         inference_service_name: str = "skin-cancer",
         serving_service_account: str = settings.SERVING_SERVICE_ACCOUNT,
+        submitted_by: str = "",
     ) -> str:
         """Skin-cancer training pipeline.
 
@@ -120,10 +130,11 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
             s3_secret: Kubernetes Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (cluster only).
             mlflow_secret: Kubernetes Secret with MLFLOW_TRACKING_USERNAME/PASSWORD; may be absent (cluster only).
             config_map: Kubernetes ConfigMap with AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, MLFLOW_TRACKING_URI (cluster only).
-            deploy: When the champion changed, serve it as a KServe InferenceService and smoke-test it (cluster only).
+            deploy: When the champion changed, serve it as a KServe InferenceService and smoke-test it (cluster only); a pipeline compiled with require_approval has no deploy task (`submit` refuses deploy=true): deployment follows `skin-cancer approve --deploy`.
             serving_namespace: Namespace of the InferenceService; empty (the default) means the pipeline's own namespace, the only one the shipped Role, Secrets and Istio policy cover (`submit` refuses another).
             inference_service_name: Name of the InferenceService (a DNS label).
             serving_service_account: ServiceAccount of the served model; its S3 Secret lets KServe fetch the model.
+            submitted_by: Who submitted the run (`submit` and `schedule create` fill it in); recorded in the approval evidence, and an approver who submitted the run is refused when SKIN_CANCER_FOUR_EYES=1.
         """
         env = dict(s3_secret=s3_secret, mlflow_secret=mlflow_secret, config_map=config_map)
         # Never cached: listing keys and ETags is how a recurring run notices new images.
@@ -175,8 +186,9 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
             trained.set_accelerator_type(s.accelerator_type).set_accelerator_limit(s.gpus_per_model)
             on_gpu_nodes(trained, s.node_selector, s.tolerations)
             on_cluster(trained, 0, s, image=s.train_image, **env)
+        select = select_and_propose if s.require_approval else select_and_register
         chosen = (
-            select_and_register(
+            select(
                 results=dsl.Collected(trained.outputs["Output"]),
                 val_data=pre.outputs["val_data"],
                 test_data=pre.outputs["test_data"],
@@ -185,8 +197,13 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
                 registered_model_name=registered_model_name,
                 data_fingerprint=pre.outputs["fingerprint"],
                 runtime_image=s.image,
+                submitted_by=submitted_by,
+                # Resolved by the driver to the run's display name (driver/resolve.go, KFP >= 2.14).
+                kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             )
-            .set_display_name("Select and register champion")
+            .set_display_name(
+                "Select and propose for approval" if s.require_approval else "Select and register champion"
+            )
             .set_cpu_request("2")
             .set_memory_request("4G")
         )
@@ -195,38 +212,20 @@ def build_pipeline(compile_settings: "CompileSettings | None" = None):
         # decision and deploy an old champion. It registers each trained run once (register_once).
         chosen.set_caching_options(False)
         on_cluster(chosen, s.retries, s, **env)
+        if s.require_approval:
+            return chosen.outputs["summary_json"]  # deployment follows a person's approval
         # Serving: only a new champion is deployed, and only when asked (never under kfp.local).
         with dsl.If(chosen.outputs["champion_changed"] == True, name="champion-changed"):  # noqa: E712
             with dsl.If(deploy == True, name="deploy-enabled"):  # noqa: E712
-                served = (
-                    deploy_model(
-                        model_artifact_uri=chosen.outputs["model_artifact_uri"],
-                        model_name=chosen.outputs["model_name"],
-                        model_version=chosen.outputs["model_version"],
-                        service_name=inference_service_name,
-                        namespace=serving_namespace,
-                        image=s.image,
-                        service_account=serving_service_account,
-                    )
-                    .set_display_name("Deploy champion (KServe)")
-                    .set_cpu_request("250m")
-                    .set_memory_request("512M")
+                deploy_and_check(
+                    chosen.outputs,
+                    data_uri,
+                    inference_service_name,
+                    serving_namespace,
+                    serving_service_account,
+                    s,
+                    env,
                 )
-                served.set_caching_options(False).set_container_image(s.image)
-                # No task retry: a retry would re-apply the same spec and fail the same way; the step
-                # retries Kubernetes API blips itself and fails fast on failures that will not heal.
-                checked = (
-                    smoke_test(
-                        url=served.outputs["internal_url"],
-                        model_name=chosen.outputs["model_name"],
-                        data_uri=data_uri,
-                    )
-                    .set_display_name("Smoke-test the served model")
-                    .set_cpu_request("250m")
-                    .set_memory_request("512M")
-                )
-                checked.set_caching_options(False)
-                on_cluster(checked, min(1, s.retries), s, **env)  # reads test images from S3
         return chosen.outputs["summary_json"]
 
     return skin_cancer_pipeline

@@ -7,4 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/uv-env.sh
-"$UV" sync --locked --extra dev --quiet
+# --compile-bytecode: write every package's .pyc now. Where PYTHONDONTWRITEBYTECODE is set (as on
+# the CI machine) nothing else ever writes them, and each process would compile TensorFlow, MLflow
+# and KFP from source on import: 20.6 s against 8.3 s to import tensorflow, mlflow and keras
+# (2026-12-08, 2-core AMD EPYC), paid by every kfp.local task and server the tests start.
+"$UV" sync --locked --extra dev --quiet --compile-bytecode

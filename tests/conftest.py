@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import free_port, start, stop
+from tests.support.processes import free_port, start_mlflow_server, stop
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -111,30 +111,7 @@ def s3_bucket(s3_endpoint, request):
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` (SQLite backend, served artifacts) on 127.0.0.1."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    proc = start(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        f"{uri}/health",
-        root / "server.log",
-        timeout=120,
-    )
+    proc, uri = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
     yield uri
     stop(proc, 30)
 

@@ -55,6 +55,7 @@ MAX_BAD_FRACTION = 0.01
 # Batch scoring (components/core/scoring): images per forward pass, the share of unreadable files
 # a scoring run tolerates, and monitoring's significance level and the fewest images it judges.
 SCORING_PIPELINE_NAME = "skin-cancer-scoring"
+DEPLOY_PIPELINE_NAME = "skin-cancer-deploy"
 SCORE_BATCH = 64
 SCORING_MAX_BAD_FRACTION = 0.2
 DRIFT_ALPHA = 0.01
@@ -89,6 +90,7 @@ ENV: tuple[EnvVar, ...] = (
     ),
     EnvVar("SKIN_CANCER_REGISTRY_LOCK_TTL", "900", "seconds a champion-lock holder may keep it"),
     EnvVar("SKIN_CANCER_REGISTRY_LOCK_WAIT", "1800", "seconds a run waits for the champion lock"),
+    EnvVar("SKIN_CANCER_FOUR_EYES", "0", "`1`: `skin-cancer approve` refuses the person who submitted the run"),
     EnvVar("SKIN_CANCER_MAX_UPLOAD_MB", "20", "largest upload the server accepts"),
     EnvVar("SKIN_CANCER_MAX_PIXELS", "40000000", "largest decoded image the server accepts"),
     EnvVar("SKIN_CANCER_BODY_TIMEOUT_S", "30", "seconds the server waits for the next piece of a body"),

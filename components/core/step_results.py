@@ -74,11 +74,14 @@ class TrainSummary(_JsonResult):
     figures: list[str] = field(default_factory=list)  # artifact paths in its MLflow run
     decision: dict | None = None  # a decision policy stored with the model, when there is one
     referral: dict | None = None  # how that policy referred on val and test (decision/evaluation.py)
+    # The evidence per subgroup on test (evaluation/subgroups.py): {"uri", "sha256", "gate", "table"}
+    # of the logged subgroups.json, or {"error"} when it could not be computed.
+    subgroups: dict | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["config"] = self.config.to_dict()
-        for optional in ("decision", "referral"):
+        for optional in ("decision", "referral", "subgroups"):
             if out[optional] is None:
                 del out[optional]
         return out
@@ -138,6 +141,7 @@ class SelectionSummary(_JsonResult):
     registered_model: RegisteredVersion
     previous_champion: dict | None
     data_fingerprint: str
+    approval: dict | None = None  # set when the version waits for a person (steps/select.py propose)
 
     @classmethod
     def from_dict(cls, values: dict) -> "SelectionSummary":

@@ -15,6 +15,12 @@ def _compile_settings(args: argparse.Namespace):
     from pipelines.training_pipeline import CompileSettings
 
     image, train_image = settings.images(args.image, args.train_image)
+    if args.pipeline == "deploy":
+        from pipelines.deploy_pipeline import DeploySettings
+
+        if args.preset:
+            raise ValueError("--preset holds training parameters; the deploy pipeline takes none")
+        return DeploySettings(image=image, retries=args.retries)
     if args.pipeline == "scoring":
         from pipelines.scoring_pipeline import ScoringSettings
 
@@ -37,6 +43,7 @@ def _compile_settings(args: argparse.Namespace):
         tolerations=[json.loads(t) for t in args.toleration],
         retries=args.retries,
         parameter_defaults=dict(PRESETS[args.preset]) if args.preset else {},
+        require_approval=args.require_approval,
     )
 
 
@@ -116,9 +123,17 @@ def cmd_schedule_delete(args: argparse.Namespace) -> int:
 def _add_compile_args(c: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--pipeline",
-        choices=("training", "scoring"),
+        choices=("training", "scoring", "deploy"),
         default="training",
-        help="which pipeline: training (default) or scoring (pipelines/scoring_pipeline.py)",
+        help="which pipeline: training (default), scoring (pipelines/scoring_pipeline.py) or deploy "
+        "(the approved @champion: pipelines/deploy_pipeline.py)",
+    )
+    c.add_argument(
+        "--require-approval",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="training: propose the winner for a person's approval instead of moving @champion, and compile "
+        "no deploy task (default: on; docs/approval.md)",
     )
     c.add_argument("--image", help="runtime image REGISTRY/NAME:TAG (default from SKIN_CANCER_IMAGE)")
     c.add_argument("--train-image", help="GPU training image (default: SKIN_CANCER_TRAIN_IMAGE or --image)")

@@ -214,12 +214,17 @@ def _run(args: argparse.Namespace, workdir: Path, session) -> int:
     )
     # No task-level retries locally: botocore and MLflow retry requests, and a real error
     # should surface at once instead of after minutes of backoff.
-    pipeline = build_pipeline(CompileSettings(parallelism=args.parallelism, retries=0))
+    pipeline = build_pipeline(
+        CompileSettings(parallelism=args.parallelism, retries=0, require_approval=args.require_approval)
+    )
+    from components.core.registry.approval import submitter
+
     params = {
         "data_uri": data,
         "mlflow_tracking_uri": uri,
         "experiment_name": args.experiment,
         "registered_model_name": args.model_name,
+        "submitted_by": submitter(),
     }
     for key in (
         "models",
@@ -257,8 +262,16 @@ def _run(args: argparse.Namespace, workdir: Path, session) -> int:
     reg = summary.registered_model
     say(
         f"\nregistered {reg.name} version {reg.version} as @{reg.alias}; "
-        f"champion: version {reg.champion_version} ({'changed' if reg.champion_changed else 'unchanged'})"
+        + (f"champion: version {reg.champion_version}" if reg.champion_version else "no champion")
+        + f" ({'changed' if reg.champion_changed else 'unchanged'})"
     )
+    if summary.approval:
+        where = f" --workdir {workdir}" if local_store else ""
+        gates = ", ".join(f"{g['name']} {'passed' if g['passed'] else 'FAILED'}" for g in summary.approval["gates"])
+        overrides = "".join(f" --override-gate {g['name']}" for g in summary.approval["gates"] if not g["passed"])
+        say(f"waiting for approval: @champion did not move; gates: {gates}")
+        say(f'  approve it  skin-cancer approve {reg.version} --reason "..."{overrides}{where}')
+        say(f'  reject it   skin-cancer reject {reg.version} --reason "..."{where}')
     say(f"wall time: {duration(wall_seconds)}")
     say()
     _where_to_look(
@@ -403,6 +416,12 @@ def register(sub) -> None:
         help="accept test images whose bytes also appear in train/val (default: fail)",
     )
     r.add_argument("--parallelism", type=int, default=1, help="models trained at once (default 1 on a CPU)")
+    r.add_argument(
+        "--require-approval",
+        action="store_true",
+        help="propose the winner for a person's approval (@challenger) instead of moving @champion "
+        "(docs/approval.md); compile, submit and schedule create do this by default",
+    )
     r.add_argument("--model-name", default=REGISTERED_MODEL_NAME)
     r.add_argument("--experiment", default=EXPERIMENT)
     r.add_argument("--workdir", default=DEFAULT_WORKDIR, help="local pipeline root, demo data and MLflow store")

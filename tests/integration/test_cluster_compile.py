@@ -22,9 +22,22 @@ PLANTED = {  # fake credentials in the compiling process's environment: none may
 TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
+def compile_cli(out: Path, *flags: str) -> tuple[dict, dict]:
+    """`skin-cancer compile FLAGS` in a fresh process (images are fixed at import); (spec, platform)."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SKIN_CANCER_")}, **PLANTED}
+    cmd = [str(Path(sys.executable).parent / "skin-cancer"), "compile", "--output", str(out), *flags]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for value in PLANTED.values():
+        assert value not in p.stdout + p.stderr + out.read_text()
+    spec, platform = yaml.safe_load_all(out.read_text())
+    return spec, platform
+
+
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> tuple[Path, dict, dict]:
-    """`skin-cancer compile` in a fresh process (images are fixed at import), with GPU placement."""
+    """`skin-cancer compile --no-require-approval` (the pipeline that promotes and deploys by
+    itself: every task), in a fresh process (images are fixed at import), with GPU placement."""
     out = tmp_path_factory.mktemp("compiled") / "pipeline.yaml"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SKIN_CANCER_")}, **PLANTED}
     cmd = [
@@ -48,6 +61,7 @@ def compiled(tmp_path_factory) -> tuple[Path, dict, dict]:
         "pool=gpu",
         "--toleration",
         json.dumps(TOLERATION),
+        "--no-require-approval",
     ]
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -283,6 +297,38 @@ def test_dashboard_names_description_and_visual_outputs(compiled):
         "dashboard": "system.HTML",
         "model_card": "system.Markdown",
     }
+
+
+def test_with_require_approval_no_task_can_move_the_champion_or_deploy(tmp_path):
+    """`skin-cancer compile` (approval is its default): the selection is select-and-propose, which
+    has no input that makes it promote, and nothing deploys or smoke-tests; the evidence gets the
+    run's name from the driver's placeholder. The deploy pipeline serves only an approved champion."""
+    spec, _ = compile_cli(tmp_path / "approval.yaml", "--image", "registry.example/sc:9.9.9")
+    assert set(spec["deploymentSpec"]["executors"]) == {
+        "exec-fingerprint-data",
+        "exec-preprocess",
+        "exec-train",
+        "exec-select-and-propose",
+    }
+    assert set(container_tasks(spec)) == {"fingerprint-data", "preprocess", "train", "select-and-propose"}
+    assert not any("triggerPolicy" in t for t in tasks(spec).values())  # no condition left behind
+    propose = tasks(spec)["select-and-propose"]
+    assert "require_approval" not in spec["components"]["comp-select-and-propose"]["inputDefinitions"]["parameters"]
+    assert propose["inputs"]["parameters"]["kfp_run_name"] == {"runtimeValue": {"constant": "{{$.pipeline_job_name}}"}}
+    assert propose["inputs"]["parameters"]["submitted_by"] == {"componentInputParameter": "submitted_by"}
+    assert propose["cachingOptions"].get("enableCache", False) is False
+    assert "propose the best for a person's approval" in spec["pipelineInfo"]["description"]
+    executor = spec["deploymentSpec"]["executors"]["exec-select-and-propose"]["container"]
+    assert "select_and_propose" in " ".join(executor["command"] + executor.get("args", []))
+
+    deploy, _ = compile_cli(tmp_path / "deploy.yaml", "--pipeline", "deploy", "--image", "registry.example/sc:9.9.9")
+    assert deploy["pipelineInfo"]["name"] == "skin-cancer-deploy"
+    steps = container_tasks(deploy)
+    assert set(steps) == {"approved-champion", "deploy-model", "smoke-test"}
+    assert steps["deploy-model"]["inputs"]["parameters"]["model_artifact_uri"] == {
+        "taskOutputParameter": {"producerTask": "approved-champion", "outputParameterKey": "model_artifact_uri"}
+    }
+    assert all(t["cachingOptions"].get("enableCache", False) is False for t in steps.values())
 
 
 def test_retries_can_be_switched_off(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import getpass
 import json
 import os
 import subprocess
@@ -299,6 +300,8 @@ def test_submit_sends_compiled_spec_params_experiment_and_token(kfp_server, tmp_
         "epochs": 3,
         "registered_model_name": "123",
         "models": [{"family": "basic"}, {"family": "resnet50", "weights": "imagenet"}],
+        # who submitted: the approval evidence records it (no MLflow username here: the local user)
+        "submitted_by": getpass.getuser(),
     }
     # the compiled spec travels inline, with its Kubernetes platform spec
     spec, platform = run["pipeline_spec"]["pipeline_spec"], run["pipeline_spec"]["platform_spec"]
@@ -306,7 +309,9 @@ def test_submit_sends_compiled_spec_params_experiment_and_token(kfp_server, tmp_
     images = {name: e["container"]["image"] for name, e in spec["deploymentSpec"]["executors"].items()}
     assert images["exec-train"] == "registry.example/sc-gpu:1.2.3"
     assert images["exec-preprocess"] == "registry.example/sc-gpu:1.2.3"  # preprocessing runs in the training image
-    assert images["exec-select-and-register"] == "registry.example/sc:1.2.3"
+    # compiled with require_approval (the default): the selection proposes, nothing deploys
+    assert images["exec-select-and-propose"] == "registry.example/sc:1.2.3"
+    assert not {"exec-select-and-register", "exec-deploy-model", "exec-smoke-test"} & set(images)
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert k8s["exec-train"]["nodeSelector"]["labels"] == {"pool": "gpu"}
     assert k8s["exec-preprocess"]["secretAsEnv"][0]["secretNameParameter"] == {"componentInputParameter": "s3_secret"}
@@ -527,9 +532,25 @@ def test_schedule_create_uploads_a_version_and_creates_the_recurring_run(kfp_ser
         job["experiment_id"]
         == next(e for e in kfp_server.experiments.values() if e["display_name"] == "retrain")["experiment_id"]
     )
-    assert job["runtime_config"]["parameters"] == {"data_uri": "s3://skin/raw", "epochs": 15}
+    assert job["runtime_config"]["parameters"] == {
+        "data_uri": "s3://skin/raw",
+        "epochs": 15,
+        "submitted_by": getpass.getuser(),  # who created the schedule: the evidence's submitter
+    }
     assert job["service_account"] == "skin-cancer-pipeline"
     assert TOKEN not in p.stdout + p.stderr
+
+
+def test_a_pipeline_that_requires_approval_refuses_deploy_true(kfp_server):
+    """It has no deploy task: deploy=true would silently do nothing, so nothing is sent."""
+    from pipelines.training_pipeline import CompileSettings
+
+    target = submit.Target(host=kfp_server.url, namespace="ns", token=TOKEN)
+    with pytest.raises(submit.SubmitError, match="requires approval and has no deploy task"):
+        submit.submit(
+            target, CompileSettings(require_approval=True), ["data_uri=s3://b/raw", "deploy=true"], "exp", None, None
+        )
+    assert kfp_server.calls("POST", "/runs") == []
 
 
 def test_schedule_create_reuses_an_identical_version(kfp_server):

@@ -7,6 +7,7 @@ the threshold the whole train step (MLflow run, logged model metadata, ``model.j
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from components.core.data.dataset import open_splits
+from components.core.evaluation import subgroups
 from components.core.modeling import training
 from tests.support.probe_data import linear_model, uniform, write_split
 
@@ -60,6 +62,7 @@ def test_the_stored_threshold_and_metrics_come_from_validation(red_splits, mlflo
     from components.core.steps.train import run_train
 
     fit_returns(monkeypatch, linear_model((1.0, 0.0, 0.0), 0.0, activation=None, name="red"))
+    monkeypatch.setattr(subgroups, "N_BOOT", 20)  # eight test images: a few resamples show the wiring
     artifact = SimpleNamespace(path=str(tmp_path / "model"), uri=str(tmp_path / "model"), metadata={})
     summary = json.loads(
         run_train(
@@ -86,6 +89,18 @@ def test_the_stored_threshold_and_metrics_come_from_validation(red_splits, mlflo
     assert json.loads(Path(artifact.path, "model.json").read_text())["threshold"] == pytest.approx(0.6, abs=1e-6)
     run = mlflow.MlflowClient(mlflow_server).get_run(summary["run_id"])
     assert (run.data.metrics["val_accuracy"], run.data.metrics["test_accuracy"]) == (0.75, 0.625)
+    # The evidence per subgroup on test: logged to the run, and named with its hash in the summary.
+    evidence = summary["subgroups"]
+    assert evidence["uri"] == f"runs:/{summary['run_id']}/subgroups.json", evidence
+    logged = Path(mlflow.artifacts.download_artifacts(evidence["uri"], dst_path=str(tmp_path / "dl"))).read_bytes()
+    assert hashlib.sha256(logged).hexdigest() == evidence["sha256"]
+    report = json.loads(logged)
+    assert report["overall"]["n"] == 8 and report["method"]["n_boot"] == 20
+    assert report["gate"] == evidence["gate"] and evidence["gate"]["name"] == "subgroup_recall"
+    assert "Gate `subgroup_recall`" in evidence["table"]
+    assert [a.path for a in mlflow.MlflowClient(mlflow_server).list_artifacts(summary["run_id"], "")].count(
+        "subgroups.png"
+    ) == 1
 
 
 # --- the temperature --------------------------------------------------------------------------------

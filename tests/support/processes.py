@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -68,3 +69,14 @@ def stop(proc: subprocess.Popen | None, timeout: float) -> None:
 
 def _tail(log: Path | None) -> str:
     return Path(log).read_text(errors="replace")[-3000:] if log and Path(log).exists() else ""
+
+
+def start_mlflow_server(root: Path, *args: str, env: dict | None = None):
+    """A real `mlflow server` (SQLite backend, served artifacts) on 127.0.0.1; (process, URI).
+    ``args``: more flags (e.g. ``--app-name basic-auth``)."""
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "mlflow", "server", *args, "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
+    cmd += ["--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port)]
+    proc = start([*cmd, "--workers", "1"], f"{uri}/health", root / "server.log", timeout=120, env=env)
+    return proc, uri

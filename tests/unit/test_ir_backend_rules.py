@@ -19,7 +19,11 @@ CLUSTER = dict(
     node_selector={"pool": "gpu"},
     tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
 )
-VARIANTS = {"defaults": {}, **{name: {"parameter_defaults": dict(p)} for name, p in PRESETS.items()}}
+VARIANTS = {
+    "defaults": {},
+    "require-approval": {"require_approval": True},
+    **{name: {"parameter_defaults": dict(p)} for name, p in PRESETS.items()},
+}
 
 
 def _compile(tmp_path: Path, settings: CompileSettings) -> tuple[dict, dict]:
@@ -48,7 +52,8 @@ def test_training_gets_its_model_config_as_a_struct(compiled):
 def test_collected_results_are_a_list_from_the_loop(compiled):
     spec, _ = compiled
     assert ir_rules.collected_output_violations(spec) == []
-    results = spec["components"]["comp-select-and-register"]["inputDefinitions"]["parameters"]["results"]
+    (select,) = [c for name, c in spec["components"].items() if name.startswith("comp-select-and-")]
+    results = select["inputDefinitions"]["parameters"]["results"]
     assert results["parameterType"] == "LIST"
 
 
@@ -62,13 +67,13 @@ def test_cacheable_tasks_take_no_per_run_value(compiled):
     assert ir_rules.per_run_cache_key_violations(spec) == []
     # The run id still reaches every task, from the pod's label, outside the cache key.
     for label, cfg in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items():
-        if label in ("exec-train", "exec-select-and-register"):
+        if label in ("exec-train", "exec-select-and-register", "exec-select-and-propose"):
             assert {"name": "KFP_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"} in cfg["fieldPathAsEnv"]
 
 
 # What each never-cached step reads besides its inputs: the raw data's listing (fingerprint), the
-# model registry (select-and-register: the new version, @champion), the cluster (deploy, smoke test).
-STATEFUL = {"fingerprint-data", "select-and-register", "deploy-model", "smoke-test"}
+# model registry (select-and-register/propose: the new version, @champion), the cluster (deploy, smoke test).
+STATEFUL = {"fingerprint-data", "select-and-register", "select-and-propose", "deploy-model", "smoke-test"}
 
 
 def test_steps_that_read_outside_state_are_never_cached(compiled):

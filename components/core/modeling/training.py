@@ -227,6 +227,7 @@ class TrainResult:
     params: int
     policy: object = None  # decision.DecisionPolicy: stored with the model, applied by every consumer
     referral: dict = field(default_factory=dict)  # {"val", "test": referral_metrics, "risk_coverage": [...]}
+    test_referred: np.ndarray | None = None  # per test image: the policy referred it (evaluation/subgroups.py)
 
 
 def calibrate(model, cfg: TrainConfig, val: SplitArrays) -> float:
@@ -280,7 +281,7 @@ def train_model(
     p_val = predict_proba(model, val, cfg.batch_size)
     p_test = predict_proba(model, test, cfg.batch_size)
     threshold = choose_threshold(val.labels, p_val, cfg.min_sensitivity)
-    policy, referral = fit_decision_policy(cfg, threshold, train, val, test, p_val, p_test)
+    policy, referral, test_referred = fit_decision_policy(cfg, threshold, train, val, test, p_val, p_test)
     return TrainResult(
         model=model,
         config=cfg,
@@ -296,6 +297,7 @@ def train_model(
         params=int(model.count_params()),
         policy=policy,
         referral=referral,
+        test_referred=test_referred,
     )
 
 
@@ -309,8 +311,9 @@ def fit_decision_policy(
     p_test: np.ndarray,
 ):
     """The decision policy from held-out data (conformal sets and the scope limit on validation,
-    the feature distribution on train), and how it does on validation and test."""
-    from components.core.decision import DecisionPolicy
+    the feature distribution on train), how it does on validation and test, and which test images
+    it referred (a bool per image, for the evidence per subgroup)."""
+    from components.core.decision import REFER, DecisionPolicy
     from components.core.decision.evaluation import decide_split, referral_metrics, risk_coverage
     from components.core.decision.features import split_features
     from components.core.scoring.drift import Reference
@@ -337,4 +340,4 @@ def fit_decision_policy(
         referral["test"]["refer_rate"],
         referral["test"]["decided_accuracy"],
     )
-    return policy, referral
+    return policy, referral, np.array([d.decision == REFER for d in decisions["test"]], dtype=bool)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from components.core import settings
 from components.core.data.dataset import SplitArrays
 from components.core.evaluation.metrics import classification_metrics
+from components.core.registry import approval
 from components.core.registry.champion_lock import RegistryError, champion_lock
 from components.core.registry.selection import CHALLENGER, CHAMPION, compare_on_unseen, promotes
 from components.core.step_results import TrainSummary
@@ -34,6 +36,7 @@ class Registration:
     champion_changed: bool
     champion_version: str
     previous_champion: dict | None
+    proposed: bool = False  # it would have become champion; it waits for a person (approval.py)
 
 
 def evaluate_model_uri(model_uri: str, val: SplitArrays, test: SplitArrays) -> dict:
@@ -130,9 +133,14 @@ def register_winner(
     val: SplitArrays,
     test: SplitArrays,
     tags: dict[str, str],
+    require_approval: bool = False,
 ) -> Registration:
     """Register ``winner`` as a new version (once); it becomes ``@champion`` only if it is at
     least as good on this run's validation data as the current champion, else ``@challenger``.
+    With ``require_approval`` it never becomes champion here: one that would have is
+    ``@challenger`` with ``proposed`` set, for a person to approve (approval.py); the caller
+    records the evidence. A promotion without approval is recorded in the history too, and the
+    champion it replaced becomes ``@previous`` (what a rollback restores).
 
     Both are scored by :func:`evaluate_model_uri` (loaded from the registry, on ``val``), so
     like is compared with like; the comparison and the alias move happen under
@@ -186,9 +194,26 @@ def register_winner(
                 len(val),
                 "promote" if promote else f"challenger ({comparison.get('reason', 'not better')})",
             )
+        replaces = champion is None or str(champion.version) != str(version.version)
+        proposed = promote and require_approval and replaces
+        promote = promote and not proposed
         alias = CHAMPION if promote else CHALLENGER
         still_held()
+        if promote and replaces:
+            client.set_model_version_tag(name, version.version, approval.STATUS, approval.NOT_REQUIRED)
+            if champion is not None:
+                client.set_registered_model_alias(name, approval.PREVIOUS, champion.version)
         client.set_registered_model_alias(name, alias, version.version)
+        if promote and replaces:
+            approval.record(
+                client,
+                name,
+                "promoted",
+                version.version,
+                f"pipeline run {settings.run_id() or 'unknown'}",
+                "beat the champion on images unseen by both; the pipeline runs without require_approval",
+                from_version=None if champion is None else str(champion.version),
+            )
         if promote:
             # The old challenger pointer would name a model older than the champion: drop it.
             try:
@@ -196,13 +221,14 @@ def register_winner(
                     client.delete_registered_model_alias(name, CHALLENGER)
             except mlflow.exceptions.MlflowException:
                 pass
-        champion_now = client.get_model_version_by_alias(name, CHAMPION)
+        champion_now = current_champion(client, name)
     return Registration(
         name=name,
         version=str(version.version),
         model_uri=f"models:/{name}/{version.version}",
         alias=alias,
-        champion_changed=promote and (champion is None or champion.version != version.version),
-        champion_version=str(champion_now.version),
+        champion_changed=promote and replaces,
+        champion_version=str(champion_now.version) if champion_now is not None else "",
         previous_champion=previous,
+        proposed=proposed,
     )

@@ -156,9 +156,126 @@ def referral_section(winner) -> list[str]:
     ]
 
 
-def build(winner, reg, results: list, figure_paths: list[str] | None = None) -> str:
+APPROVAL_START, APPROVAL_END = "<!-- approval -->", "<!-- /approval -->"
+
+
+def approval_section(version: str, tags: dict, events: list[dict], limit: int = 15) -> list[str]:
+    """ "Approval": this version's decision (its ``approval.*`` tags) and the registered model's
+    history, newest first (registry/approval.py). Between markers, so a decision made later
+    rewrites only this part of the card (:func:`with_approval`)."""
+    status = tags.get("approval.status", "")
+    if status in ("approved", "rejected", "rolled back"):
+        state = (
+            f"Version {version} is **{status}**"
+            + (
+                f": by {tags.get('approval.by', '?')}"
+                f"{'' if tags.get('approval.authenticated') == 'true' else ' (unauthenticated)'}"
+                f" at {tags.get('approval.at', '?')}, reason: {tags.get('approval.reason', '')}"
+                if tags.get("approval.by")
+                else ""
+            )
+            + (f"; gate(s) overridden: {tags['approval.override']}" if tags.get("approval.override") else "")
+            + "."
+        )
+    elif status == "pending":
+        state = (
+            f"Version {version} is **waiting for a person's approval** (`@challenger`); evidence SHA-256 "
+            f"`{tags.get('approval.evidence_sha256', '?')}`. It serves no one until approved."
+        )
+    elif status == "not required":
+        state = f"Version {version} became champion by the pipeline's rule; that pipeline did not require approval."
+    else:
+        state = f"Version {version} was not proposed for approval."
+    rows = ["| when (UTC) | event | version | from | by | reason |", "|---|---|---|---|---|---|"]
+    for e in events[:limit]:
+        rows.append(
+            f"| {e.get('at', '?')} | {e.get('event', '?')} | {e.get('version') or ''} | {e.get('from_version') or ''} "
+            f"| {e.get('by', '?')} | {str(e.get('reason', '')).replace('|', '/')} |"
+        )
+    return [
+        APPROVAL_START,
+        "## Approval",
+        "",
+        state,
+        "",
+        "History of the registered model (newest first; `skin-cancer history` lists all):",
+        "",
+        *(rows if events else ["No decision recorded yet."]),
+        "",
+        APPROVAL_END,
+    ]
+
+
+def approval_lines_for(client, name: str, version: str) -> list[str]:
+    """:func:`approval_section` for ``version`` as the registry has it now."""
+    from components.core.registry import approval
+
+    tags = client.get_model_version(name, str(version)).tags
+    return approval_section(str(version), tags, approval.history(client, name))
+
+
+def refresh_approval(client, name: str, version: str) -> list[str]:
+    """After a person's decision: rewrite the approval section of ``version``'s card where it is
+    kept (its MLflow run's ``model_card.md`` and ``selection/dashboard.html``, and beside its Model
+    artifact). Returns what could not be rewritten; the decision itself is already in the registry."""
+    import html
+
+    import mlflow
+
+    v = client.get_model_version(name, str(version))
+    section = approval_lines_for(client, name, version)
+    problems = []
+    try:
+        card = with_approval(
+            Path(mlflow.artifacts.download_artifacts(run_id=v.run_id, artifact_path=CARD_FILE)).read_text(), section
+        )
+        client.log_text(v.run_id, card, CARD_FILE)
+    except Exception as err:  # noqa: BLE001 - reported to the person, the decision stands
+        return [f"model card of run {v.run_id}: {type(err).__name__}: {err}"]
+    try:
+        page = Path(
+            mlflow.artifacts.download_artifacts(run_id=v.run_id, artifact_path="selection/dashboard.html")
+        ).read_text()
+        head, rest = page.split('<pre id="model-card">', 1)
+        page = f'{head}<pre id="model-card">{html.escape(card)}</pre>{rest.split("</pre>", 1)[1]}'
+        client.log_text(v.run_id, page, "selection/dashboard.html")
+    except Exception as err:  # noqa: BLE001
+        problems.append(f"dashboard of run {v.run_id}: {type(err).__name__}: {err}")
+    if v.tags.get("model_artifact"):
+        problem = write_beside_model(card, v.tags["model_artifact"])
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def with_approval(card: str, section: list[str]) -> str:
+    """``card`` with its approval section replaced by ``section`` (appended when it has none)."""
+    text = "\n".join(section)
+    if APPROVAL_START in card and APPROVAL_END in card:
+        head, rest = card.split(APPROVAL_START, 1)
+        return head + text + rest.split(APPROVAL_END, 1)[1]
+    return card.rstrip("\n") + "\n\n" + text + "\n"
+
+
+def tested_on_section(winner) -> list[str]:
+    """ "Who it was tested on": the test split's figures per skin tone and acquisition group
+    (evaluation/subgroups.py, from the training run's ``subgroups.json``)."""
+    report = getattr(winner, "subgroups", None) or {}
+    body = report.get("table") or f"No subgroup report: {report.get('error', 'the training run made none')}."
+    where = f" Source: `{report['uri']}` (SHA-256 `{report.get('sha256', '?')}`)." if report.get("uri") else ""
+    return ["## Who it was tested on", "", body.strip() + where, ""]
+
+
+def build(
+    winner,
+    reg,
+    results: list,
+    figure_paths: list[str] | None = None,
+    approval_lines: list[str] | None = None,
+) -> str:
     """The card, as Markdown, for registration ``reg`` (versions.Registration) of ``winner`` (its
-    step_results.TrainSummary). ``results``: every model of this run (the selection table)."""
+    step_results.TrainSummary). ``results``: every model of this run (the selection table);
+    ``approval_lines``: :func:`approval_section`; ``winner.subgroups``: its "Who it was tested on"."""
     from components.core import settings
     from components.core.registry.selection import PROMOTION_RULE
     from components.core.reporting import promotion_report
@@ -169,8 +286,9 @@ def build(winner, reg, results: list, figure_paths: list[str] | None = None) -> 
     lines = [
         f"# Model card: {reg.name} version {reg.version}",
         "",
-        f"Registered as `@{reg.alias}`; the champion is version {reg.champion_version}. "
-        f"Model `{winner.name}` (family `{winner.family}`, {winner.params:,} parameters), "
+        f"Registered as `@{reg.alias}`; "
+        + (f"the champion is version {reg.champion_version}. " if reg.champion_version else "there is no champion. ")
+        + f"Model `{winner.name}` (family `{winner.family}`, {winner.params:,} parameters), "
         f"MLflow run `{winner.run_id}`, registry URI `{reg.model_uri}`.",
         f"KFP run: `{settings.run_id() or 'none (a local run)'}`. "
         f"Images: {lineage.get('images') or 'none recorded (a kfp.local run uses the local Python environment)'}.",
@@ -218,6 +336,9 @@ def build(winner, reg, results: list, figure_paths: list[str] | None = None) -> 
         "diagrams below before reading a p(malignant) as a frequency.",
         "",
         *referral_section(winner),
+        *tested_on_section(winner),
+        *(approval_lines or []),
+        "",
         "## Figures",
         "",
         f"In the MLflow run `{winner.run_id}` (artifacts):",

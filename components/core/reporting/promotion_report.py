@@ -30,6 +30,17 @@ def comparison_lines(previous: dict | None) -> list[str]:
 def decision(reg) -> str:
     """One sentence: why the new version became @champion, or why the champion stayed."""
     previous = reg.previous_champion
+    if getattr(reg, "proposed", False):
+        against = (
+            f"it is at least as good as champion version {previous['version']} on the validation images "
+            "the champion never trained on"
+            if previous
+            else "there is no champion yet"
+        )
+        return (
+            f"Version {reg.version} is @{reg.alias}, waiting for a person's approval: {against}; "
+            "this pipeline requires approval before a model becomes @champion"
+        )
     if reg.alias == CHAMPION and not previous:
         return (
             f"Version {reg.version} is @champion: there was no champion before it"
@@ -73,8 +84,8 @@ def summary_markdown(results: list, winner, reg) -> str:
             *models_table(results, winner),
             "",
             f"Registered **{reg.name}** version **{reg.version}** as `@{reg.alias}`; "
-            f"champion is version {reg.champion_version}"
-            f"{' (changed)' if reg.champion_changed else ' (unchanged)'}. {decision(reg)}.",
+            + (f"champion is version {reg.champion_version}" if reg.champion_version else "there is no champion")
+            + f"{' (changed)' if reg.champion_changed else ' (unchanged)'}. {decision(reg)}.",
             "",
             "Selection uses validation data only; test figures are reported, never used to choose.",
             PROMOTION_RULE,

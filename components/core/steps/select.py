@@ -17,11 +17,18 @@ def run_select_and_register(
     dashboard_path: str | None = None,
     card_path: str | None = None,
     runtime_image: str = "",
+    require_approval: bool = False,
+    submitted_by: str = "",
+    kfp_run_name: str = "",
 ):
     """Select on validation, register, compare with @champion; then what people look at: the
     Markdown summary, the model card (MLflow, KFP output, beside the Model artifact) and the
     dashboard's HTML page with every model's curves. ``runtime_image``: the image this step runs
-    in, recorded with the training image the winner's run recorded (lineage.with_runtime_image)."""
+    in, recorded with the training image the winner's run recorded (lineage.with_runtime_image).
+
+    ``require_approval``: a winner that would become champion is proposed instead (``@challenger``,
+    ``approval.status = pending``, its evidence in MLflow: registry/evidence.py) and the summary
+    says what a person runs next; ``submitted_by`` and ``kfp_run_name`` go into that evidence."""
     import logging
     from collections import namedtuple
 
@@ -47,10 +54,18 @@ def run_select_and_register(
         "threshold": f"{winner.threshold:.4f}",
         **lineage.version_tags(winner.lineage),
         "model_card": f"runs:/{winner.run_id}/{model_card.CARD_FILE}",
+        # What a deployment of this version serves (pipelines/deploy_pipeline.py reads it back).
+        "model_artifact": winner.artifact_uri,
+        "approval.required": str(bool(require_approval)).lower(),
     }
     val, test = open_splits(val_path, test_path)
-    reg = versions.register_winner(winner, registered_model_name, val, test, tags)
+    reg = versions.register_winner(winner, registered_model_name, val, test, tags, require_approval)
+    pending = None
+    if reg.proposed:
+        pending = propose(winner, reg, data_fingerprint, submitted_by, kfp_run_name, mlflow_tracking_uri)
     markdown = promotion_report.summary_markdown(parsed, winner, reg)
+    if pending:
+        markdown += "\n\n" + pending["next"]
     card, page, problem = selection_report(parsed, winner, reg, val, test)
     if problem:
         markdown += (
@@ -70,12 +85,46 @@ def run_select_and_register(
         ),
         previous_champion=reg.previous_champion,
         data_fingerprint=data_fingerprint,
+        approval=pending,
     )
     out = namedtuple(
         "Registration",
         ["model_name", "model_version", "model_uri", "champion_changed", "summary_json", "model_artifact_uri"],
     )
     return out(reg.name, reg.version, reg.model_uri, reg.champion_changed, summary.to_json(), winner.artifact_uri)
+
+
+def propose(winner, reg, data_fingerprint: str, submitted_by: str, kfp_run_name: str, tracking_uri: str) -> dict:
+    """Record the evidence for the proposed version and return what the summary says of it:
+    its status, the evidence digest, the gates and the command a person runs next."""
+    from mlflow import MlflowClient
+
+    from components.core.registry import approval, evidence
+
+    client = MlflowClient()
+    by = approval.current_identity()
+    facts = evidence.build(
+        winner, reg, data_fingerprint, submitted_by or str(by), kfp_run_name, winner.lineage.get("images", "")
+    )
+    digest = approval.propose(client, reg.name, reg.version, winner.run_id, facts, by)
+    failed = [g["name"] for g in facts["gates"] if not g["passed"]]
+    where = "" if tracking_uri.startswith(("http://", "https://")) else " --workdir WORKDIR"
+    command = f'skin-cancer approve {reg.version} --reason "..."{where}'
+    if failed:
+        command += "".join(f" --override-gate {g}" for g in failed)
+    return {
+        "status": approval.PENDING,
+        "evidence_sha256": digest,
+        "gates": facts["gates"],
+        "next": (
+            f"**Waiting for approval.** Version {reg.version} is `@challenger` with approval.status = pending; "
+            f"nothing was deployed and `@champion` did not move. Gates: "
+            + ", ".join(f"{g['name']} {'passed' if g['passed'] else 'FAILED'}" for g in facts["gates"])
+            + f". To make it the champion, a person with EDIT on {reg.name} runs `{command}` "
+            f'(or `skin-cancer reject {reg.version} --reason "..."`); evidence: SHA-256 {digest}.'
+        ),
+        "approve_command": command,
+    }
 
 
 def selection_report(parsed: list, winner, reg, val, test) -> tuple[str, str, str | None]:
@@ -91,7 +140,10 @@ def selection_report(parsed: list, winner, reg, val, test) -> tuple[str, str, st
     by_split, missing = _comparison_pngs(parsed, winner, val, test)
     pngs = {f"compare_{split}.png": png for split, png in by_split.items()}
     selection_figures = tracking.log_pngs(pngs, "selection", run_id=winner.run_id) if pngs else []
-    card = model_card.build(winner, reg, parsed, [*winner.figures, *selection_figures])
+    from mlflow import MlflowClient
+
+    approval_lines = model_card.approval_lines_for(MlflowClient(), reg.name, reg.version)
+    card = model_card.build(winner, reg, parsed, [*winner.figures, *selection_figures], approval_lines)
     tracking.log_text(card, model_card.CARD_FILE, winner.run_id)
     problem = model_card.write_beside_model(card, winner.artifact_uri)
     if problem:

@@ -66,6 +66,8 @@ def run_train(
         pngs, figures_error = draw_evaluation(name, result, splits[1].labels, splits[2].labels)
         # Record: the model, metrics, evaluation, scores, decision policy and figures, in one place.
         logged = run.log_result(result, splits[0].manifest.get("sources", []), pngs, figures_error)
+        # How it does per skin tone, image size and brightness on test, with the subgroup_recall gate.
+        subgroups = subgroup_evidence(result, splits[2], logged.run_id)
     summary = TrainSummary(
         name=name,
         family=cfg.family,
@@ -86,6 +88,7 @@ def run_train(
         # The decision policy's readable part and how it referred (the model card's "When the model refers").
         decision=result.policy.summary() if result.policy is not None else None,
         referral=result.referral or None,
+        subgroups=subgroups,
     )
     write_train_outputs(result, cfg, logged, splits[2].labels, model_artifact, metrics_artifact, roc_artifact)
     print(json.dumps(summary.brief(), default=float))
@@ -103,6 +106,60 @@ def draw_evaluation(name: str, result, val_labels, test_labels) -> tuple[dict[st
     except Exception as err:
         logging.getLogger(__name__).exception("could not draw the evaluation figures")
         return {}, f"{type(err).__name__}: {err}"
+
+
+SUBGROUPS_JSON, SUBGROUPS_PNG = "subgroups.json", "subgroups.png"
+
+
+def subgroup_evidence(result, test, run_id: str) -> dict:
+    """The evidence per subgroup on the test split (evaluation/subgroups.py), logged to the run as
+    ``subgroups.json`` and ``subgroups.png``; returns what selection and the model card read:
+    {"uri", "sha256" (of the logged JSON's bytes), "png", "gate", "table"}. Like the figures, a
+    failure here must not throw away a trained model: it is logged with its traceback, recorded in
+    the run's ``subgroups_error`` tag and returned as {"error": ...}."""
+    import hashlib
+    import json
+    import logging
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import mlflow
+
+    from components.core.evaluation import subgroups
+    from components.core.scoring.labels import recall_floor
+
+    try:
+        started = time.perf_counter()
+        attributes = subgroups.image_attributes(subgroups.split_batches(test), test.manifest.get("sources", []))
+        report = subgroups.subgroup_report(
+            test.labels, result.test_scores, result.threshold, result.test_referred, attributes, subgroups.N_BOOT
+        )
+        report["gate"] = subgroups.subgroup_recall_gate(report, recall_floor({"test": result.test}))
+        data = json.dumps(report, indent=1).encode()  # ASCII (ensure_ascii): the bytes hashed are the bytes logged
+        png = subgroups.subgroups_png(report)
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, SUBGROUPS_JSON).write_bytes(data)
+            Path(tmp, SUBGROUPS_PNG).write_bytes(png)
+            mlflow.MlflowClient().log_artifacts(run_id, tmp)
+        logging.getLogger(__name__).info(
+            "evidence per subgroup in %.1f s: gate %s", time.perf_counter() - started, report["gate"]["detail"]
+        )
+        return {
+            "uri": f"runs:/{run_id}/{SUBGROUPS_JSON}",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "png": f"runs:/{run_id}/{SUBGROUPS_PNG}",
+            "gate": report["gate"],
+            "table": subgroups.markdown_table(report),
+        }
+    except Exception as err:
+        logging.getLogger(__name__).exception("could not compute the evidence per subgroup")
+        error = f"{type(err).__name__}: {err}"
+        try:
+            mlflow.MlflowClient().set_tag(run_id, "subgroups_error", error[:500])
+        except Exception:
+            logging.getLogger(__name__).exception("could not tag the run with the subgroups error")
+        return {"error": error}
 
 
 def evaluation_pngs(name: str, result, val_labels, test_labels) -> dict[str, bytes]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from components.core.data import storage
 from components.core.data.dataset.layout import RAW_SPLITS, DataError, RawImage, RawScan
-from components.core.data.images import BadImage, decode_image
+from components.core.data.images import BadImage, decode_image, original_size
 from components.core.settings import CLASSES
 
 # A split whose larger class is this many times the smaller one gets a warning.
@@ -25,8 +25,9 @@ IMBALANCE_WARN_RATIO = 1.5
 # --- bad files and empty classes ----------------------------------------------------------------
 
 
-def _load_one(item: RawImage, size: int) -> tuple[RawImage, np.ndarray | None, str, str | None]:
-    """Fetch and decode one image; returns (item, pixels or None, sha1 of bytes, decode error).
+def _load_one(item: RawImage, size: int) -> tuple[RawImage, np.ndarray | None, str, str | None, tuple[int, int] | None]:
+    """Fetch and decode one image; returns (item, pixels or None, sha1 of bytes, decode error,
+    original (width, height) from the file's header or None).
 
     Only bytes that do not decode make a "bad file". A read that still fails after the
     storage layer's retries (network down, throttled for too long, object vanished,
@@ -41,10 +42,12 @@ def _load_one(item: RawImage, size: int) -> tuple[RawImage, np.ndarray | None, s
             "image (that would drop data silently); rerun once S3 is reachable"
         ) from err
     digest = hashlib.sha1(data).hexdigest()
+    # The size before resizing: the acquisition device shows in it (evaluation/subgroups.py).
+    original = original_size(data)
     try:
-        return item, decode_image(data, size), digest, None
+        return item, decode_image(data, size), digest, None, original
     except BadImage as err:
-        return item, None, digest, str(err)
+        return item, None, digest, str(err), original
 
 
 def check_bad_fraction(data_uri: str, skipped: list[dict], total: int, max_bad_fraction: float) -> None:

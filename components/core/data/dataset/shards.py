@@ -105,7 +105,7 @@ def _write_shards(
         chunk = items[start : start + shard_size]
         pixels = np.empty((len(chunk), image_size, image_size, 3), dtype=np.uint8)
         n = 0
-        for item, arr, digest, error in pool.map(lambda i: _load_one(i, image_size), chunk):
+        for item, arr, digest, error, original in pool.map(lambda i: _load_one(i, image_size), chunk):
             bar.update(1)
             if error is not None:
                 log.warning("skipping %s: %s", item.relpath, error)
@@ -113,7 +113,10 @@ def _write_shards(
                 continue
             pixels[n] = arr
             out.labels.append(item.label)
-            out.sources.append({"key": item.relpath, "sha1": digest})
+            source = {"key": item.relpath, "sha1": digest}
+            if original is not None:  # the header decoded, so it always is for a decoded image
+                source["width"], source["height"] = (int(v) for v in original)
+            out.sources.append(source)
             n += 1
         if n:
             name = f"images-{len(out.shards):05d}.npy"
