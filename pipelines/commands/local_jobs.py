@@ -282,7 +282,8 @@ def _run(args: argparse.Namespace, workdir: Path, session) -> int:
         session.path,
         _select_outputs(workdir, started),
         args.summary_json,
-        "skin-cancer serve" + (f" --workdir {workdir}" if local_store else ""),
+        # Nothing to serve while the only version waits for approval.
+        ("skin-cancer serve" + (f" --workdir {workdir}" if local_store else "")) if reg.champion_version else None,
     )
     return 0
 

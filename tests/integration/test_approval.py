@@ -72,7 +72,10 @@ def test_propose_approve_reject_rollback_and_history(plain, probe_splits):
 
     with pytest.raises(approval.ApprovalError, match="needs --reason"):
         approval.approve(client, name, "1", "  ", alice)
-    event = approval.approve(client, name, "1", "first model, evidence read", alice)
+    with pytest.raises(approval.ApprovalError, match="submitted the run.*SKIN_CANCER_FOUR_EYES"):
+        approval.approve(client, name, "1", "my own run", approval.Identity("pipeline", True), four_eyes=True)
+    assert champion(client, name) is None
+    event = approval.approve(client, name, "1", "first model, evidence read", alice, four_eyes=True)
     tags = client.get_model_version(name, "1").tags
     assert champion(client, name) == "1"
     assert {k: tags[k] for k in ("approval.status", "approval.by", "approval.authenticated", "approval.reason")} == {

@@ -183,7 +183,7 @@ def load_evidence(client, name: str, version: str) -> tuple[dict, str]:
     """The version's evidence, checked against the digest recorded when it was proposed."""
     import mlflow
 
-    v = client.get_model_version(name, str(version))
+    v = _version(client, name, version)
     uri, recorded = v.tags.get(EVIDENCE_URI), v.tags.get(EVIDENCE_SHA256)
     if not uri or not recorded:
         raise ApprovalError(
@@ -221,6 +221,19 @@ def _refused(err: Exception, name: str, by: Identity, what: str) -> ApprovalErro
     return ApprovalError(f"could not {what} {name} ({type(err).__name__}: {err}); nothing was changed")
 
 
+def _version(client, name: str, version: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise ApprovalError(
+                f"{name} has no version {version}; `skin-cancer history --model-name {name}` lists its versions' decisions"
+            ) from None
+        raise
+
+
 def _aliases(client, name: str) -> dict[str, str]:
     return {a: str(v) for a, v in (client.get_registered_model(name).aliases or {}).items()}
 
@@ -247,7 +260,7 @@ def approve(
     version, reason, overrides = str(version), (reason or "").strip(), list(overrides or [])
     if not reason:
         raise ApprovalError("an approval needs --reason: what a later reader should know about this decision")
-    v = client.get_model_version(name, version)
+    v = _version(client, name, version)
     status = v.tags.get(STATUS, "")
     if status not in APPROVABLE:
         raise ApprovalError(
@@ -337,7 +350,7 @@ def reject(client, name: str, version: str, reason: str, by: Identity) -> dict:
     version, reason = str(version), (reason or "").strip()
     if not reason:
         raise ApprovalError("a rejection needs --reason")
-    v = client.get_model_version(name, version)
+    v = _version(client, name, version)
     if _aliases(client, name).get(CHAMPION) == version:
         raise ApprovalError(f"{name} version {version} is the champion; to replace it, use `skin-cancer rollback`")
     try:

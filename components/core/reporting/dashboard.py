@@ -71,9 +71,28 @@ def _referral_cells(r) -> list[str]:
     ]
 
 
-def render(results: list, winner, reg, comparisons: dict[str, bytes], card: str, missing_scores: list[str] = ()) -> str:
+def _approval_line(reg) -> str:
+    if getattr(reg, "proposed", False):
+        return (
+            f"Waiting for a person's approval: skin-cancer approve {reg.version} --reason ... "
+            "(the model card below shows the evidence's digest and the history)."
+        )
+    return "This pipeline did not require approval; the history is in the model card below."
+
+
+def render(
+    results: list,
+    winner,
+    reg,
+    comparisons: dict[str, bytes],
+    card: str,
+    missing_scores: list[str] = (),
+    subgroups_png: bytes | None = None,
+) -> str:
     """The page. ``comparisons``: PNG by split (``val``, ``test``) from figures.comparison_png;
-    ``missing_scores``: models whose curves could not be drawn, each with why."""
+    ``missing_scores``: models whose curves could not be drawn, each with why; ``subgroups_png``:
+    the winner's malignant recall per skin tone and acquisition group (evaluation/subgroups.py).
+    The card (embedded whole) holds the approval state and history and "Who it was tested on"."""
     from components.core.registry.selection import PROMOTION_RULE
     from components.core.reporting import promotion_report
 
@@ -90,6 +109,13 @@ def render(results: list, winner, reg, comparisons: dict[str, bytes], card: str,
             )
     if missing_scores:
         figs.append(f"<p>No curves for {html.escape('; '.join(missing_scores))}.</p>")
+    if subgroups_png:
+        figs.append(
+            f'<figure><img id="subgroups" alt="malignant recall per subgroup" src="{data_uri(subgroups_png)}">'
+            "<figcaption>The winner on test, per estimated skin tone (ITA) and acquisition group, with bootstrap "
+            '95 % intervals; groups under 30 images are too few to judge (the card\'s "Who it was tested on").'
+            "</figcaption></figure>"
+        )
     comparison = " ".join(line for line in promotion_report.comparison_lines(reg.previous_champion) if line)
     body = f"""
 <h1>Selection: {html.escape(reg.name)} version {html.escape(str(reg.version))} (@{html.escape(reg.alias)})</h1>
@@ -98,6 +124,7 @@ def render(results: list, winner, reg, comparisons: dict[str, bytes], card: str,
 then the smaller model). Decision threshold <strong id="threshold">{winner.threshold:.4f}</strong>
 (the highest whose validation malignant recall reaches the target plus one standard error).</p>
 <p id="why">{html.escape(promotion_report.decision(reg))}. {html.escape(comparison)}</p>
+<p id="approval-state">{html.escape(_approval_line(reg))}</p>
 <p>{html.escape(PROMOTION_RULE)}</p>
 </div>
 <div class="notice">Decision support only, not a diagnosis.</div>

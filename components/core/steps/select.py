@@ -150,9 +150,26 @@ def selection_report(parsed: list, winner, reg, val, test) -> tuple[str, str, st
         logging.getLogger(__name__).warning("model card not written beside the Model artifact: %s", problem)
     from components.core.reporting import dashboard
 
-    page = dashboard.render(parsed, winner, reg, by_split, card, missing)
+    page = dashboard.render(parsed, winner, reg, by_split, card, missing, _subgroups_png(winner))
     tracking.log_text(page, "selection/dashboard.html", winner.run_id)
     return card, page, problem
+
+
+def _subgroups_png(winner) -> bytes | None:
+    """The winner's subgroup figure from its training run, or None (no report, or unreadable)."""
+    import logging
+
+    import mlflow
+
+    uri = (getattr(winner, "subgroups", None) or {}).get("png")
+    if not uri:
+        return None
+    try:
+        with open(mlflow.artifacts.download_artifacts(uri), "rb") as fh:
+            return fh.read()
+    except Exception:  # noqa: BLE001 - the page says less; the registration stands
+        logging.getLogger(__name__).exception("could not read %s", uri)
+        return None
 
 
 def _comparison_pngs(parsed: list, winner, val, test) -> tuple[dict[str, bytes], list[str]]:
