@@ -68,7 +68,7 @@ def test_run_proposes_and_a_person_approves_rejects_and_rolls_back(proposed, mlf
     assert tags["approval.status"] == "pending" and tags["approval.required"] == "true"
     assert {"approval.evidence", "approval.evidence_sha256", "gate.beats_champion", "gate.subgroup_recall"} <= set(tags)
     assert "waiting for approval: @champion did not move" in console
-    assert f'skin-cancer approve 1 --reason "..."' in console
+    assert 'skin-cancer approve 1 --reason "..."' in console
 
     facts, digest = approval.load_evidence(client, name, "1")
     assert digest == tags["approval.evidence_sha256"]
