@@ -759,3 +759,28 @@ def test_declared_inputs_come_from_the_compiled_pipeline(tmp_path):
     assert declared["epochs"] == {"type": "NUMBER_INTEGER", "required": False}
     assert declared["models"]["type"] == "LIST"
     assert {"s3_secret", "mlflow_secret", "config_map"} <= set(declared)
+
+
+def test_submit_the_deploy_pipeline(kfp_server, tmp_path):
+    """What `approve --deploy` sends: the deploy pipeline, which serves only an approved champion."""
+    p = _cli(
+        tmp_path,
+        "submit",
+        "--host",
+        kfp_server.url,
+        "--namespace",
+        "team-a",
+        "--pipeline",
+        "deploy",
+        "--image",
+        "registry.example/sc:1.2.3",
+        "--param",
+        "data_uri=s3://skin/raw",
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    (post,) = kfp_server.calls("POST", "/runs")
+    run = post["body"]
+    assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "skin-cancer-deploy"
+    assert run["runtime_config"]["parameters"] == {"data_uri": "s3://skin/raw"}
+    executors = run["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"]
+    assert set(executors) == {"exec-approved-champion", "exec-deploy-model", "exec-smoke-test"}
