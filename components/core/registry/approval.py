@@ -172,7 +172,7 @@ def propose(client, name: str, version: str, run_id: str, evidence: dict, by: Id
         "proposed",
         version,
         by,
-        "beats the champion; waits for a person's approval",
+        "would become champion by the promotion rule; waits for a person's approval",
         evidence_sha256=digest,
         failed_gates=failed,
     )
