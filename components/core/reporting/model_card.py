@@ -208,9 +208,16 @@ def approval_section(version: str, tags: dict, events: list[dict], limit: int = 
 
 def approval_lines_for(client, name: str, version: str) -> list[str]:
     """:func:`approval_section` for ``version`` as the registry has it now."""
+    from mlflow.exceptions import MlflowException
+
     from components.core.registry import approval
 
-    tags = client.get_model_version(name, str(version)).tags
+    try:
+        tags = client.get_model_version(name, str(version)).tags
+    except MlflowException as err:  # a card drawn for a version the registry does not hold
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        tags = {}
     return approval_section(str(version), tags, approval.history(client, name))
 
 
