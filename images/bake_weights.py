@@ -50,7 +50,7 @@ def load_zoo(path: str):
 
 def bake(zoo, family: str) -> bool:
     """Bake one family's download; False for families whose weights come from an installed
-    package instead (efficientnet-lite0: ``python3 -m components.core.modeling.pretrained`` converts them)."""
+    package instead (efficientnet-lite0/1/2: ``python3 -m components.core.modeling.pretrained`` converts them)."""
     try:
         zoo.build_model(zoo.ModelSpec(family=family, image_size=224, weights="imagenet", augment=False))
     except ModuleNotFoundError as err:

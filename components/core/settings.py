@@ -109,7 +109,7 @@ ENV: tuple[EnvVar, ...] = (
     EnvVar(
         "KERAS_HOME",
         "",
-        "Keras' cache (default `~/.keras`); the converted EfficientNet-Lite0 ImageNet weights go to its `models/`",
+        "Keras' cache (default `~/.keras`); the converted EfficientNet-Lite ImageNet weights go to its `models/`",
     ),
 )
 _DEFAULTS = {e.name: e.default for e in ENV}

@@ -385,7 +385,7 @@ def register(sub) -> None:
     t.add_argument(
         "--model",
         required=True,
-        help="model family (basic, crossval, efficientnet-lite0, resnet50, efficientnet, mobilenetv3)",
+        help="model family (basic, crossval, efficientnet-lite0, efficientnet-lite1, efficientnet-lite2, resnet50, efficientnet, mobilenetv3)",
     )
     t.add_argument("--epochs", type=int, default=PRESETS["local-cpu"]["epochs"])
     t.add_argument("--batch-size", type=int, default=PRESETS["local-cpu"]["batch_size"])

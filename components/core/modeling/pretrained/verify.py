@@ -21,8 +21,14 @@ EXPECTED = {
     "flower": {985: "daisy"},
     "grace_hopper": {400: "academic gown", 667: "mortarboard", 652: "military uniform"},
 }
+# Photographs a network may miss, and why. The "flower" is a pompon dahlia, a class ImageNet
+# lacks: Lite0 and Lite1 call it a daisy, Lite2 honeycomb (599, the regular cells of its
+# petals), with no daisy in its top 5 at 224 or 260 px. Accepting honeycomb instead would blunt
+# the check: Lite2 with height and width swapped in its kernels calls it honeycomb too (260 px).
+KNOWN_MISSES = {"efficientnet-lite2": {"flower"}}
 UNIFORM_ENTROPY = float(np.log(1000))
-# Measured with the right weights: median 0.93 over 49 layers; untrained weights give about 0.
+# Measured with the right weights, each size at its own resolution: median 0.93 over 49 layers
+# (Lite0), 0.93 over 64 (Lite1), 0.92 over 64 (Lite2); untrained weights give about 0.
 MIN_MEDIAN_BN_AGREEMENT = 0.85
 
 
@@ -60,10 +66,11 @@ class Top5:
         return [EXPECTED[self.name][c] for c in self.classes if c in EXPECTED[self.name]]
 
 
-def imagenet_top5(model, photos: dict[str, np.ndarray] | None = None) -> list[Top5]:
-    """Top-5 ImageNet classes and the entropy (nats) of the softmax for each photograph."""
+def imagenet_top5(model, photos: dict[str, np.ndarray] | None = None, size: int = 224) -> list[Top5]:
+    """Top-5 ImageNet classes and the entropy (nats) of the softmax for each photograph, cropped
+    to ``size`` (the network's native resolution: each EfficientNet-Lite size was trained at its own)."""
     photos = photos or sample_photographs()
-    batch = np.stack([center_crop(im) for im in photos.values()])
+    batch = np.stack([center_crop(im, size) for im in photos.values()])
     logits = np.asarray(model.predict(batch, verbose=0), dtype=np.float64)
     out = []
     for name, row in zip(photos, logits):
@@ -74,7 +81,13 @@ def imagenet_top5(model, photos: dict[str, np.ndarray] | None = None) -> list[To
     return out
 
 
-def batchnorm_agreement(model, photos: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+def missed(tops: list[Top5], family: str = "") -> list[str]:
+    """The photographs whose top 5 holds none of their classes, less those ``family`` is known
+    to miss (``KNOWN_MISSES``): empty when the weights pass."""
+    return [top.name for top in tops if not top.hits and top.name not in KNOWN_MISSES.get(family, ())]
+
+
+def batchnorm_agreement(model, photos: dict[str, np.ndarray] | None = None, size: int = 224) -> dict[str, float]:
     """Per batch-norm layer: the Pearson correlation, over channels, of the log variance of
     its input on the photographs with the log of the stored moving variance. A trained
     network's channels differ in scale by orders of magnitude, and correctly loaded weights
@@ -83,7 +96,7 @@ def batchnorm_agreement(model, photos: dict[str, np.ndarray] | None = None) -> d
     import keras
 
     photos = photos or sample_photographs()
-    batch = np.stack([center_crop(im) for im in photos.values()])
+    batch = np.stack([center_crop(im, size) for im in photos.values()])
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     probe = keras.Model(model.input, [layer.input for layer in bns])
     agreement = {}
