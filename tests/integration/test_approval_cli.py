@@ -36,11 +36,29 @@ TINY = [
 
 
 def cli(*args: str, server: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`skin-cancer ARGS` in a fresh process (the main job: it runs kfp.local)."""
     env = {k: v for k, v in os.environ.items() if k not in ("KFP_RUN_ID",)}
     env["MLFLOW_TRACKING_URI"] = server
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
+
+
+@pytest.fixture
+def decide(mlflow_server, monkeypatch, capsys):
+    """`skin-cancer ARGS` in this process (approve, reject, rollback, history: the same main(),
+    without a process start and MLflow's import per command); returns (exit code, stdout, stderr)."""
+    from pipelines.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +74,7 @@ def proposed(demo_raw, mlflow_server, tmp_path_factory):
     return name, console, work
 
 
-def test_run_proposes_and_a_person_approves_rejects_and_rolls_back(proposed, mlflow_server):
+def test_run_proposes_and_a_person_approves_rejects_and_rolls_back(proposed, mlflow_server, decide):
     import mlflow
     from mlflow import MlflowClient
 
@@ -86,10 +104,10 @@ def test_run_proposes_and_a_person_approves_rejects_and_rolls_back(proposed, mlf
     ).read_text()
     assert "Waiting for a person&#x27;s approval: skin-cancer approve 1" in page and 'id="subgroups"' in page
 
-    missing = cli("approve", "9", "--model-name", name, "--reason", "typo", server=mlflow_server)
-    assert missing.returncode == 2 and f"{name} has no version 9" in missing.stderr
-    done = cli("approve", "1", "--model-name", name, "--reason", "first model; evidence read", server=mlflow_server)
-    assert done.returncode == 0, done.stdout + done.stderr
+    code, _, err = decide("approve", "9", "--model-name", name, "--reason", "typo")
+    assert code == 2 and f"{name} has no version 9" in err
+    code, out, err = decide("approve", "1", "--model-name", name, "--reason", "first model; evidence read")
+    assert code == 0 and f"approved {name} version 1" in out, err
     assert approval._aliases(client, name)["champion"] == "1"
     tags = client.get_model_version(name, "1").tags
     assert (tags["approval.status"], tags["approval.reason"], tags["approval.authenticated"]) == (
@@ -113,20 +131,20 @@ def test_run_proposes_and_a_person_approves_rejects_and_rolls_back(proposed, mlf
         mlflow.register_model(probe.model_uri, name)
         gates = [{"name": "beats_champion", "passed": True}, {"name": "subgroup_recall", "passed": not failed}]
         approval.propose(client, name, version, probe.run_id, {"gates": gates}, approval.Identity("pipeline", False))
-    refused = cli("approve", "2", "--model-name", name, "--reason", "ok", server=mlflow_server)
-    assert refused.returncode == 2 and "failed the gate(s) subgroup_recall" in refused.stderr
+    code, _, err = decide("approve", "2", "--model-name", name, "--reason", "ok")
+    assert code == 2 and "failed the gate(s) subgroup_recall" in err
     assert approval._aliases(client, name)["champion"] == "1"
     args = ["--model-name", name, "--reason", "small groups; reviewed", "--override-gate", "subgroup_recall"]
-    assert cli("approve", "2", *args, server=mlflow_server).returncode == 0
-    done = cli("reject", "3", "--model-name", name, "--reason", "worse on dark images", server=mlflow_server)
-    assert done.returncode == 0 and approval._aliases(client, name)["champion"] == "2"
+    assert decide("approve", "2", *args)[0] == 0
+    assert decide("reject", "3", "--model-name", name, "--reason", "worse on dark images")[0] == 0
+    assert approval._aliases(client, name)["champion"] == "2"
 
-    done = cli("rollback", "--model-name", name, "--reason", "complaints from the clinic", server=mlflow_server)
-    assert done.returncode == 0, done.stderr
+    code, _, err = decide("rollback", "--model-name", name, "--reason", "complaints from the clinic")
+    assert code == 0, err
     assert approval._aliases(client, name)["champion"] == "1"
-    history = cli("history", "--model-name", name, server=mlflow_server)
-    assert history.returncode == 0
-    events = [line.split()[1:3] for line in history.stdout.splitlines()[1:]]
+    code, history, _ = decide("history", "--model-name", name)
+    assert code == 0
+    events = [line.split()[1:3] for line in history.splitlines()[1:]]
     assert events == [
         ["rolled", "back"],
         ["rejected", "3"],
@@ -136,4 +154,4 @@ def test_run_proposes_and_a_person_approves_rejects_and_rolls_back(proposed, mlf
         ["approved", "1"],
         ["proposed", "1"],
     ]
-    assert "complaints from the clinic" in history.stdout and "[override: subgroup_recall]" in history.stdout
+    assert "complaints from the clinic" in history and "[override: subgroup_recall]" in history
