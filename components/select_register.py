@@ -9,7 +9,7 @@ no input that could make it promote, so a pipeline built with it cannot change t
 from typing import List, NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Markdown, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Model, Output
 
 from components.core.settings import default_images
 
@@ -27,6 +27,7 @@ def select_and_register(
     summary: Output[Markdown],
     dashboard: Output[HTML],
     model_card: Output[Markdown],
+    ensemble_model: Output[Model],
     runtime_image: str = "",
     submitted_by: str = "",
     kfp_run_name: str = "",
@@ -44,7 +45,8 @@ def select_and_register(
     ``model_artifact_uri`` is the winner's KFP Model artifact (model.keras + model.json; s3://
     on a cluster): the deploy step serves it when the winner became @champion. ``dashboard``:
     every model's ROC and precision-recall curves, the winner and why; ``model_card``: the
-    registered version's card (also in its MLflow run and beside the Model artifact).
+    registered version's card (also in its MLflow run and beside the Model artifact);
+    ``ensemble_model``: the average of the best models, when it won (steps/ensemble.py), else empty.
     ``runtime_image``: this task's image, added to the training image the winner recorded, so the
     registered version names both (``runtime=REF,train=REF``)."""
     from components.core.steps.select import run_select_and_register
@@ -60,6 +62,8 @@ def select_and_register(
         summary_path=summary.path,
         dashboard_path=dashboard.path,
         card_path=model_card.path,
+        ensemble_path=ensemble_model.path,
+        ensemble_uri=ensemble_model.uri,
         runtime_image=runtime_image,
         submitted_by=submitted_by,
         kfp_run_name=kfp_run_name,
@@ -78,6 +82,7 @@ def select_and_propose(
     summary: Output[Markdown],
     dashboard: Output[HTML],
     model_card: Output[Markdown],
+    ensemble_model: Output[Model],
     runtime_image: str = "",
     submitted_by: str = "",
     kfp_run_name: str = "",
@@ -107,6 +112,8 @@ def select_and_propose(
         summary_path=summary.path,
         dashboard_path=dashboard.path,
         card_path=model_card.path,
+        ensemble_path=ensemble_model.path,
+        ensemble_uri=ensemble_model.uri,
         runtime_image=runtime_image,
         require_approval=True,
         submitted_by=submitted_by,

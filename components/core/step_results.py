@@ -77,6 +77,8 @@ class TrainSummary(_JsonResult):
     # The evidence per subgroup on test (evaluation/subgroups.py): {"uri", "sha256", "gate", "table"}
     # of the logged subgroups.json, or {"error"} when it could not be computed.
     subgroups: dict | None = None
+    # An ensemble's members (steps/ensemble.py): [{"name", "family", "run_id", "model_uri"}]; empty for one network.
+    members: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -296,6 +296,7 @@ def test_dashboard_names_description_and_visual_outputs(compiled):
         "summary": "system.Markdown",
         "dashboard": "system.HTML",
         "model_card": "system.Markdown",
+        "ensemble_model": "system.Model",  # the average of the best models, when it won
     }
 
 

@@ -13,6 +13,9 @@ image. It works for every family in :mod:`components.core.modeling.models`:
 layer. Our models are a straight chain at the top level (input -> resize -> [augmentation]
 -> backbone -> dropout -> dense), so the forward pass walks the top-level layers in order
 and, at the layer that holds the feature map, takes both the feature map and the output.
+
+An ensemble (modeling/ensemble.py) is explained by the mean of its members' heat maps, each
+scaled to 0-1 and brought to the largest member's grid first (:func:`for_model` picks the kind).
 """
 
 from __future__ import annotations
@@ -112,6 +115,39 @@ class GradCam:
         peak = float(cam.max())
         cam = cam / peak if peak > 0 else np.zeros_like(cam)
         return cam, float(score.numpy())
+
+
+@dataclass
+class _Members:
+    name: str
+
+
+class EnsembleGradCam:
+    """Grad-CAM of an averaging ensemble: its members' heat maps, averaged; p is the ensemble's."""
+
+    def __init__(self, model, members: list):
+        self.model = model
+        self.parts = [GradCam(m) for m in members]
+        self.target = _Members(" + ".join(f"{m.name}/{p.target.name}" for m, p in zip(members, self.parts)))
+
+    def heatmap(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
+        import tensorflow as tf
+
+        heats = [part.heatmap(pixels)[0] for part in self.parts]
+        h, w = max(x.shape[0] for x in heats), max(x.shape[1] for x in heats)
+        grids = [tf.image.resize(x[..., None], (h, w)).numpy()[..., 0] if x.shape != (h, w) else x for x in heats]
+        cam = np.mean(grids, axis=0).astype(np.float32)
+        peak = float(cam.max())
+        p = float(np.asarray(self.model(pixels[None], training=False)).reshape(-1)[0])
+        return (cam / peak if peak > 0 else np.zeros_like(cam)), p
+
+
+def for_model(model):
+    """The explainer for ``model``: :class:`GradCam`, or :class:`EnsembleGradCam` for an ensemble."""
+    from components.core.modeling.ensemble import members_of
+
+    members = members_of(model)
+    return EnsembleGradCam(model, members) if members else GradCam(model)
 
 
 def colorize(heat: np.ndarray) -> np.ndarray:

@@ -313,16 +313,31 @@ def fit_decision_policy(
     """The decision policy from held-out data (conformal sets and the scope limit on validation,
     the feature distribution on train), how it does on validation and test, and which test images
     it referred (a bool per image, for the evidence per subgroup)."""
-    from components.core.decision import REFER, DecisionPolicy
-    from components.core.decision.evaluation import decide_split, referral_metrics, risk_coverage
+    from components.core.decision import DecisionPolicy
     from components.core.decision.features import split_features
-    from components.core.scoring.drift import Reference
 
     started = time.perf_counter()
     f_train, f_val, f_test = (split_features(s) for s in (train, val, test))
     policy = DecisionPolicy.fit(
         threshold, val.labels, p_val, f_train, f_val, cfg.refer_coverage, cfg.ood_false_flag_rate
     )
+    referral, test_referred = evaluate_policy(policy, val, test, p_val, p_test, f_val, f_test)
+    log.info(
+        "decision policy fitted in %.1f s: test refer rate %.3f, decided accuracy %.3f",
+        time.perf_counter() - started,
+        referral["test"]["refer_rate"],
+        referral["test"]["decided_accuracy"],
+    )
+    return policy, referral, test_referred
+
+
+def evaluate_policy(policy, val: SplitArrays, test: SplitArrays, p_val, p_test, f_val, f_test):
+    """How ``policy`` decides validation and test (given p and ImageNet features): the referral
+    figures, and which test images it referred; stores the monitoring reference in ``policy``."""
+    from components.core.decision import REFER
+    from components.core.decision.evaluation import decide_split, referral_metrics, risk_coverage
+    from components.core.scoring.drift import Reference
+
     decisions = {
         name: decide_split(policy, split, p, f)
         for name, split, p, f in (("val", val, p_val, f_val), ("test", test, p_test, f_test))
@@ -331,13 +346,7 @@ def fit_decision_policy(
     # Stored with the model: what batch scoring's drift checks compare a day's images with.
     policy.monitoring = Reference.from_validation(policy, val, p_val, f_val, decisions["val"]).arrays()
     referral["risk_coverage"] = {
-        name: risk_coverage(val.labels, p_val, split.labels, p, threshold)
+        name: risk_coverage(val.labels, p_val, split.labels, p, policy.threshold)
         for name, split, p in (("val", val, p_val), ("test", test, p_test))
     }
-    log.info(
-        "decision policy fitted in %.1f s: test refer rate %.3f, decided accuracy %.3f",
-        time.perf_counter() - started,
-        referral["test"]["refer_rate"],
-        referral["test"]["decided_accuracy"],
-    )
-    return policy, referral, np.array([d.decision == REFER for d in decisions["test"]], dtype=bool)
+    return referral, np.array([d.decision == REFER for d in decisions["test"]], dtype=bool)

@@ -297,6 +297,15 @@ def build(
         + (f"the champion is version {reg.champion_version}. " if reg.champion_version else "there is no champion. ")
         + f"Model `{winner.name}` (family `{winner.family}`, {winner.params:,} parameters), "
         f"MLflow run `{winner.run_id}`, registry URI `{reg.model_uri}`.",
+        *(
+            [
+                "Ensemble: the mean of the calibrated p(malignant) of "
+                + ", ".join(f"`{m['name']}` ({m['family']}, MLflow run `{m['run_id']}`)" for m in winner.members)
+                + "; each member's own card, figures and lineage are in its run.",
+            ]
+            if getattr(winner, "members", None)
+            else []
+        ),
         f"KFP run: `{settings.run_id() or 'none (a local run)'}`. "
         f"Images: {lineage.get('images') or 'none recorded (a kfp.local run uses the local Python environment)'}.",
         "",

@@ -226,7 +226,7 @@ class ServedModel(Model):
         from components.core.inference import gradcam
 
         if self._gradcam is None:
-            self._gradcam = gradcam.GradCam(self.predictor.model)
+            self._gradcam = gradcam.for_model(self.predictor.model)
         heat, _ = self._gradcam.heatmap(pixels)
         return gradcam.to_png(gradcam.overlay(display, heat)), result, self._gradcam.target.name
 

@@ -20,6 +20,8 @@ def run_select_and_register(
     require_approval: bool = False,
     submitted_by: str = "",
     kfp_run_name: str = "",
+    ensemble_path: str | None = None,
+    ensemble_uri: str = "",
 ):
     """Select on validation, register, compare with @champion; then what people look at: the
     Markdown summary, the model card (MLflow, KFP output, beside the Model artifact) and the
@@ -28,7 +30,11 @@ def run_select_and_register(
 
     ``require_approval``: a winner that would become champion is proposed instead (``@challenger``,
     ``approval.status = pending``, its evidence in MLflow: registry/evidence.py) and the summary
-    says what a person runs next; ``submitted_by`` and ``kfp_run_name`` go into that evidence."""
+    says what a person runs next; ``submitted_by`` and ``kfp_run_name`` go into that evidence.
+
+    The candidates are the trained models and the average of the best k of them (steps/ensemble.py),
+    built only when it beats every one on validation; ``ensemble_path``/``ensemble_uri``: where its
+    Model artifact goes (what a deployment serves)."""
     import logging
     from collections import namedtuple
 
@@ -39,8 +45,20 @@ def run_select_and_register(
     from components.core.step_results import ModelResult, RegisteredVersion, SelectionSummary, TrainSummary
 
     logging.basicConfig(level=logging.INFO)
-    tracking.setup(mlflow_tracking_uri, experiment_name)
+    experiment_id = tracking.setup(mlflow_tracking_uri, experiment_name)
     parsed = [TrainSummary.from_json(r) for r in results]
+    val, test = open_splits(val_path, test_path)
+    from components.core.steps import ensemble
+
+    candidate = ensemble.consider(parsed, val, test, experiment_id, ensemble_path, ensemble_uri)
+    if candidate is not None:
+        parsed.append(candidate)
+    elif ensemble_path:  # the output exists either way: KFP uploads what the path holds
+        import os
+
+        os.makedirs(ensemble_path, exist_ok=True)
+        with open(os.path.join(ensemble_path, "NO_ENSEMBLE.txt"), "w") as fh:
+            fh.write("No average of this run's models beat the best single model on validation.\n")
     winner = selection.select_winner(parsed)
     winner.lineage = lineage.with_runtime_image(winner.lineage, runtime_image)
     tags = {
@@ -58,7 +76,6 @@ def run_select_and_register(
         "model_artifact": winner.artifact_uri,
         "approval.required": str(bool(require_approval)).lower(),
     }
-    val, test = open_splits(val_path, test_path)
     reg = versions.register_winner(winner, registered_model_name, val, test, tags, require_approval)
     pending = None
     if reg.proposed:
