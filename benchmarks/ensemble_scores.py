@@ -30,7 +30,7 @@ def _splits(workdir: Path) -> dict[str, tuple[np.ndarray, list[str]]]:
     for split in ("val", "test"):
         (folder,) = sorted(Path(workdir, "pipeline-root").glob(f"*/preprocess/{split}_data"))
         manifest = json.loads((folder / "manifest.json").read_text())
-        out[split] = (np.load(folder / "labels.npy"), [s["sha1"] for s in manifest["sources"]])
+        out[split] = (np.load(folder / "labels.npy", allow_pickle=False), [s["sha1"] for s in manifest["sources"]])
     return out
 
 
