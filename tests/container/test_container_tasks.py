@@ -228,10 +228,16 @@ def test_pipeline_tasks_in_the_runtime_image_match_kfp_local(
     # train: deterministic, so the same model bit for bit.
     trained, local_trained = in_image.only("train"), local_run["train"]
     result, local_result = json.loads(trained.parameters["Output"]), json.loads(local_trained["parameters"]["Output"])
-    per_run = {"run_id", "model_uri", "artifact_uri", "seconds", "lineage"}
+    per_run = {"run_id", "model_uri", "artifact_uri", "seconds", "lineage", "subgroups"}
     assert {k: v for k, v in result.items() if k not in per_run} == {
         k: v for k, v in local_result.items() if k not in per_run
     }
+    # The evidence per subgroup: the same report (same bytes, so the same SHA-256), in each run's MLflow run.
+    where = ("uri", "png")
+    assert {k: v for k, v in result["subgroups"].items() if k not in where} == {
+        k: v for k, v in local_result["subgroups"].items() if k not in where
+    }
+    assert result["subgroups"]["uri"] == f"runs:/{result['run_id']}/subgroups.json"
 
     def without_split_uris(lineage: dict) -> dict:  # each run's artifacts live under its own root
         return {

@@ -229,8 +229,15 @@ class Launcher:
                     ups.append(ref["producerTask"])
         return ups
 
-    def _inputs(self, task: dict, scope: dict, done: dict) -> tuple[dict, dict]:
-        """(parameters, artifacts): from the enclosing DAG's inputs, upstream outputs or constants."""
+    def _inputs(self, task: dict, scope: dict, done: dict, run: PipelineRun) -> tuple[dict, dict]:
+        """(parameters, artifacts): from the enclosing DAG's inputs, upstream outputs or constants.
+        A constant that is exactly a run placeholder is the run's value, as the driver resolves it
+        (driver/resolve.go: ``{{$.pipeline_job_name}}`` the display name, ``..._uuid`` the id)."""
+        placeholders = {
+            "{{$.pipeline_job_name}}": run.run_id,  # no display name here: the id stands for it
+            "{{$.pipeline_job_uuid}}": run.run_id,
+            "{{$.pipeline_job_resource_name}}": run.run_id,
+        }
         resolved = {}
         for kind, from_dag, from_task, key in (
             ("parameters", "componentInputParameter", "taskOutputParameter", "outputParameterKey"),
@@ -244,14 +251,17 @@ class Launcher:
                     ref = spec[from_task]
                     resolved[kind][name] = done[ref["producerTask"]][kind][ref[key]]
                 elif kind == "parameters" and "runtimeValue" in spec:
-                    resolved[kind][name] = pb_value(spec["runtimeValue"]["constant"])
+                    constant = spec["runtimeValue"]["constant"]
+                    resolved[kind][name] = pb_value(
+                        placeholders.get(constant, constant) if isinstance(constant, str) else constant
+                    )
                 else:
                     raise NotImplementedError(f"input {name}: {spec}")
         return resolved["parameters"], resolved["artifacts"]
 
     def _run_task(self, name: str, task: dict, scope: dict, done: dict, run: PipelineRun) -> dict:
         component = self.spec["components"][task["componentRef"]["name"]]
-        params, arts = self._inputs(task, scope, done)
+        params, arts = self._inputs(task, scope, done, run)
         if "dag" not in component:
             return self._launch(name, component, params, arts, run)
         iterator = task.get("parameterIterator")
