@@ -344,7 +344,7 @@ def test_the_train_summary_carries_the_subgroups_only_when_there_are_some():
 
 
 class Split:
-    """What the evidence reads of a preprocessed split (SplitArrays): length, labels, gather, manifest."""
+    """What the evidence reads of a preprocessed split (SplitArrays): length, labels, batches, manifest."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray):
         self.images, self.labels = images, labels
@@ -353,8 +353,9 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def gather(self, indices: np.ndarray) -> np.ndarray:
-        return self.images[indices]
+    def batches(self, size: int):
+        for start in range(0, len(self.labels), size):
+            yield self.images[start : start + size]
 
 
 def test_a_failure_in_the_evidence_is_recorded_not_raised(monkeypatch):

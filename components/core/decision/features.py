@@ -82,7 +82,5 @@ def imagenet_features(images: np.ndarray) -> np.ndarray:
 def split_features(split, batch: int = 256) -> np.ndarray:
     """Features of every image of a preprocessed split (dataset.SplitArrays), in order, reading
     the memory-mapped shards a batch at a time."""
-    rows = [
-        imagenet_features(split.gather(np.arange(i, min(i + batch, len(split))))) for i in range(0, len(split), batch)
-    ]
+    rows = [imagenet_features(pixels) for pixels in split.batches(batch)]
     return np.concatenate(rows) if rows else np.zeros((0, dimensions()), np.float32)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+# ITU-R BT.601 luma weights of R, G, B: an image's grey level (also evaluation/subgroups.py's brightness)
+LUMA = (0.299, 0.587, 0.114)
 MIN_SIDE = 32  # px: below this there is no lesion structure left to judge (dermoscopy is hundreds of px)
 BLANK_STD = 3.0  # luminance standard deviation (0-255): a flat frame, a lens cap, a blank scan
 NO_COLOUR = 5.0  # mean of max(R,G,B) - min(R,G,B): greyscale (an X-ray, a scan of text)
@@ -33,7 +35,7 @@ def image_problems(pixels: np.ndarray, original_size: tuple[int, int] | None = N
     if original_size is not None and min(original_size) < MIN_SIDE:
         problems.append("too_small")
     rgb = pixels.astype(np.float32)
-    luminance = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    luminance = rgb @ np.array(LUMA, np.float32)
     if luminance.std() < BLANK_STD:
         problems.append("blank")
     if float((rgb.max(-1) - rgb.min(-1)).mean()) < NO_COLOUR:

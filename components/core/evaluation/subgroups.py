@@ -20,10 +20,12 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+from components.core.decision.image_checks import LUMA
 
 # Bootstrap resamples in production. Fairlearn's bootstrap is pandas work per resample: about 25 ms
 # per resample and attribute at 600 images on 2 cores (2026-12-08), so 100 keeps the train step's
@@ -178,17 +180,11 @@ class Measures:
     grey: np.ndarray
 
 
-def split_batches(split, size: int = BATCH) -> Iterator[np.ndarray]:
-    """A preprocessed split's pixels, ``size`` images at a time (a SplitArrays; memory stays at one batch)."""
-    for start in range(0, len(split), size):
-        yield split.gather(np.arange(start, min(start + size, len(split))))
-
-
 def measure(pixels_batches: Iterable[np.ndarray]) -> Measures:
     """ITA and mean grey level (ITU-R BT.601 luma) of every image of ``pixels_batches`` ((n, H, W, 3) uint8)."""
     angles: list[float] = []
     grey: list[float] = []
-    luma = np.array([0.299, 0.587, 0.114])
+    luma = np.array(LUMA)
     for batch in pixels_batches:
         for pixels in batch:
             angles.append(ita(*skin_lab(pixels)))

@@ -120,10 +120,7 @@ class Reference:
         the served model's p, the ImageNet features, the policy's decisions): the same numbers
         :meth:`from_split` gets by scoring the split again."""
         axes = InputAxes.fit(policy.scope.reference)
-        statistics = [
-            image_statistics(split.gather(np.arange(i, min(i + batch, len(split)))))
-            for i in range(0, len(split), batch)
-        ]
+        statistics = [image_statistics(pixels) for pixels in split.batches(batch)]
         inputs = np.concatenate([np.concatenate(statistics), axes.project(features)], axis=1)
         labels = [CLASSES[int(pi >= policy.threshold)] for pi in p]
         return cls(
@@ -151,8 +148,7 @@ class Reference:
                 return cls.from_split(predictor, tmp, axes, batch)
         split = SplitArrays(split_path)
         inputs, labels, p, decisions, reasons = [], [], [], [], []
-        for start in range(0, len(split), batch):
-            pixels = split.gather(np.arange(start, min(start + batch, len(split))))
+        for pixels in split.batches(batch):
             features = predictor.imagenet_features(pixels)
             out = predictor.predict_pixels(pixels, imagenet=features)
             inputs.append(axes.inputs(pixels, features))

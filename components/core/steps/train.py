@@ -131,7 +131,7 @@ def subgroup_evidence(result, test, run_id: str) -> dict:
 
     try:
         started = time.perf_counter()
-        attributes = subgroups.image_attributes(subgroups.split_batches(test), test.manifest.get("sources", []))
+        attributes = subgroups.image_attributes(test.batches(subgroups.BATCH), test.manifest.get("sources", []))
         report = subgroups.subgroup_report(
             test.labels, result.test_scores, result.threshold, result.test_referred, attributes, subgroups.N_BOOT
         )

@@ -259,6 +259,11 @@ class SplitArrays:
             out[pos] = self.shards[s][i - self._offsets[s]]
         return out
 
+    def batches(self, size: int):
+        """The images in order, ``size`` at a time (uint8 arrays): memory stays at one batch."""
+        for start in range(0, len(self), size):
+            yield self.gather(np.arange(start, min(start + size, len(self))))
+
     def images(self) -> np.ndarray:
         if len(self.shards) == 1:
             return np.asarray(self.shards[0])
