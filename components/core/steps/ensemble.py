@@ -59,6 +59,7 @@ def beats(option: dict, single: TrainSummary) -> bool:
 
 def consider(
     parsed: list[TrainSummary],
+    stored: dict,
     val,
     test,
     experiment_id: str,
@@ -67,13 +68,13 @@ def consider(
 ) -> TrainSummary | None:
     """The ensemble candidate of this run's models, built and logged when it beats the best single
     model on validation; None otherwise (the reason is logged). ``artifact_path``/``artifact_uri``:
-    where its Model artifact (model.keras + model.json + policy) goes, for serving."""
-    from components.core.registry import tracking
+    where its Model artifact (model.keras + model.json + policy) goes, for serving. ``stored``: each
+    model's stored scores by run id (tracking.load_scores; None where a run has none)."""
     from components.core.registry.selection import rank_key
 
     ranked, scores = [], []
     for r in sorted(parsed, key=rank_key):
-        s = tracking.load_scores(r.run_id)
+        s = stored.get(r.run_id)
         if r.decision and s and len(s["val"]) == len(val) and len(s["test"]) == len(test):
             ranked.append(r)
             scores.append(s)

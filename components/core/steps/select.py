@@ -50,7 +50,9 @@ def run_select_and_register(
     val, test = open_splits(val_path, test_path)
     from components.core.steps import ensemble
 
-    candidate = ensemble.consider(parsed, val, test, experiment_id, ensemble_path, ensemble_uri)
+    # Each model's stored scores, read once: the ensemble candidate and the comparison figures use them.
+    stored = {r.run_id: tracking.load_scores(r.run_id) for r in parsed}
+    candidate = ensemble.consider(parsed, stored, val, test, experiment_id, ensemble_path, ensemble_uri)
     if candidate is not None:
         parsed.append(candidate)
     elif ensemble_path:  # the output exists either way: KFP uploads what the path holds
@@ -83,7 +85,7 @@ def run_select_and_register(
     markdown = promotion_report.summary_markdown(parsed, winner, reg)
     if pending:
         markdown += "\n\n" + pending["next"]
-    card, page, problem = selection_report(parsed, winner, reg, val, test)
+    card, page, problem = selection_report(parsed, winner, reg, val, test, stored)
     if problem:
         markdown += (
             f"\n\nThe model card is in MLflow but not beside the Model artifact ({problem}); "
@@ -144,7 +146,7 @@ def propose(winner, reg, data_fingerprint: str, submitted_by: str, kfp_run_name:
     }
 
 
-def selection_report(parsed: list, winner, reg, val, test) -> tuple[str, str, str | None]:
+def selection_report(parsed: list, winner, reg, val, test, stored: dict | None = None) -> tuple[str, str, str | None]:
     """What the selection step shows, kept with the registered version: the comparison figures
     (MLflow ``selection/``), the model card (MLflow ``model_card.md`` and beside the Model
     artifact) and the dashboard page (MLflow ``selection/dashboard.html``).
@@ -154,7 +156,7 @@ def selection_report(parsed: list, winner, reg, val, test) -> tuple[str, str, st
     from components.core.registry import tracking
     from components.core.reporting import model_card
 
-    by_split, missing = _comparison_pngs(parsed, winner, val, test)
+    by_split, missing = _comparison_pngs(parsed, winner, val, test, stored or {})
     pngs = {f"compare_{split}.png": png for split, png in by_split.items()}
     selection_figures = tracking.log_pngs(pngs, "selection", run_id=winner.run_id) if pngs else []
     from mlflow import MlflowClient
@@ -189,7 +191,7 @@ def _subgroups_png(winner) -> bytes | None:
         return None
 
 
-def _comparison_pngs(parsed: list, winner, val, test) -> tuple[dict[str, bytes], list[str]]:
+def _comparison_pngs(parsed: list, winner, val, test, stored: dict) -> tuple[dict[str, bytes], list[str]]:
     """Every model's curves on validation and on test (PNG by split), from the scores each
     training run kept in MLflow; and the models without scores (an older run). A drawing failure leaves the
     registration standing: it is logged and the page says so."""
@@ -205,7 +207,7 @@ def _comparison_pngs(parsed: list, winner, val, test) -> tuple[dict[str, bytes],
         from components.core.evaluation import figures
 
         for r in parsed:
-            scores = tracking.load_scores(r.run_id)
+            scores = stored[r.run_id] if r.run_id in stored else tracking.load_scores(r.run_id)
             if not scores or len(scores["val"]) != len(val) or len(scores["test"]) != len(test):
                 missing.append(f"{r.name} (its MLflow run kept no scores for these images)")
                 continue
