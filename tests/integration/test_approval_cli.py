@@ -10,38 +10,15 @@ restores the previous champion, and `history` shows that too.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from components.core.registry import approval, tracking
+from tests.support.cli import TINY, run_cli
 from tests.support.probe_data import log_model_run
 from tests.support.reliability_support import probe_model
-
-ROOT = Path(__file__).resolve().parents[2]
-TINY = [
-    {
-        "family": "basic",
-        "name": "tiny",
-        "width": 4,
-        "augment": False,
-        "early_stopping_patience": 0,
-        "extra": {"blocks": 1},
-    }
-]
-
-
-def cli(*args: str, server: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """`skin-cancer ARGS` in a fresh process (the main job: it runs kfp.local)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("KFP_RUN_ID",)}
-    env["MLFLOW_TRACKING_URI"] = server
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
 
 
 @pytest.fixture
@@ -68,7 +45,9 @@ def proposed(demo_raw, mlflow_server, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
     args = ["run", "--require-approval", "--data", str(demo_raw), "--workdir", str(work), "--model-name", name]
     args += ["--models", json.dumps(TINY), "--image-size", "32", "--epochs", "2", "--batch-size", "16"]
-    done = cli(*args, "--val-fraction", "0.25", "--experiment", "approval-cli", server=mlflow_server)
+    done = run_cli(
+        *args, "--val-fraction", "0.25", "--experiment", "approval-cli", env={"MLFLOW_TRACKING_URI": mlflow_server}
+    )
     console = done.stdout + done.stderr
     assert done.returncode == 0, console[-4000:]
     return name, console, work

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 
 from components.core.modeling import progress
 from pipelines import console as con
+from tests.support.cli import TINY, run_cli
 
 # What must never reach the console of a healthy run.
 ALARMING = re.compile(r"error|warning|traceback|E0000|W0000|cuInit|executor_input|parameterValues", re.IGNORECASE)
@@ -302,24 +302,6 @@ def test_serve_startup_line_is_plain():
 
 
 # --- `skin-cancer run` end to end ---------------------------------------------------------------
-
-TINY = [
-    {
-        "family": "basic",
-        "name": "tiny",
-        "width": 4,
-        "augment": False,
-        "early_stopping_patience": 0,
-        "extra": {"blocks": 1},
-    }
-]
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "KFP_RUN_ID")}
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
 
 
 def test_run_console_is_for_a_person(demo_raw, tmp_path):
