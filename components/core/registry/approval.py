@@ -307,7 +307,7 @@ def approve(
         except MlflowException as err:
             _undo_status(client, name, version, status)
             raise _refused(err, name, by, "approve a version of") from None
-        _drop_challenger(client, name, version)
+        drop_challenger(client, name, version)
         return record(
             client,
             name,
@@ -321,10 +321,10 @@ def approve(
         )
 
 
-def _drop_challenger(client, name: str, version: str) -> None:
-    """``@challenger`` off ``version``, if the user may: deleting an alias needs MANAGE in MLflow's
-    basic-auth app, more than an approver's EDIT. Left in place it is harmless (the status says
-    what the version is); the next proposal moves it."""
+def drop_challenger(client, name: str, version: str) -> None:
+    """``@challenger`` off ``version``, which just became champion, if the user may: deleting an
+    alias needs MANAGE in MLflow's basic-auth app, more than an approver's EDIT. Left in place it is
+    harmless (the status says what the version is); the next proposal moves it."""
     from mlflow.exceptions import MlflowException
 
     try:

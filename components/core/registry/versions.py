@@ -215,12 +215,7 @@ def register_winner(
                 from_version=None if champion is None else str(champion.version),
             )
         if promote:
-            # The old challenger pointer would name a model older than the champion: drop it.
-            try:
-                if client.get_model_version_by_alias(name, CHALLENGER).version == version.version:
-                    client.delete_registered_model_alias(name, CHALLENGER)
-            except mlflow.exceptions.MlflowException:
-                pass
+            approval.drop_challenger(client, name, str(version.version))
         champion_now = current_champion(client, name)
     return Registration(
         name=name,
