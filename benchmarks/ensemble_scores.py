@@ -59,8 +59,10 @@ def evaluate(val_labels, p_val, test_labels, p_test, min_sensitivity: float, lev
     benign_in, malignant_in = p_test <= sets["benign_max_p"], p_test >= sets["malignant_min_p"]
     decided = np.where(label == 1, malignant_in & ~benign_in, benign_in & ~malignant_in)
     right = (label == test_labels) & decided
+    val = classification_metrics(val_labels, p_val, threshold)
     return {
-        "val_auc": classification_metrics(val_labels, p_val, threshold)["auc"],
+        "val_accuracy": val["accuracy"],  # what selection ranks by (registry/selection.py)
+        "val_auc": val["auc"],
         "test_auc": test["auc"],
         "test_accuracy": test["accuracy"],
         "test_brier": test["brier"],
@@ -88,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     (val_labels, _), (test_labels, _) = splits[0]["val"], splits[0]["test"]
     models = [_scores(w, args.model_name) for w in args.run]
     rows = {}
-    for name, scores, min_sens in models:
+    for workdir, (name, scores, min_sens) in zip(args.run, models):
         p_val, p_test = np.asarray(scores["val"]), np.asarray(scores["test"])
-        rows[name] = evaluate(val_labels, p_val, test_labels, p_test, min_sens, args.level)
+        rows[f"{name} ({workdir.name})"] = evaluate(val_labels, p_val, test_labels, p_test, min_sens, args.level)
     if len(models) > 1:
         p_val = np.mean([s["val"] for _, s, _ in models], axis=0)
         p_test = np.mean([s["test"] for _, s, _ in models], axis=0)

@@ -178,6 +178,27 @@ def in_session(args: argparse.Namespace, name: str, job) -> int:
         return job(args, workdir, session)
 
 
+RUN_FLAGS = (
+    "models",
+    "image_size",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "refer_coverage",
+    "seed",
+    "val_fraction",
+    "max_bad_fraction",
+    "allow_leakage",
+)
+
+
+def training_parameters(args: argparse.Namespace) -> dict:
+    """The pipeline parameters ``run`` sets: the preset's (every key the pipeline takes, so all of
+    it reaches the run), then each flag that was given."""
+    preset = {k: v for k, v in PRESETS[args.preset].items() if k in RUN_FLAGS}
+    return {**preset, **{k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     return in_session(args, "run", _run)
 
@@ -225,21 +246,8 @@ def _run(args: argparse.Namespace, workdir: Path, session) -> int:
         "experiment_name": args.experiment,
         "registered_model_name": args.model_name,
         "submitted_by": submitter(),
+        **training_parameters(args),
     }
-    for key in (
-        "models",
-        "image_size",
-        "epochs",
-        "batch_size",
-        "learning_rate",
-        "refer_coverage",
-        "seed",
-        "val_fraction",
-        "max_bad_fraction",
-        "allow_leakage",
-    ):
-        if getattr(args, key) is not None:
-            params[key] = getattr(args, key)
     started = time.perf_counter()
     try:
         task = pipeline(**params)
@@ -397,6 +405,12 @@ def register(sub) -> None:
     t.set_defaults(func=cmd_train)
     r = sub.add_parser("run", help="run the whole pipeline locally under kfp.local (the main job)")
     r.add_argument("--data", help="raw data URI; default: SYNTHETIC demo data")
+    r.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="local-cpu",
+        help="training parameters (pipelines/presets.py); --models, --epochs, ... override them",
+    )
     r.add_argument("--models", type=_models_arg, help="comma-separated families or a JSON list of configs")
     r.add_argument("--image-size", type=int)
     r.add_argument("--epochs", type=int)

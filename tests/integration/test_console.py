@@ -364,3 +364,18 @@ def test_run_with_a_failing_task_shows_the_error_and_the_log(tmp_path):
     assert "| " in console and "DataError" in console  # the task's own last lines
     log = Path(re.search(r"^the whole log: (\S+)$", console, re.M).group(1))
     assert log.is_file() and "Executing task" in log.read_text()
+
+
+def test_run_takes_its_training_parameters_from_the_preset_and_the_flags_win():
+    from pipelines.cli import build_parser
+    from pipelines.commands.local_jobs import training_parameters
+    from pipelines.presets import LOCAL_CPU, LOCAL_CPU_ENSEMBLE
+
+    parser = build_parser()
+    plain = training_parameters(parser.parse_args(["run"]))
+    assert plain == {k: LOCAL_CPU[k] for k in ("models", "image_size", "epochs", "batch_size", "learning_rate")}
+    ensemble = training_parameters(parser.parse_args(["run", "--preset", "local-cpu-ensemble", "--epochs", "3"]))
+    assert ensemble["models"] == LOCAL_CPU_ENSEMBLE["models"] and len(ensemble["models"]) == 3
+    assert ensemble["epochs"] == 3  # the flag, not the preset's 6
+    tiny = training_parameters(parser.parse_args(["run", "--preset", "local-cpu-ensemble", "--models", "basic"]))
+    assert tiny["models"] == [{"family": "basic"}]
