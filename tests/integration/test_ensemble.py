@@ -2,19 +2,22 @@
 (tests/support/probe_data.py): A reads the red channel, B the green one, and each is unsure
 (p near 0.5, on the wrong side) exactly where the other is sure. Alone each gets 3 of 4 image
 kinds right at any threshold; their mean separates all four. So the ensemble wins on validation,
-is built, registered, loaded by the predictor (from the registry and from its Model artifact) and
-explained by Grad-CAM, with the same decisions as the model built in this process.
+is built, registered, loaded by the predictor (from the registry and from its Model artifact),
+served from the registry by `skin-cancer serve` (V2 inference, /predict, /explain, the model card)
+and explained by Grad-CAM, with the same scores and decisions as the model built in this process.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import numpy as np
 import pytest
 
 from components.core.registry import tracking
-from tests.support.probe_data import log_model_run, uniform, write_split
+from components.core.settings import CLASSES
+from tests.support.probe_data import log_model_run, write_split
 
 # (R, G) per image kind, and its label: A = sigmoid(-20 R/255 + 10), B the same on G.
 KINDS = {
@@ -23,14 +26,32 @@ KINDS = {
     "benign, A unsure": ((125, 240), 0),  # A 0.55 (wrong side), B 0.00
     "benign, B unsure": ((240, 125), 0),  # A 0.00, B 0.55
 }
-PER_KIND = 8
+PER_KIND = 10  # 20 per class: the fewest for which 95 % conformal sets can hold one class (19)
+SIZE = 32  # px: the server refers a file under 32 px as too small to judge
 
 
-def probe_images(offset: int) -> list[tuple[str, np.ndarray, int]]:
+def probe_image(r: int, g: int, seed: int) -> np.ndarray:
+    """Red ``r`` and green ``g`` throughout; in blue, the channel neither model reads, noise of
+    its own per image (``seed``), so no image is a flat frame (referred as blank) and the
+    out-of-scope limit, set on validation images, spans how images of one kind differ."""
+    pixels = np.empty((SIZE, SIZE, 3), np.uint8)
+    pixels[..., 0], pixels[..., 1] = r, g
+    pixels[..., 2] = np.random.default_rng(seed).integers(60, 200, (SIZE, SIZE))
+    return pixels
+
+
+def probe_images(offset: int, lean: int = 0) -> list[tuple[str, np.ndarray, int]]:
+    """``PER_KIND`` images of each kind. ``lean``: levels the unsure member's channel moves
+    toward the right side. The threshold, chosen on validation, is exactly one kind's score (and
+    so are the conformal sets' limits): an image of that kind would be decided by the last bit
+    of a float, which one forward pass may give and another not."""
     out = []
     for k, ((r, g), label) in enumerate(KINDS.values()):
+        rg = [r, g]
+        unsure = 0 if abs(r - 128) < abs(g - 128) else 1
+        rg[unsure] += -lean if label else lean  # a member's p falls as its channel rises
         for i in range(PER_KIND):
-            out.append((f"k{k}-{i}", uniform((r, g, 128), size=16, tag=(2, offset + 8 * k + i)), label))
+            out.append((f"k{k}-{i}", probe_image(*rg, offset + PER_KIND * k + i), label))
     return out
 
 
@@ -39,7 +60,10 @@ def splits(tmp_path_factory):
     from components.core.data.dataset import SplitArrays
 
     root = tmp_path_factory.mktemp("ensemble-probe")
-    paths = {split: write_split(root, split, probe_images(40 * n)) for n, split in enumerate(("train", "val", "test"))}
+    paths = {
+        split: write_split(root, split, probe_images(len(KINDS) * PER_KIND * n))
+        for n, split in enumerate(("train", "val", "test"))
+    }
     return paths, {split: SplitArrays(path) for split, path in paths.items()}
 
 
@@ -75,7 +99,7 @@ def member(reads: int, experiment: str, splits: dict):
     train, val, test = splits["train"], splits["val"], splits["test"]
     p_val, p_test = predict_proba(model, val), predict_proba(model, test)
     threshold = choose_threshold(val.labels, p_val, 0.85)
-    summary = log_model_run(model, experiment, f"probe-{'RG'[reads]}", image_size=16, threshold=threshold)
+    summary = log_model_run(model, experiment, f"probe-{'RG'[reads]}", image_size=SIZE, threshold=threshold)
     policy = DecisionPolicy.fit(threshold, val.labels, p_val, split_features(train), split_features(val), 0.9, 0.02)
     with mlflow.start_run(run_id=summary.run_id):
         tracking.log_policy_files(policy)
@@ -88,8 +112,6 @@ def member(reads: int, experiment: str, splits: dict):
 
 
 def test_an_average_that_wins_is_registered_served_and_explained(mlflow_server, splits, tmp_path, monkeypatch):
-    import json
-
     from components.core.data.images import decode_image
     from components.core.inference import gradcam
     from components.core.inference.predictor import Predictor
@@ -127,12 +149,21 @@ def test_an_average_that_wins_is_registered_served_and_explained(mlflow_server, 
     registered = Predictor.load(f"models:/{name}/1")
     from_artifact = Predictor.load(str(tmp_path / "ensemble"))
     assert [m.name for m in members_of(registered.model)] == ["member_0_reads1", "member_1_reads0"]
-    images = [pixels for _, pixels, _ in probe_images(200)]
-    pixels = np.stack([decode_image(_png(x), 16) for x in images])
+    served = probe_images(200, lean=2)
+    blobs = [_png(x) for _, x, _ in served]
+    pixels = np.stack([decode_image(b, SIZE) for b in blobs])
     # In this process: the members' own scores averaged, decided by the registered policy.
     expected_p = (np.asarray(reader(0)(pixels)).reshape(-1) + np.asarray(reader(1)(pixels)).reshape(-1)) / 2
-    expected = [d.to_dict() for d in registered.policy.decide_images(pixels, expected_p)]
-    labels = [label for _, _, label in probe_images(200)]
+    sizes = [(SIZE, SIZE)] * len(pixels)  # the files' own sizes, as the server reads them
+    expected = [d.to_dict() for d in registered.policy.decide_images(pixels, expected_p, sizes)]
+    labels = [label for _, _, label in served]
+    # Each decided as its kind, or referred as unlike the training images (the scope limit lets
+    # about 2 % of images like the validation ones through: here 1 of 40, score 1.6, the next 0.94).
+    assert all(
+        (d["decision"], d["refer_reason"]) in ((CLASSES[y], None), ("refer", "out_of_scope"))
+        for d, y in zip(expected, labels)
+    )
+    assert sorted(d["decision"] for d in expected) == ["benign"] * 19 + ["malignant"] * 20 + ["refer"]
     for predictor in (registered, from_artifact):
         results = predictor.predict_pixels(pixels)
         np.testing.assert_allclose([r["p_malignant"] for r in results], expected_p, atol=1e-5)
@@ -145,6 +176,69 @@ def test_an_average_that_wins_is_registered_served_and_explained(mlflow_server, 
     assert heat.ndim == 2 and 0.0 <= heat.min() and heat.max() <= 1.0
     assert p == pytest.approx(expected_p[0], abs=1e-5)
     assert explainer.target.name == "member_0_reads1/identity + member_1_reads0/identity"
+
+    _check_served(f"models:/{name}/1", mlflow_server, tmp_path / "server.log", registered, blobs, expected_p, expected)
+
+
+def _check_served(model_uri, mlflow_uri, log, registered, blobs, expected_p, expected):
+    """`skin-cancer serve` (KServe's model server, in its own process) on the registered version:
+    its metadata, V2 inference, /predict, /explain and the model card answer what the ensemble
+    gives in this process; a flat grey frame is referred as out of scope by both."""
+    import requests
+
+    from components.core.deploy import smoke
+    from tests.support.serving_helpers import Server, outputs, post_file, v2_bytes
+
+    grey = smoke.out_of_scope_probe()
+    refused = registered.predict_bytes(grey)
+    assert (refused["decision"], refused["refer_reason"]) == ("refer", "out_of_scope")
+    blobs = [*blobs, grey]
+    expected_p = [*map(float, expected_p), refused["p_malignant"]]
+    pairs = [(d["decision"], d["refer_reason"]) for d in [*expected, refused]]
+    name, version = registered.model_name, registered.model_version
+
+    srv = Server(
+        ["--model-uri", model_uri, "--max-batch", str(len(blobs))], log, env={"MLFLOW_TRACKING_URI": mlflow_uri}
+    )
+    try:
+        meta = requests.get(f"{srv.url}/v2/models/{name}", timeout=30).json()
+        assert meta["versions"] == [version] and meta["parameters"]["image_size"] == SIZE
+        assert meta["parameters"]["threshold"] == pytest.approx(registered.threshold)
+        assert meta["parameters"]["decision_policy"] == json.loads(json.dumps(registered.policy.summary()))
+
+        # V2: every image in one request (one batched forward pass through both members).
+        r = requests.post(f"{srv.url}/v2/models/{name}/infer", json=v2_bytes(*blobs, id="ensemble"), timeout=60)
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert (answer["id"], answer["model_name"], answer["model_version"]) == ("ensemble", name, version)
+        out = outputs(answer)
+        np.testing.assert_allclose(out["p_malignant"]["data"], expected_p, atol=1e-5)
+        assert list(zip(out["decision"]["data"], out["refer_reason"]["data"])) == [(d, r or "") for d, r in pairs]
+
+        # /predict: the upload route the page uses, one image a request.
+        bodies = []
+        for i, blob in enumerate(blobs):
+            u = post_file(srv.url, blob, filename=f"{i}.png", content_type="image/png")
+            assert u.status_code == 200, u.text
+            bodies.append(u.json())
+        np.testing.assert_allclose([b["p_malignant"] for b in bodies], expected_p, atol=1e-5)
+        assert [(b["decision"], b["refer_reason"]) for b in bodies] == pairs
+        assert {(b["model_name"], b["model_version"]) for b in bodies} == {(name, version)}
+
+        # /explain: Grad-CAM over both members' feature maps; none for the out-of-scope frame.
+        for i in (0, len(blobs) - 2):  # a malignant and a benign image
+            r = post_file(srv.url, blobs[i], filename="lesion.png", content_type="image/png", path="/explain")
+            assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+            assert r.headers["x-grad-cam-layer"] == "member_0_reads1/identity + member_1_reads0/identity"
+            assert float(r.headers["x-p-malignant"]) == pytest.approx(expected_p[i], abs=1e-5)
+            assert (r.headers["x-decision"], r.headers["x-refer-reason"]) == (pairs[i][0], "")
+        r = post_file(srv.url, grey, filename="grey.png", content_type="image/png", path="/explain")
+        assert r.status_code == 422 and "does not look like a dermoscopic image" in r.json()["error"]
+
+        card = requests.get(f"{srv.url}/model-card.md", timeout=30)
+        assert card.status_code == 200 and "Ensemble: the mean" in card.text
+    finally:
+        srv.stop()
 
 
 def _png(pixels: np.ndarray) -> bytes:
