@@ -25,8 +25,10 @@ Every server is started first and all stay up; each row is measured in ``ROUNDS`
 ``--requests`` requests, the servers taking turns, so that a slow minute of a shared machine falls on all of them alike (run
 back to back, one server after the other, single-client p50s of the same server differed by up to
 15 % here). Each block starts with one uncounted warm-up request per client. The JPEGs are the
-real images (cycled). Writes ``serving.json`` and ``serving.md`` to ``--out``; prints the
-markdown.
+real images (cycled). After the rows, the server this run started gets one request of the
+most images one request may hold (the server's ``--max-batch``, default 32), and its peak resident memory
+(VmHWM) is reported against the InferenceService's memory limit (issue 32). Writes
+``serving.json`` and ``serving.md`` to ``--out``; prints the markdown.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from tests.support.processes import free_port, start, stop
 
 TARGET_RATIO = 0.85  # server images/s with 16 clients over the raw batched pass's (issue 25)
 TARGET_P50 = 1.10  # a single client's p50 over the server's before issue 25 (--baseline-tree)
+TARGET_MEMORY = 0.8  # the server's peak resident memory over the InferenceService's limit (issue 32)
 WARM_UP = 1  # requests per client before each block's clock starts
 ROUNDS = 2  # blocks of --requests per row, the servers taking turns (a shared machine drifts by 10-20 %)
 
@@ -59,6 +62,10 @@ def load_images(data: Path, count: int) -> list[bytes]:
 
 def _raw_child(model_uri: str, data: str, count: int, batch: int) -> dict:
     """The raw batched pass, in this process (started fresh by :func:`measure_raw`)."""
+    from components.core.inference.runtime import SERVING_INTER_OP_THREADS, bound_model_memory
+
+    bound_model_memory(SERVING_INTER_OP_THREADS)  # as `skin-cancer serve` does, first thing
+
     import numpy as np
 
     from components.core.data.images import decode_image, original_size
@@ -208,6 +215,55 @@ def summarise(mode: str, protocol: str, clients: int, blocks: list[dict]) -> dic
     }
 
 
+def largest_request(url: str, model: str, blobs: list[bytes], images: int) -> None:
+    """One V2 request of ``images`` JPEGs (the most one request may hold): the server's largest
+    forward pass."""
+    import numpy as np
+    import tritonclient.http as tc
+
+    client = tc.InferenceServerClient(url.removeprefix("http://"), network_timeout=600.0, connection_timeout=600.0)
+    chunk = [blobs[i % len(blobs)] for i in range(images)]
+    inp = tc.InferInput("image", [len(chunk)], "BYTES")
+    inp.set_data_from_numpy(np.array(chunk, dtype=object))
+    decisions = client.infer(model, [inp]).as_numpy("decision")
+    if decisions is None or len(decisions) != len(chunk):
+        raise RuntimeError(f"a request of {len(chunk)} images did not get {len(chunk)} decisions")
+
+
+def max_request_images(server_args: list[str]) -> int:
+    """The most images one request may hold: the server's ``--max-batch`` when passed, else its default."""
+    from components.core.serving.config import DEFAULT_MAX_BATCH
+
+    args = list(server_args)
+    for i, arg in enumerate(args):
+        if arg == "--max-batch" and i + 1 < len(args):
+            return int(args[i + 1])
+        if arg.startswith("--max-batch="):
+            return int(arg.split("=", 1)[1])
+    return DEFAULT_MAX_BATCH
+
+
+def server_memory(proc, url: str, model: str, blobs: list[bytes], images: int) -> dict:
+    """The server's peak resident memory (VmHWM) after the rows, then after one request of
+    ``images`` images, against the InferenceService's memory limit."""
+    from benchmarks.memory import proc_status
+    from benchmarks.scoring import quantity_mb
+    from components.core.deploy.inference_service import build_inference_service
+
+    after_rows = proc_status(proc.pid).get("VmHWM", float("nan"))
+    largest_request(url, model, blobs, images)
+    peak = proc_status(proc.pid).get("VmHWM", float("nan"))
+    isvc = build_inference_service("bench", "bench", "image", "s3://bucket/model", "model", "1")
+    limit = isvc["spec"]["predictor"]["containers"][0]["resources"]["limits"]["memory"]
+    return {
+        "peak_rss_mb_after_rows": round(after_rows, 1),
+        "largest_request_images": images,
+        "peak_rss_mb": round(peak, 1),
+        "memory_limit": limit,
+        "peak_over_limit": round(peak / quantity_mb(limit), 3),
+    }
+
+
 def served_model_name(url: str) -> str:
     """The model the server at ``url`` serves: KServe's model list (``GET /v2/models``), else the
     ``model`` field that the server before issue 25 put in its server metadata."""
@@ -273,6 +329,7 @@ def run_benchmark(
     log(json.dumps(raws[0]))
     blobs = load_images(data, requests)
     results = []
+    memory = None
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-serving-")))
         # (label, protocol, address); the servers are all up and idle while one is measured
@@ -280,6 +337,7 @@ def run_benchmark(
         if baseline_tree is not None:
             old = stack.enter_context(contextlib.closing(_Server(model_uri, tmp / "baseline.log", tree=baseline_tree)))
             targets.append(("baseline", "http", old.url))
+        new = None
         if url is None:
             new = stack.enter_context(
                 contextlib.closing(_Server(model_uri, tmp / "server.log", server_args=server_args))
@@ -303,6 +361,9 @@ def run_benchmark(
             for (label, protocol), measured in blocks.items():
                 results.append(summarise(label, protocol, c, measured))
                 log(json.dumps(results[-1]))
+        if new is not None:  # a server at --url is another machine's process
+            memory = server_memory(new.proc, url, served_model_name(url), blobs, max_request_images(server_args))
+            log(json.dumps(memory))
     raws.append(measure_raw(model_uri, data, requests, batch))
     log(json.dumps(raws[1]))
     seconds = sum(r["seconds"] for r in raws)
@@ -324,7 +385,12 @@ def run_benchmark(
         "results": results,
         f"ratio_at_{most}_clients": ratios,
         "single_client_p50_ms": single,
-        "targets": {f"ratio_at_{most}_clients": TARGET_RATIO, "single_client_p50_over_baseline": TARGET_P50},
+        "server_memory": memory,
+        "targets": {
+            f"ratio_at_{most}_clients": TARGET_RATIO,
+            "single_client_p50_over_baseline": TARGET_P50,
+            "peak_over_limit": TARGET_MEMORY,
+        },
     }
     if "baseline http" in single and "server http" in single:
         report["single_client_p50_over_baseline"] = round(single["server http"] / single["baseline http"], 3)
@@ -350,6 +416,12 @@ def run_benchmark(
         lines.append(
             f"server http / baseline http, single-client p50: {report['single_client_p50_over_baseline']} "
             f"(target <= {TARGET_P50})"
+        )
+    if memory:
+        lines.append(
+            f"server peak RSS: {memory['peak_rss_mb_after_rows']} MB after the rows, {memory['peak_rss_mb']} MB after "
+            f"one request of {memory['largest_request_images']} images; / the InferenceService's memory limit "
+            f"({memory['memory_limit']}): {memory['peak_over_limit']} (target <= {TARGET_MEMORY})"
         )
     (out / "serving.json").write_text(json.dumps(report, indent=1))
     (out / "serving.md").write_text("\n".join(lines) + "\n")

@@ -50,3 +50,6 @@ def test_serving_benchmark_measures_raw_and_both_protocols(tmp_path):
     assert all(r["images"] == 48 and r["p50_ms"] <= r["p99_ms"] for r in report["results"])  # 2 blocks of 24
     assert set(report["ratio_at_4_clients"]) == {"server http", "server grpc"}
     assert "| server grpc | 4 |" in (out / "serving.md").read_text()
+    memory = report["server_memory"]  # the server's peak after one request of the most images one may hold
+    assert memory["largest_request_images"] == 32 and memory["peak_rss_mb"] >= memory["peak_rss_mb_after_rows"] > 0
+    assert memory["memory_limit"] == "2Gi" and "server peak RSS" in (out / "serving.md").read_text()

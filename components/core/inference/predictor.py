@@ -20,6 +20,13 @@ from components.core.data.images import decode_image, original_size
 from components.core.decision import POLICY_FILES, DecisionPolicy, reason_text
 from components.core.settings import CLASSES
 
+# The most images one call into TensorFlow gets (predict_arrays slices larger batches). With
+# test-time augmentation each image is four flipped views through the network, so a batch of 64
+# is 256 images' activations; the traced graph frees each as soon as it is used, and this bound
+# keeps a large caller batch (the scoring pipeline's batch_size is a run-time parameter) from
+# growing the peak past what the tasks request (issue 32, docs/scoring.md#speed-and-memory).
+FORWARD_BATCH = 64
+
 
 class ModelMetadataError(ValueError):
     """A model lacks what decides a diagnosis (its threshold, its input size): it is refused."""
@@ -51,6 +58,7 @@ class Predictor:
     policy: DecisionPolicy  # benign / malignant / refer (components/core/decision); never absent
     run_id: str = ""  # the MLflow run that trained it, when known (batch scoring reads its evaluation)
     _model: object = field(default=None, repr=False, compare=False)
+    _forward: object = field(default=None, repr=False, compare=False)
 
     @property
     def model(self):
@@ -134,8 +142,21 @@ class Predictor:
                 raise type(err)(str(err).replace(tmp, uri)) from None
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
-        """p(malignant) for a uint8 batch ``(n, h, w, 3)``."""
-        return np.asarray(self.model(images, training=False)).reshape(-1).astype(float)
+        """p(malignant) for a uint8 batch ``(n, h, w, 3)``: the traced forward pass
+        (:func:`compiled_forward`, traced on first use), at most :data:`FORWARD_BATCH` images a call.
+
+        Not the eager Keras call: eagerly, a functional model keeps every layer's output until the
+        call returns, which on the real-data champion (EfficientNet-Lite0 at 192 px, four TTA views)
+        took a batch of 64 from 0.9 GB to 4.7 GB resident; the traced graph peaks at about 1.9 GB
+        with the same probabilities (issue 32)."""
+        images = np.asarray(images)
+        if self._forward is None:
+            self._forward = compiled_forward(self.model)
+        out = [
+            np.asarray(self._forward(np.ascontiguousarray(images[i : i + FORWARD_BATCH], dtype=np.uint8))).reshape(-1)
+            for i in range(0, len(images), FORWARD_BATCH)
+        ]
+        return np.concatenate(out).astype(float) if out else np.zeros(0, float)
 
     def label_for(self, p: float) -> str:
         return CLASSES[int(p >= self.threshold)]
@@ -146,7 +167,7 @@ class Predictor:
         """One result per image of a uint8 batch: ``label`` and ``p_malignant`` (what the threshold
         alone says), and the decision policy's ``decision``, ``refer_reason``, ``prediction_set``,
         ``ood_score`` and ``refer_text`` (what a clinician reads; "" when decided).
-        ``forward``: the model's call to use (the server's traced graph); default the model.
+        ``forward``: the model's call to use (the server's traced graph); default :meth:`predict_arrays`.
         ``imagenet``: the images' ImageNet features at model size (:meth:`imagenet_features`),
         when the caller computed them already."""
         probs = np.asarray(forward(pixels) if forward is not None else self.predict_arrays(pixels))
@@ -195,7 +216,8 @@ class Predictor:
 
 def compiled_forward(model):
     """The model's forward pass as one traced TensorFlow graph, for any batch and image size
-    (``Predictor.predict_pixels(..., forward=)``: the server's and the serving benchmark's).
+    (``Predictor.predict_pixels(..., forward=)``: the server's and the serving benchmark's;
+    :meth:`Predictor.predict_arrays`, batch scoring's and ``predict``'s).
 
     Calling a Keras model eagerly dispatches every op from Python: ~45 ms a call for the small
     test model, against ~1.5 ms for the same graph traced once (same probabilities)."""

@@ -155,7 +155,9 @@ def score_uris(
     (drift.InputAxes.inputs);
     ``known``: hashes already scored (default: read from ``out_uri``); ``data_uri``: keys are
     relative to it. The next batch is read and decoded in a thread while this one's forward
-    passes run (TensorFlow releases the GIL), so the model waits less on the files."""
+    passes run (TensorFlow releases the GIL), so the model waits less on the files; and a
+    batch's decisions and monitoring numbers are worked out in another thread while the next
+    batch's forward passes run (one batch at a time: memory stays that of two batches)."""
     from concurrent.futures import ThreadPoolExecutor
 
     known = set(scored_hashes(out_uri, predictor.model_name, predictor.model_version) if known is None else known)
@@ -198,23 +200,41 @@ def score_uris(
         return failed, pending, skipped
 
     chunks = [uris[start : start + batch] for start in range(0, len(uris), batch)]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-read") as reader:
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-read") as reader,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-decide") as decider,
+    ):
         ahead = reader.submit(prepare, chunks[0]) if chunks else None
+        deciding = None
         for i in range(len(chunks)):
             failed, pending, skipped = ahead.result()
             ahead = reader.submit(prepare, chunks[i + 1]) if i + 1 < len(chunks) else None
             result.rows += failed
             result.already_scored += skipped
             if pending:
-                _score_batch(predictor, pending, inputs)
+                pixels, probs, features = _forward(predictor, pending)
+                if deciding is not None:
+                    deciding.result()  # the previous batch's rows are filled (or its error raised)
+                deciding = decider.submit(_decide, predictor, pending, pixels, probs, features, inputs)
                 result.rows += [row for row, _, _ in pending]
+        if deciding is not None:
+            deciding.result()
     return result
 
 
-def _score_batch(predictor, pending: list, inputs) -> None:
+def _forward(predictor, pending: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both forward passes of a batch: (pixels, p(malignant), ImageNet features)."""
     pixels = np.stack([px for _, px, _ in pending])
     features = predictor.imagenet_features(pixels)
-    outputs = predictor.predict_pixels(pixels, [size for _, _, size in pending], imagenet=features)
+    return pixels, predictor.predict_arrays(pixels), features
+
+
+def _decide(predictor, pending: list, pixels: np.ndarray, probs: np.ndarray, features: np.ndarray, inputs) -> None:
+    """The decision policy and the input-monitoring numbers of a batch whose forward passes ran:
+    fills its rows."""
+    outputs = predictor.predict_pixels(
+        pixels, [size for _, _, size in pending], forward=lambda _: probs, imagenet=features
+    )
     vectors = inputs(pixels, features) if inputs is not None else [None] * len(pending)
     for (row, _, _), out, vector in zip(pending, outputs, vectors):
         row.update(

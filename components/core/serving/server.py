@@ -155,6 +155,11 @@ def serve(
     """Load the model once, then serve V2 (REST on ``port``, gRPC on ``grpc_port``, 0 for none),
     the page and the upload routes until stopped. ``kserve_options``: ``kserve.ModelServer``'s
     own (``max_threads``, ``max_asyncio_workers``, ``enable_latency_logging``, ``access_log_format``)."""
+    from components.core.inference.runtime import SERVING_INTER_OP_THREADS, bound_model_memory
+
+    # before TensorFlow's first op: within the pod's memory limit (issue 32)
+    bound_model_memory(SERVING_INTER_OP_THREADS)
+
     import kserve.model_server
 
     from components.core.inference.predictor import Predictor

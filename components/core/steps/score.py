@@ -29,6 +29,11 @@ def run_score_shard(
     ``predictions/<run_name>-<index>.parquet``. Returns JSON: rows, already_scored, predictions_uri."""
     import json
 
+    from components.core.inference.runtime import SCORING_INTER_OP_THREADS, bound_model_memory
+
+    # before TensorFlow's first op: within the task's memory request (issue 32)
+    bound_model_memory(SCORING_INTER_OP_THREADS)
+
     from components.core.inference.predictor import Predictor
     from components.core.registry import tracking
     from components.core.scoring import run
