@@ -13,8 +13,9 @@ docs/scoring.md#speed-and-memory and docs/serving.md#memory:
 * **inter-op threads**: TensorFlow runs independent ops side by side, one thread per core it
   sees. The classifier's four flipped views (test-time augmentation) are independent, so on a
   big node all four views' activations are live at once: the server, with the thread pools of
-  a 16-core node, peaked at 1.97 GB against its 2 GiB limit; running ops one at a time (each
-  still spread over every core by the intra-op pool) kept it at 1.5 GB.
+  a 16-core node, peaked at 2.0 GB against its 2 GiB limit, and at 1.6 GB with two inter-op
+  threads; batch scoring runs its ops one at a time (each still spread over every core by the
+  intra-op pool).
 
 Only what the environment does not set already: an operator's ``MALLOC_ARENA_MAX`` or
 ``TF_NUM_INTEROP_THREADS`` wins. Linux with glibc only for the arenas (elsewhere nothing changes).
@@ -33,7 +34,7 @@ MALLOC_ARENAS = 2
 # Batch scoring's batches of 64 keep every core busy inside each op: ops side by side add only
 # live activations. A served request is often one image, which one op cannot spread over the
 # cores: two views side by side kept the server's single-client latency (one at a time cost
-# 15-30 % of its images/s on 2 cores), and two is what it ran with on the 2-core machine measured.
+# up to 30 % of its images/s on 2 cores), and two is what it ran with on the 2-core machine measured.
 SCORING_INTER_OP_THREADS = 1
 SERVING_INTER_OP_THREADS = 2
 _M_ARENA_MAX = -8  # glibc's malloc.h
