@@ -23,7 +23,6 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Histogram
 
 from components.core.data.images import BadImage, decode_image, original_size
-from components.core.inference.predictor import compiled_forward
 from components.core.serving.batching import AdaptiveBatcher
 from components.core.serving.config import ServingSettings
 from components.core.serving.inputs import InputError, check_outputs, check_tensor, image_files, pixel_array
@@ -76,18 +75,17 @@ class ServedModel(Model):
         self.batcher = AdaptiveBatcher(
             self._run_batch, settings.max_batch_size, settings.max_latency_ms / 1000, on_batch=self._observe_batch
         )
-        self._forward = None
         self._gradcam = None
 
     # --- KServe's model life cycle ------------------------------------------------------------
 
     def load(self, warm_up: bool = True) -> bool:
-        """Trace the forward pass, and run it once so the first request does not pay for it."""
-        self._forward = compiled_forward(self.predictor.model)
+        """Run the forward pass once (the predictor's traced graph, traced on first use) so the first
+        request does not pay for tracing it."""
         if warm_up:
             size = self.predictor.image_size
             # not through _run_batch: a warm-up is no answer, and the decision counts stay true
-            self.predictor.predict_pixels(np.zeros((1, size, size, 3), np.uint8), [None], forward=self._forward)
+            self.predictor.predict_pixels(np.zeros((1, size, size, 3), np.uint8), [None])
         self.ready = True
         return self.ready
 
@@ -176,7 +174,7 @@ class ServedModel(Model):
 
     def _run_batch(self, pixels: np.ndarray, sizes: list) -> list[dict]:
         """One forward pass and the decision policy (on the model thread)."""
-        results = self.predictor.predict_pixels(pixels, sizes, forward=self._forward)
+        results = self.predictor.predict_pixels(pixels, sizes)
         for r in results:
             DECISIONS.labels(self.name, r["decision"], r["refer_reason"] or "").inc()
         return results
